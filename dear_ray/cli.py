@@ -7,6 +7,7 @@ are lazy so that `dear-ray --help` does not import torch or Ray.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,118 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="one training run on Ray Train (no Tune)")
+    train.add_argument("config", type=Path, help="experiment config YAML")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field by dotted path, e.g. --set optim.lr=0.01 (YAML value)",
+    )
+    train.set_defaults(func=_cmd_train)
+
+    sweep = sub.add_parser("sweep", help="run a sweep YAML with Ray Tune, then aggregate the results")
+    sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. jobs/sweeps/demo.yaml")
+    sweep.add_argument("--dry-run", action="store_true", help="validate and list the trials, run nothing")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    report = sub.add_parser("report", help="re-run the results aggregator of a finished sweep")
+    report.add_argument("sweep", type=Path, help="the sweep YAML the sweep ran from")
+    report.set_defaults(func=_cmd_report)
+
+    evaluate = sub.add_parser("evaluate", help="metrics table and plots from score stores (parquet)")
+    evaluate.add_argument("stores", type=Path, nargs="+", help="score store files or folders of them")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder for tables and plots")
+    evaluate.add_argument("--score", dest="scores", action="append", default=None,
+                          help="uncertainty score(s) to evaluate (default: each method's own)")
+    evaluate.add_argument("--trials", type=_positive_int, default=10, help="subsets per openness point")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the unknown-class subsets")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="the main job: synthetic data, the demo sweep, the results table")
+    demo.add_argument("--data", type=Path, default=Path("data/synth"), help="synthetic data folder")
+    demo.add_argument("--sweep", type=Path, default=Path("jobs/sweeps/demo.yaml"))
+    demo.set_defaults(func=_cmd_demo)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    overrides = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise CliError(f"--set expects FIELD=VALUE, got {item!r}")
+        overrides[field.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dear_ray.config import load_config
+    from dear_ray.train.driver import run_training
+
+    cfg = load_config(args.config, overrides=_parse_overrides(args.overrides))
+    result = run_training(cfg)
+    for key, value in sorted(result.items()):
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dear_ray.tune import expand_trials, format_trials, load_sweep, run_sweep
+
+    spec = load_sweep(args.sweep)
+    if args.dry_run:
+        print(format_trials(expand_trials(spec), spec))
+        return 0
+    result = run_sweep(spec, resume=args.resume)
+    from dear_ray.demo import print_results
+
+    print_results(result)
+    return 1 if result.failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dear_ray.demo import format_table
+    from dear_ray.tracking.aggregate import report_sweep
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+    from dear_ray.tune import load_sweep
+    from dear_ray.tune.runner import experiment_name
+
+    spec = load_sweep(args.sweep)
+    table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
+                         experiment=experiment_name(spec))
+    print(format_table(table))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from dear_ray.demo import format_table
+    from dear_ray.metrics.evaluate import evaluate_stores
+
+    paths = []
+    for path in args.stores:
+        if path.is_dir():
+            paths.extend(sorted(path.rglob("*.parquet")))
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise CliError(f"{path}: no such score store file or folder")
+    if not paths:
+        raise CliError(f"no score stores (*.parquet) under {', '.join(map(str, args.stores))}")
+    table = evaluate_stores(paths, args.out, scores=args.scores, num_trials=args.trials, seed=args.seed)
+    print(format_table(table))
+    print(f"tables and plots written to {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dear_ray.demo import run_demo
+
+    result = run_demo(data_dir=args.data, sweep_file=args.sweep)
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dear-ray",
@@ -81,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
+    _add_run_commands(sub)
     return parser
 
 
@@ -91,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as err:
         print(f"dear-ray: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Configuration, data and tracking errors carry messages that name the file, field or
+        # value at fault: show that line, not a traceback (DEAR_RAY_DEBUG=1 shows it).
+        if os.environ.get("DEAR_RAY_DEBUG"):
+            raise
+        print(f"dear-ray: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
 
 

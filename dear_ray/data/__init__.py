@@ -1,0 +1,64 @@
+"""Video data: annotation lists, decord decoding, MMAction2 frame samplers, clip transforms,
+`VideoDataset` with bad-video handling, and SDN side inputs.
+
+The synthetic data generator lives in `dear_ray.data.synth` and is not imported here.
+"""
+
+from dear_ray.data.annotations import (
+    AnnotationError,
+    VideoRecord,
+    read_annotation_list,
+    read_class_names,
+)
+from dear_ray.data.dataset import (
+    BadSample,
+    BadVideoReport,
+    TooManyBadVideosError,
+    VideoDataset,
+    collate_skip_bad,
+)
+from dear_ray.data.decode import (
+    VideoDecodeError,
+    get_frames,
+    open_video,
+    read_frames,
+    read_sampled_clip,
+)
+from dear_ray.data.sampling import DenseSampleFrames, FrameSampler, SampleFrames, SegmentSampler
+from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_humans
+from dear_ray.data.transforms import (
+    MEAN_RGB,
+    STD_RGB,
+    VideoTransform,
+    build_test_transform,
+    build_train_transform,
+)
+
+__all__ = [
+    "AnnotationError",
+    "BadSample",
+    "BadVideoReport",
+    "DenseSampleFrames",
+    "FrameSampler",
+    "MEAN_RGB",
+    "STD_RGB",
+    "SampleFrames",
+    "SegmentSampler",
+    "TooManyBadVideosError",
+    "VideoDataset",
+    "VideoDecodeError",
+    "VideoRecord",
+    "VideoTransform",
+    "build_test_transform",
+    "build_train_transform",
+    "collate_skip_bad",
+    "get_frames",
+    "load_detections",
+    "load_scene_labels",
+    "mask_humans",
+    "open_video",
+    "read_annotation_list",
+    "read_class_names",
+    "read_frames",
+    "read_sampled_clip",
+]

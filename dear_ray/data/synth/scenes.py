@@ -1,0 +1,93 @@
+"""Scenes: procedural static backgrounds, one scene type per known class (SPEC 5).
+
+A scene type is a (pattern, palette) pair. Each type has its own pattern family and its own two
+colours, so both the texture and the tint identify it; each video draws its own frequency, phase,
+orientation jitter and noise, so no two backgrounds are identical. The image is blended towards grey,
+``128 + contrast * (img - 128)`` (SPEC 5: at contrast 0.15 the actor stands out enough for the
+motion to be learnable, and the palette still identifies the scene).
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+PATTERNS: tuple[str, ...] = (
+    "stripes_h", "stripes_v", "checkers", "gradient", "dots", "noise", "stripes_diag", "rings",
+    "waves", "radial",
+)
+
+_GOLDEN = 0.6180339887498949
+
+
+def scene_names(count: int) -> list[str]:
+    """Names of the first `count` scene types, e.g. ``s00_stripes_h``."""
+    return [f"s{i:02d}_{PATTERNS[i % len(PATTERNS)]}" for i in range(count)]
+
+
+def scene_palette(scene: int) -> np.ndarray:
+    """The two RGB colours (2, 3) of a scene type, floats in [0, 255], before blending to grey.
+
+    Hues follow the golden-ratio sequence so that consecutive types are far apart on the hue circle;
+    the second colour is a darker neighbour hue, so the mean tint stays the type's hue.
+    """
+    hue = (scene * _GOLDEN) % 1.0
+    light = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    dark = colorsys.hsv_to_rgb((hue + 0.08) % 1.0, 0.9, 0.35)
+    return 255.0 * np.array([light, dark])
+
+
+def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: float) -> np.ndarray:
+    """One background of a scene type.
+
+    Args:
+        scene: scene type index (0-based).
+        rng: the video's random stream (frequency, phase, orientation jitter, noise).
+        size: frame side in pixels; pattern frequencies scale with it.
+        contrast: blend factor towards grey, in (0, 1]; 1 keeps full contrast.
+
+    Returns:
+        float64 (size, size, 3) in [0, 255].
+    """
+    pattern = PATTERNS[scene % len(PATTERNS)]
+    unit = size / 64.0
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    period = float(rng.uniform(9.0, 15.0)) * unit
+    phase = float(rng.uniform(0, 2 * np.pi))
+    tilt = float(rng.uniform(-0.25, 0.25))
+    u = x * np.cos(tilt) + y * np.sin(tilt)
+    w = -x * np.sin(tilt) + y * np.cos(tilt)
+    if pattern == "stripes_h":
+        mix = np.sin(2 * np.pi * w / period + phase) > 0
+    elif pattern == "stripes_v":
+        mix = np.sin(2 * np.pi * u / period + phase) > 0
+    elif pattern == "stripes_diag":
+        mix = np.sin(2 * np.pi * (u + w) / (1.4 * period) + phase) > 0
+    elif pattern == "checkers":
+        mix = (np.sin(np.pi * u / period * 2 + phase) > 0) ^ (np.sin(np.pi * w / period * 2) > 0)
+    elif pattern == "gradient":
+        angle = float(rng.uniform(0, 2 * np.pi))
+        proj = (x - size / 2) * np.cos(angle) + (y - size / 2) * np.sin(angle)
+        mix = np.clip(0.5 + proj / size, 0, 1)
+    elif pattern == "radial":
+        cx, cy = rng.uniform(0, size, 2)
+        mix = np.clip(np.hypot(x - cx, y - cy) / (0.8 * size), 0, 1)
+    elif pattern == "rings":
+        cx, cy = rng.uniform(0, size, 2)
+        mix = np.sin(2 * np.pi * np.hypot(x - cx, y - cy) / period + phase) > 0
+    elif pattern == "waves":
+        mix = 0.5 + 0.25 * (np.sin(2 * np.pi * u / period + phase) + np.sin(2 * np.pi * w / (1.3 * period)))
+    elif pattern == "dots":
+        cx = (u / period + phase) % 1.0 - 0.5
+        cy = (w / period) % 1.0 - 0.5
+        mix = np.hypot(cx, cy) < 0.28
+    else:  # noise: smoothed white noise, normalised to [0, 1]
+        field = gaussian_filter(rng.standard_normal((size, size)), sigma=2.0 * unit, mode="wrap")
+        mix = np.clip(0.5 + field / (4 * field.std() + 1e-9), 0, 1)
+    mix = np.asarray(mix, dtype=np.float64)[..., None]
+    light, dark = scene_palette(scene)
+    jitter = rng.uniform(-12, 12, 3)
+    img = np.clip(light * mix + dark * (1 - mix) + jitter, 0, 255)
+    return 128.0 + contrast * (img - 128.0)

@@ -1,0 +1,175 @@
+"""Open-set macro-F1 and the openness curve (SPEC 2; DEAR's Fig. 1 and "Open maF1").
+
+Predictions whose uncertainty exceeds the threshold become class K ("unknown"); macro-F1 is taken
+over the K+1 classes, exactly as scikit-learn's `f1_score(average='macro')` does it (over the union
+of labels present in the truth and the predictions). For n = 1..U unknown classes, `num_trials`
+random class subsets are scored; the subsets are drawn once from a seeded generator and can be
+shared between methods (`draw_unknown_subsets`) so every method sees the same draws.
+
+Speed: the per-class counts of the known set and of each unknown class are computed once; a
+subset's confusion counts are a sum of per-class rows, so all subsets of all n are one matrix
+product (U = 305 classes x 10 trials in milliseconds instead of 3,050 sklearn calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dear_ray.metrics._checks import labels_1d, positive_int, same_length, scores_1d
+from dear_ray.metrics.ood import openness
+
+
+@dataclass(frozen=True)
+class OpennessCurve:
+    """Open-set macro-F1 against openness.
+
+    Attributes:
+        num_known: K.
+        num_unknown_classes: `(L+1,)` n = 0, 1, ..., L (point 0: known classes only).
+        openness: `(L+1,)` `1 - sqrt(2K / (2K + n))`, fractions.
+        f1_mean: `(L+1,)` mean macro-F1 over the trials at each n.
+        f1_std: `(L+1,)` population standard deviation over the trials (0 at n = 0).
+        f1_trials: `(L+1, R)` macro-F1 of every trial (row 0 repeats the known-only value).
+    """
+
+    num_known: int
+    num_unknown_classes: np.ndarray
+    openness: np.ndarray
+    f1_mean: np.ndarray
+    f1_std: np.ndarray
+    f1_trials: np.ndarray
+
+
+def draw_unknown_subsets(unknown_class_ids, *, num_trials: int = 10, seed: int = 0) -> list[list[np.ndarray]]:
+    """Random unknown-class subsets, drawn once so that several methods can share them.
+
+    Args:
+        unknown_class_ids: the unknown classes' ids (duplicates are ignored, e.g. per-video labels).
+        num_trials: subsets per subset size.
+        seed: seed of `numpy.random.default_rng`.
+
+    Returns:
+        `subsets[n - 1][t]`: sorted class ids of trial t with n classes, n = 1..U.
+    """
+    ids = np.unique(labels_1d(unknown_class_ids, "unknown_class_ids"))
+    trials = positive_int(num_trials, "num_trials")
+    rng = np.random.default_rng(seed)
+    pool = np.broadcast_to(ids, (trials, ids.size))
+    subsets = []
+    for n in range(1, ids.size + 1):
+        draws = np.sort(rng.permuted(pool, axis=1)[:, :n], axis=1)  # one permutation per trial
+        subsets.append(list(draws))
+    return subsets
+
+
+def _subset_matrix(subsets, class_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Indicator matrix `(L * R, U)` of the subsets, rows ordered level-major; checks every entry."""
+    if len(subsets) == 0:
+        raise ValueError("subsets: is empty; expected subsets[n-1][t] for n = 1..L")
+    num_trials = len(subsets[0])
+    for level, trials in enumerate(subsets, start=1):
+        if len(trials) != num_trials or num_trials == 0:
+            raise ValueError(f"subsets[{level - 1}] has {len(trials)} trials, expected {num_trials} "
+                             "(the same positive number at every n)")
+    flat = [np.asarray(subset).ravel() for trials in subsets for subset in trials]
+    sizes = np.array([f.size for f in flat])
+    expected = np.repeat(np.arange(1, len(subsets) + 1), num_trials)
+    ids = np.concatenate(flat)
+    pos = np.minimum(np.searchsorted(class_ids, ids), class_ids.size - 1)
+    rows = np.repeat(np.arange(sizes.size), sizes)
+    z = np.zeros((sizes.size, class_ids.size))
+    if np.array_equal(sizes, expected) and np.array_equal(class_ids[pos], ids):
+        z[rows, pos] = 1.0
+        if np.array_equal(z.sum(axis=1), expected):
+            return z, num_trials
+    for row, subset in enumerate(flat):  # locate the first bad subset for the message
+        level, t = divmod(row, num_trials)
+        where = f"subsets[{level}][{t}]"
+        if subset.size != level + 1 or np.unique(subset).size != level + 1:
+            raise ValueError(f"{where} must hold {level + 1} distinct class ids, got {subset.tolist()}")
+        missing = np.setdiff1d(subset, class_ids)
+        if missing.size:
+            raise ValueError(f"{where} names class id(s) {missing.tolist()} that have no unknown samples "
+                             f"(unknown classes: {class_ids.size} ids in [{class_ids.min()}, {class_ids.max()}])")
+    raise AssertionError("unreachable: a subset failed a check but none was found")  # pragma: no cover
+
+
+def open_set_f1_curve(known_labels, known_preds, known_scores, unknown_classes, unknown_preds, unknown_scores,
+                      threshold: float, *, num_trials: int = 10, seed: int = 0,
+                      subsets: Sequence[Sequence[np.ndarray]] | None = None,
+                      num_known: int | None = None) -> OpennessCurve:
+    """Open-set macro-F1 for n = 0..L unknown classes.
+
+    Args:
+        known_labels: `(Nk,)` true classes of the known test samples, in [0, K).
+        known_preds: `(Nk,)` closed-set predictions, in [0, K).
+        known_scores: `(Nk,)` uncertainties.
+        unknown_classes: `(Nu,)` the unknown data set's class id of each unknown sample.
+        unknown_preds: `(Nu,)` closed-set predictions of the unknown samples, in [0, K).
+        unknown_scores: `(Nu,)` uncertainties.
+        threshold: samples with score > threshold are predicted as class K (unknown).
+        num_trials: random subsets per n (ignored when `subsets` is given).
+        seed: seed of the subsets (ignored when `subsets` is given).
+        subsets: `subsets[n-1][t]` = class ids of trial t with n classes (see `draw_unknown_subsets`);
+            default: drawn here from the unknown classes present.
+        num_known: K; default `max(labels, predictions) + 1`, which is wrong only for the openness
+            axis when the last known classes are absent from both: pass it when in doubt.
+    """
+    if num_known is not None:
+        num_known = positive_int(num_known, "num_known")
+    y = labels_1d(known_labels, "known_labels", num_classes=num_known)
+    p = labels_1d(known_preds, "known_preds", num_classes=num_known)
+    s = scores_1d(known_scores, "known_scores")
+    same_length(known_labels=y, known_preds=p, known_scores=s)
+    c = labels_1d(unknown_classes, "unknown_classes")
+    q = labels_1d(unknown_preds, "unknown_preds", num_classes=num_known)
+    su = scores_1d(unknown_scores, "unknown_scores")
+    same_length(unknown_classes=c, unknown_preds=q, unknown_scores=su)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold={threshold!r}; expected a finite number")
+    k = num_known if num_known is not None else int(max(y.max(), p.max(), q.max())) + 1
+
+    # known part: per-class true positives, supports, prediction counts (class K = rejected)
+    p_open = np.where(s > threshold, k, p)
+    tp_known = np.bincount(y[p_open == y], minlength=k).astype(np.float64)
+    support_known = np.bincount(y, minlength=k).astype(np.float64)
+    pred_known = np.bincount(p_open, minlength=k + 1).astype(np.float64)
+    # unknown part: per unknown class j, how its samples are predicted (column K = rejected)
+    class_ids, class_index = np.unique(c, return_inverse=True)
+    q_open = np.where(su > threshold, k, q)
+    per_class = np.zeros((class_ids.size, k + 1))
+    np.add.at(per_class, (class_index, q_open), 1.0)
+    class_sizes = per_class.sum(axis=1)
+
+    if subsets is None:
+        subsets = draw_unknown_subsets(class_ids, num_trials=num_trials, seed=seed)
+    z, trials = _subset_matrix(subsets, class_ids)
+    z = np.vstack([np.zeros((1, class_ids.size)), z])  # point 0: no unknown class
+    added = z @ per_class  # (rows, K+1) predictions contributed by the subset's unknown samples
+    tp = np.empty_like(added)
+    tp[:, :k] = tp_known
+    tp[:, k] = added[:, k]
+    # 2 tp + fp + fn = support + predicted count
+    denom = np.empty_like(added)
+    denom[:, :k] = support_known + pred_known[:k] + added[:, :k]
+    denom[:, k] = z @ class_sizes + pred_known[k] + added[:, k]
+    present = denom > 0
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=present)
+    macro = f1.sum(axis=1) / present.sum(axis=1)
+
+    levels = len(subsets)
+    per_trial = np.vstack([np.full((1, trials), macro[0]), macro[1:].reshape(levels, trials)])
+    n = np.arange(levels + 1)
+    return OpennessCurve(num_known=k, num_unknown_classes=n, openness=np.asarray(openness(k, n)),
+                         f1_mean=per_trial.mean(axis=1), f1_std=per_trial.std(axis=1), f1_trials=per_trial)
+
+
+def open_macro_f1(curve: OpennessCurve) -> float:
+    """The paper's "Open maF1": `sum_n O(n) F1(n) / sum_n O(n)` over the curve's points."""
+    weights = np.asarray(curve.openness, dtype=np.float64)
+    if weights.sum() <= 0:
+        raise ValueError("open_macro_f1: the curve has no point with openness > 0 (no unknown classes)")
+    return float(np.sum(weights * curve.f1_mean) / weights.sum())

@@ -1,0 +1,115 @@
+"""PNG plots of the evaluation (matplotlib, Agg canvas; no pyplot state is touched)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dear_ray.metrics.calibration import reliability_bins
+from dear_ray.metrics.openset import OpennessCurve
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_openness_curves(curves: Mapping[str, OpennessCurve], path: str | Path, *,
+                         title: str = "Open-set macro-F1 vs openness") -> Path:
+    """Several methods' openness curves on one axis: mean line and a +-1 std band each."""
+    if not curves:
+        raise ValueError("plot_openness_curves: no curves given")
+    fig = _figure((7, 4.5))
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        x = 100 * np.asarray(curve.openness)
+        mean, std = np.asarray(curve.f1_mean), np.asarray(curve.f1_std)
+        (line,) = ax.plot(x, mean, label=name, linewidth=1.5)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel="openness (%)", ylabel="open-set macro-F1", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def shared_bin_edges(known_scores, unknown_scores, bins: int = 50) -> np.ndarray:
+    """`(bins+1,)` edges spanning both sets' pooled range: one scale for known and unknown."""
+    pooled = np.concatenate([np.ravel(known_scores), np.ravel(unknown_scores)]).astype(np.float64)
+    if pooled.size == 0 or not np.all(np.isfinite(pooled)):
+        raise ValueError("uncertainty histogram: scores must be non-empty and finite")
+    return np.histogram_bin_edges(pooled, bins=bins)
+
+
+def plot_uncertainty_histograms(known_scores, unknown_scores, path: str | Path, *, bins: int = 50,
+                                score_name: str = "uncertainty", threshold: float | None = None,
+                                title: str | None = None) -> Path:
+    """Known vs unknown score histograms on ONE shared bin scale, as densities.
+
+    Both histograms use the same bin edges over the pooled range, so their positions compare
+    directly (DEAR's script normalised each set to its own range, which hides the overlap).
+    """
+    known = np.asarray(known_scores, dtype=np.float64)
+    unknown = np.asarray(unknown_scores, dtype=np.float64)
+    edges = shared_bin_edges(known, unknown, bins)
+    fig = _figure((6, 4))
+    ax = fig.add_subplot()
+    ax.hist(known, bins=edges, density=True, alpha=0.55, label=f"known (n={known.size})")
+    ax.hist(unknown, bins=edges, density=True, alpha=0.55, label=f"unknown (n={unknown.size})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
+    ax.set(xlabel=f"{score_name} (higher = more unknown)", ylabel="density", title=title or score_name)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_reliability_diagram(confidences, correct, path: str | Path, *, num_bins: int = 15,
+                             title: str = "Reliability diagram") -> Path:
+    """Accuracy per confidence bin against the diagonal, with the sample count per bin."""
+    rb = reliability_bins(confidences, correct, num_bins=num_bins)
+    width = np.diff(rb.edges)
+    fig = _figure((5, 5))
+    ax = fig.add_subplot()
+    full = rb.count > 0
+    ax.bar(rb.edges[:-1][full], rb.accuracy[full], width=width[full], align="edge", edgecolor="k",
+           alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(matrix, path: str | Path, *, class_names: Sequence[str] | None = None,
+                          normalize: bool = True, title: str = "Open-set confusion matrix") -> Path:
+    """The (K+1) x (K+1) matrix (unknown last), rows normalised to recall when `normalize`."""
+    cm = np.asarray(matrix, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"plot_confusion_matrix: expected a square matrix, got shape {cm.shape}")
+    if class_names is not None and len(class_names) != cm.shape[0]:
+        raise ValueError(f"class_names: {len(class_names)} names for a {cm.shape[0]}x{cm.shape[0]} matrix")
+    if normalize:
+        rows = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(cm.shape[0] - 1)] + ["unknown"]
+    side = min(3 + 0.25 * cm.shape[0], 20)
+    fig = _figure((side, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    if cm.shape[0] <= 40:
+        ticks = np.arange(cm.shape[0])
+        ax.set_xticks(ticks, names, rotation=90)
+        ax.set_yticks(ticks, names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return _save(fig, path)

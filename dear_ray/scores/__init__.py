@@ -1,0 +1,181 @@
+"""Post-hoc uncertainty scores on saved logits/features: higher = more likely unknown.
+
+Every created score is a callable `score(logits (N, K), *, features=None, sample_logits=None)
+-> (N,)`; a score that needs an input the caller did not give raises an error saying which.
+
+    energy = create_score("energy")
+    u = energy(logits)                                       # (N,)
+    om = create_score("openmax", tail_size=20).fit(train_logits, train_labels, train_features)
+    p_unknown = om(logits, features=features)                # (N,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dear_ray.registry import Registry
+from dear_ray.scores import bald as _bald
+from dear_ray.scores import evidential as _evidential
+from dear_ray.scores import softmax as _softmax
+from dear_ray.scores.openmax import OpenMax, OpenMaxFitError, WeibullTail, fit_high, fit_weibull
+from dear_ray.scores.store import (
+    ScoreStore,
+    ScoreStoreError,
+    StoreMeta,
+    read_score_store,
+    write_score_store,
+)
+
+ScoreFn = Callable[..., np.ndarray]
+SCORES: Registry[Callable[..., ScoreFn]] = Registry("score")
+register_score = SCORES.register
+
+# heads whose outputs are Dirichlet evidence (SPEC 1.1)
+EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
+HEADS = ("softmax", "bnn", "rpl", "sdn") + EVIDENTIAL_HEADS
+# the score each method is reported with (SPEC section 1's table)
+DEFAULT_SCORES = {"softmax": "msp", "mc_dropout": "bald", "bnn": "bald", "rpl": "rpl", "openmax": "openmax",
+                  "sdn": "msp", **{h: "vacuity" for h in EVIDENTIAL_HEADS}}
+
+
+def _logit_score(fn: Callable[[np.ndarray], np.ndarray]) -> ScoreFn:
+    def score(logits, *, features=None, sample_logits=None) -> np.ndarray:
+        return fn(logits)
+
+    score.__name__ = score.__qualname__ = fn.__name__
+    score.__doc__ = fn.__doc__
+    return score
+
+
+@register_score("msp")
+def _create_msp(*, probability: str = "softmax", evidence: str = "exp") -> ScoreFn:
+    """`1 - max p`; `probability='softmax'` or `'dirichlet'` (p = alpha / S of an evidential head)."""
+    if probability == "softmax":
+        return _logit_score(_softmax.msp)
+    if probability == "dirichlet":
+        return _logit_score(lambda z: _evidential.evidential_msp(z, evidence))
+    raise ValueError(f"msp: probability={probability!r}; expected 'softmax' or 'dirichlet'")
+
+
+@register_score("entropy")
+def _create_entropy() -> ScoreFn:
+    return _logit_score(_softmax.entropy)
+
+
+@register_score("energy")
+def _create_energy() -> ScoreFn:
+    return _logit_score(_softmax.energy)
+
+
+@register_score("maxlogit")
+def _create_maxlogit() -> ScoreFn:
+    return _logit_score(_softmax.maxlogit)
+
+
+@register_score("rpl")
+def _create_rpl() -> ScoreFn:
+    return _logit_score(_softmax.rpl)
+
+
+@register_score("vacuity")
+def _create_vacuity(*, evidence: str = "exp") -> ScoreFn:
+    """Vacuity K / S; `evidence` is `exp` (default), `relu` or `softplus`."""
+    if evidence not in _evidential.EVIDENCE_FUNCTIONS:
+        raise ValueError(f"vacuity: evidence={evidence!r}; expected one of "
+                         f"{', '.join(_evidential.EVIDENCE_FUNCTIONS)}")
+    return _logit_score(lambda z: _evidential.vacuity(z, evidence))
+
+
+@register_score("bald")
+def _create_bald() -> ScoreFn:
+    def bald(logits=None, *, features=None, sample_logits=None) -> np.ndarray:
+        if sample_logits is None:
+            raise ValueError("bald needs sample_logits (S, N, K) from S stochastic passes "
+                             "(MC dropout or BNN); none were given")
+        return _bald.bald(sample_logits)
+
+    return bald
+
+
+@register_score("openmax")
+def _create_openmax(*, tail_size: int = 20, alpha_rank: int = 1, on: str = "features") -> OpenMax:
+    """An unfitted `OpenMax`; call `.fit(train_logits, train_labels, train_features)` before scoring."""
+    return OpenMax(tail_size=tail_size, alpha_rank=alpha_rank, on=on)
+
+
+def create_score(name: str, **options) -> ScoreFn:
+    """Build the score registered as `name` (see `list_scores()`)."""
+    return SCORES.create(name, **options)
+
+
+def list_scores() -> list[str]:
+    """Registered score names."""
+    return SCORES.names()
+
+
+def _check_head(head: str) -> None:
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; heads with scores: {', '.join(HEADS)}")
+
+
+def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = False) -> list[str]:
+    """The scores a trained head supports.
+
+    Args:
+        head: the trained head's registry name.
+        sample_logits: whether stochastic passes exist (adds `bald` to `softmax`; `bnn` needs them).
+        openmax: whether an OpenMax model was fitted (adds `openmax` to `softmax`).
+    """
+    _check_head(head)
+    if head == "softmax":
+        return ["msp", "entropy", "energy", "maxlogit"] + ["bald"] * sample_logits + ["openmax"] * openmax
+    if head == "bnn":
+        return ["bald", "msp"]
+    if head == "rpl":
+        return ["rpl", "msp"]
+    if head == "sdn":
+        return ["msp", "entropy", "energy", "maxlogit"]
+    return ["vacuity", "msp"]
+
+
+def compute_scores(head: str, logits, *, sample_logits=None, evidence: str = "exp") -> dict[str, np.ndarray]:
+    """Every logit-based score of `head`, as written into score stores by the training loop.
+
+    Args:
+        head: the trained head.
+        logits: view-averaged logits `(N, K)` (for `bnn`, the mean over passes).
+        sample_logits: optional `(S, N, K)` stochastic passes (required for `bnn`).
+        evidence: evidence function of evidential heads.
+
+    Returns:
+        name -> `(N,)` uncertainty. For evidential heads `msp` is `1 - max alpha / S`. OpenMax is
+        not included: it needs a fit on the training store (see `OpenMax`).
+    """
+    names = [s for s in scores_for_head(head, sample_logits=sample_logits is not None) if s != "openmax"]
+    if head == "bnn" and sample_logits is None:
+        raise ValueError("head 'bnn' needs sample_logits (S, N, K) for its 'bald' score")
+    builders = {"msp": lambda: create_score("msp", probability="dirichlet", evidence=evidence),
+                "vacuity": lambda: create_score("vacuity", evidence=evidence)} \
+        if head in EVIDENTIAL_HEADS else {}
+    out = {}
+    for name in names:
+        fn = builders.get(name, lambda n=name: create_score(n))()
+        out[name] = fn(logits, sample_logits=sample_logits)
+    return out
+
+
+def default_score(method: str) -> str:
+    """The score a method is reported with (`softmax` -> msp, `dear` -> vacuity, ...)."""
+    if method not in DEFAULT_SCORES:
+        raise ValueError(f"unknown method {method!r}; methods: {', '.join(sorted(DEFAULT_SCORES))}")
+    return DEFAULT_SCORES[method]
+
+
+__all__ = [
+    "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "OpenMax", "OpenMaxFitError", "ScoreStore",
+    "ScoreStoreError", "StoreMeta", "WeibullTail", "compute_scores", "create_score", "default_score",
+    "fit_high", "fit_weibull", "list_scores", "read_score_store", "register_score", "scores_for_head",
+    "write_score_store",
+]

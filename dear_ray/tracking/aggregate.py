@@ -1,0 +1,175 @@
+"""The results aggregator: a sweep's score stores -> one results table, plots, and MLflow.
+
+`report_sweep` runs at the end of every sweep and behind `dear-ray report SWEEP`. It evaluates every
+trial's stores with `dear_ray.metrics.evaluate.evaluate_stores`, which draws the unknown-class
+subsets ONCE and passes the same subsets to every method, and expands a `softmax` trial into
+`softmax` (MSP), `mc_dropout` (BALD over the stored stochastic passes) and `openmax` (fitted post
+hoc on the trial's train store) rows.
+
+MLflow: the table (markdown, CSV, parquet, and `log_table` JSON), the openness curves of all
+methods and the per-method plots go to the sweep's parent run under `report/`. Each method's
+metrics go to its own run under the same names for every method (`open_maf1`, `auroc`,
+`closed_top1`, ...): the trial's child run for the trial's own method, and a run
+`<trial>/<method>` nested under the trial's run for each post-hoc method. Running the report again
+finds the same runs and does not log unchanged values twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from dear_ray.metrics.evaluate import evaluate_stores, group_stores
+from dear_ray.metrics.report import METRIC_KEYS
+from dear_ray.scores import read_score_store
+from dear_ray.tracking.mlflow_runs import (
+    ROLE_TAG,
+    TrialLogger,
+    ensure_experiment,
+    find_run,
+    start_parent_run,
+)
+
+log = logging.getLogger(__name__)
+REPORT_ARTIFACTS = "report"
+TABLE_JSON = "results_table.json"  # the `mlflow.log_table` copy of the results table
+
+
+def find_trial_stores(sweep_dir: str | os.PathLike) -> dict[str, list[Path]]:
+    """Trial name -> its score store files, from `<sweep_dir>/stores/<trial>/<split>.parquet`."""
+    root = Path(sweep_dir) / "stores"
+    if not root.is_dir():
+        return {}
+    trials = {}
+    for trial_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        paths = sorted(trial_dir.glob("*.parquet"))
+        if paths:
+            trials[trial_dir.name] = paths
+    return trials
+
+
+def complete_trials(trial_stores: dict[str, list[Path]]) -> tuple[dict[str, list[Path]],
+                                                                 dict[str, str]]:
+    """Split trials into those whose stores can be evaluated and the rest (trial -> reason).
+
+    A trial that died while writing its stores, or whose stores are unreadable, is left out with
+    its reason instead of failing the whole report.
+    """
+    usable, skipped = {}, {}
+    for trial, paths in trial_stores.items():
+        try:
+            group_stores([read_score_store(p) for p in paths])
+        except ValueError as err:  # ScoreStoreError is a ValueError
+            skipped[trial] = str(err)
+            continue
+        usable[trial] = paths
+    return usable, skipped
+
+
+def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment: str,
+                 num_trials: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Evaluate every trial of a sweep, write `<sweep_dir>/report/`, and log it all to MLflow.
+
+    Args:
+        sweep_dir: `<run_dir>/<sweep name>`, holding `stores/<trial>/<split>.parquet`.
+        tracking_uri: the MLflow tracking URI of the sweep.
+        experiment: the sweep's MLflow experiment name.
+        num_trials: unknown-class subsets per openness point (SPEC 2: R = 10).
+        seed: seed of those subsets; the same subsets serve every method.
+
+    Returns:
+        One row per (trial, method): `trial`, then the columns of `evaluate_stores`
+        (`method`, `score`, `run`, `head`, `known`, `unknown`, the metrics). Empty when no trial
+        left complete score stores.
+    """
+    sweep_dir = Path(sweep_dir).resolve()
+    usable, skipped = complete_trials(find_trial_stores(sweep_dir))
+    for trial, reason in skipped.items():
+        log.warning("report %s: trial %s left out: %s", sweep_dir.name, trial, reason)
+    if not usable:
+        log.warning("report %s: no trial has complete score stores under %s", sweep_dir.name,
+                    sweep_dir / "stores")
+        return pd.DataFrame()
+
+    out_dir = sweep_dir / "report"
+    run_to_trial = {read_score_store(paths[0]).meta.run: trial for trial, paths in usable.items()}
+    table = evaluate_stores([p for paths in usable.values() for p in paths], out_dir,
+                            num_trials=num_trials, seed=seed)
+    table.insert(0, "trial", table["run"].map(run_to_trial))
+    # rewrite the tables with the trial column (the plots stay as evaluate_stores drew them)
+    table.to_csv(out_dir / "results.csv", index=False)
+    table.to_parquet(out_dir / "results.parquet", index=False)
+    (out_dir / "results.md").write_text(_markdown_with_trial(out_dir / "results.md", table))
+    if skipped:
+        (out_dir / "skipped_trials.txt").write_text(
+            "".join(f"{trial}: {reason}\n" for trial, reason in skipped.items()))
+
+    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment)
+    return table
+
+
+def _markdown_with_trial(md_path: Path, table: pd.DataFrame) -> str:
+    """evaluate_stores' markdown table with a leading `trial` column."""
+    lines = md_path.read_text().split("\n")
+    trials = [str(t) for t in table["trial"]]
+    out = ["| trial " + lines[0], "|---" + lines[1]]
+    out += [f"| {t} " + line for t, line in zip(trials, lines[2: 2 + len(trials)], strict=True)]
+    return "\n".join(out + lines[2 + len(trials):])
+
+
+def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: str,
+                experiment: str) -> None:
+    experiment_id = ensure_experiment(tracking_uri, experiment)
+    client = MlflowClient(tracking_uri)
+    parent = find_run(tracking_uri, experiment_id, run_name=sweep, role="sweep")
+    if parent is None:  # e.g. a report on a sweep whose tracking store was replaced
+        parent = start_parent_run(tracking_uri, experiment_id, sweep=sweep)
+    table_file = f"{REPORT_ARTIFACTS}/{TABLE_JSON}"
+    if table_file not in {f.path for f in client.list_artifacts(parent, REPORT_ARTIFACTS)}:
+        # log_table tags the run for MLflow's table view; it APPENDS to an existing file, so a
+        # second report overwrites the file below instead (same orient="split" JSON)
+        client.log_table(parent, data=table, artifact_file=table_file)
+    table.to_json(out_dir / TABLE_JSON, orient="split", index=False)
+    client.log_artifacts(parent, str(out_dir), REPORT_ARTIFACTS)
+
+    first_method = table.groupby("trial", sort=False)["method"].first()
+    for row in table.to_dict("records"):
+        trial, method = row["trial"], row["method"]
+        metrics = {k: row[k] for k in METRIC_KEYS
+                   if k in row and row[k] is not None and not math.isnan(row[k])}
+        trial_run = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
+        if trial_run is None:
+            trial_run = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
+                                    tags={"sweep": sweep, "trial": trial, "head": row["head"]}).run_id
+        if method == first_method[trial]:
+            run_id = trial_run
+        else:
+            posthoc = TrialLogger(tracking_uri, experiment, run_name=f"{trial}/{method}",
+                                  parent_run_id=trial_run,
+                                  tags={ROLE_TAG: "posthoc", "sweep": sweep, "trial": trial,
+                                        "method": method, "head": row["head"],
+                                        **_inherited_tags(client, trial_run)})
+            posthoc.set_terminated("FINISHED")
+            run_id = posthoc.run_id
+        client.set_tag(run_id, "method", method)
+        client.set_tag(run_id, "score", row["score"])
+        _log_changed_metrics(client, run_id, metrics)
+
+
+def _inherited_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
+    tags = client.get_run(run_id).data.tags
+    return {k: tags[k] for k in ("backbone", "dataset") if k in tags}
+
+
+def _log_changed_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    current = client.get_run(run_id).data.metrics
+    for key, value in metrics.items():
+        if current.get(key) != float(value):
+            client.log_metric(run_id, key, float(value), step=0)
+
+

@@ -1,0 +1,136 @@
+"""Data loaders built from `DataConfig`: VideoDataset + frame sampler + transforms + DataLoader.
+
+Training loaders are sharded with a `DistributedSampler` built here from the Ray Train rank and
+world size (then `ray.train.torch.prepare_data_loader(add_dist_sampler=False)` only moves batches to
+the device): Ray's own sampler injection rebuilds the DataLoader without its
+`multiprocessing_context`, and decoding workers must not be forked from a Ray worker.
+Evaluation loaders are not sharded: rank 0 scores every split alone.
+"""
+
+from __future__ import annotations
+
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dear_ray.config import DataConfig, ExperimentConfig
+from dear_ray.data.annotations import read_annotation_list, read_class_names
+from dear_ray.data.dataset import VideoDataset, collate_skip_bad
+from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
+from dear_ray.data.sdn_inputs import load_detections, load_scene_labels
+from dear_ray.data.transforms import build_test_transform, build_train_transform
+
+
+def num_known_classes(data: DataConfig) -> int:
+    """K: `data.num_classes`, else the number of names in `data.classes_file`."""
+    if data.num_classes is not None:
+        return data.num_classes
+    names = read_class_names(data.resolve(data.classes_file))
+    if len(names) < 2:
+        raise ValueError(f"{data.resolve(data.classes_file)}: {len(names)} class name(s); "
+                         "at least 2 known classes are needed")
+    return len(names)
+
+
+def build_sampler(data: DataConfig, *, test_mode: bool):
+    """The frame sampler of `data.sampler`; in test mode `test_views.num_clips` views."""
+    clips = data.test_views.num_clips if test_mode else 1
+    if data.sampler == "sample_frames":
+        return SampleFrames(data.clip_len, data.frame_interval, clips, test_mode=test_mode)
+    if data.sampler == "dense":
+        return DenseSampleFrames(data.clip_len, data.frame_interval, 1,
+                                 sample_range=data.sample_range, num_sample_positions=clips,
+                                 test_mode=test_mode)
+    return SegmentSampler(data.num_segments, test_mode=test_mode)
+
+
+def build_transform(data: DataConfig, *, test_mode: bool):
+    """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output."""
+    if test_mode:
+        return build_test_transform(data.crop_size, data.scale_short, data.test_views.num_crops)
+    return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip)
+
+
+def split_is_known(split: str) -> bool:
+    return split in ("train", "val", "test", "test_shifted")
+
+
+def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
+                  num_classes: int, side_inputs: dict | None = None) -> VideoDataset:
+    """The `VideoDataset` of one configured split.
+
+    Known splits' labels are checked against [0, num_classes); unknown sets keep their own ids.
+    SDN side inputs are attached to training datasets only (`side_inputs`: as loaded by
+    `load_side_inputs`).
+    """
+    data = cfg.data
+    lists = data.split_lists()
+    if split not in lists:
+        raise ValueError(f"split {split!r} has no list file; configured: {sorted(lists)}")
+    records = read_annotation_list(lists[split], data.data_root,
+                                   num_classes=num_classes if split_is_known(split) else None)
+    if not records:
+        raise ValueError(f"{lists[split]}: the {split} list is empty")
+    sampler = build_sampler(data, test_mode=test_mode)
+    side = side_inputs if (side_inputs and not test_mode) else {}
+    return VideoDataset(records, sampler, build_transform(data, test_mode=test_mode),
+                        num_clips=sampler.num_views, test_mode=test_mode,
+                        scene_labels=side.get("scene_labels"), detections=side.get("detections"),
+                        mask_ratio=data.mask_ratio if side.get("detections") else 0.0,
+                        seed=cfg.seed)
+
+
+def load_side_inputs(data: DataConfig) -> dict:
+    """SDN's scene pseudo-labels and human detections, when the config names them."""
+    out = {}
+    if data.scene_labels is not None:
+        out["scene_labels"] = load_scene_labels(data.resolve(data.scene_labels))
+    if data.detections is not None:
+        out["detections"] = load_detections(data.resolve(data.detections))
+    return out
+
+
+def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=None,
+                drop_last: bool = False, seed: int = 0) -> DataLoader:
+    """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn.
+
+    Workers are not persistent: each epoch's workers get the dataset after its `set_epoch`.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=data.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+        num_workers=data.num_workers, collate_fn=collate_skip_bad, drop_last=drop_last,
+        multiprocessing_context=data.multiprocessing_context if data.num_workers > 0 else None,
+        generator=generator)
+
+
+def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
+                       world_size: int = 1, side_inputs: dict | None = None
+                       ) -> tuple[DataLoader, DistributedSampler | None]:
+    """The training loader (this rank's shard) and its DistributedSampler (call `set_epoch`).
+
+    The last incomplete batch is dropped when a full batch remains (a tiny last batch gives noisy
+    BatchNorm statistics); DistributedSampler pads the shards to equal length, so every rank
+    runs the same number of steps.
+    """
+    dataset = build_dataset(cfg, "train", test_mode=False, num_classes=num_classes,
+                            side_inputs=side_inputs)
+    sampler = None
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                     seed=cfg.seed)
+    per_rank = -(-len(dataset) // world_size)
+    loader = make_loader(dataset, cfg.data, shuffle=True, sampler=sampler,
+                         drop_last=per_rank > cfg.data.batch_size, seed=cfg.seed)
+    if len(loader) == 0:
+        raise ValueError(f"the training list {cfg.data.split_lists()['train']} gives no batch "
+                         f"({len(dataset)} videos, batch_size {cfg.data.batch_size})")
+    return loader, sampler
+
+
+def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int) -> DataLoader:
+    """A test-mode loader over the whole split (multi-view clips `(B, V, C, T, H, W)`)."""
+    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes)
+    return make_loader(dataset, cfg.data, shuffle=False, seed=cfg.seed)
+

@@ -1,0 +1,394 @@
+"""Ray Train in two levels: `train_fn_per_worker` on each worker, `run_training` builds the trainer.
+
+`run_training(cfg)` is one training run without Tune (`dear-ray train CONFIG.yaml`); a Tune sweep
+calls it from its trial driver function (`dear_ray.tune.runner`). Layout under
+`<tracking.run_dir>/<name>/`: `ray/<trial>/` is the Train run's storage (checkpoints, each with
+the resolved `config.yaml`), `configs/<trial>.yaml` the resolved config (also an MLflow artifact),
+and `stores/<trial>/<split>.parquet` the score stores rank 0 writes after training.
+
+Per epoch every worker calls `ray.train.report` exactly once; rank 0 attaches a checkpoint every
+`checkpoint.every_n_epochs` epochs and at the last one. The last epoch's report comes after the
+final evaluation, so `Result.metrics` carries the test accuracies too.
+
+MLflow: the driver opens (or, in a sweep, finds) the trial's run before training; rank 0 logs into
+it by run id (also stored in each checkpoint), one step per epoch. A restarted worker group resumes
+after the last checkpoint Ray registered, which may be older than the last epoch logged (a worker
+dying right after a report); rank 0 therefore skips epochs the run already has, so the history
+has every epoch exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dear_ray.config import STOCHASTIC_HEADS, ExperimentConfig, load_config, save_config
+from dear_ray.train.checkpointing import load_checkpoint, save_checkpoint
+from dear_ray.train.loop import Predictions, TrainingStep, predict, train_one_epoch
+
+log = logging.getLogger(__name__)
+RUN_ID_KEY = "mlflow_run_id"
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+
+
+def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
+                 parent_run_id: str | None = None, callbacks=()) -> dict[str, Any]:
+    """Train one model with Ray Train, score every evaluation split, log to MLflow.
+
+    Args:
+        cfg: the validated config.
+        trial_name: the Train run's and MLflow run's name (default: `cfg.name`).
+        parent_run_id: the sweep's MLflow parent run; the trial's child run is found by name
+            under it (the sweep driver creates it).
+        callbacks: Ray Train `UserCallback`s (a sweep passes `TuneReportCallback`).
+
+    Returns:
+        The last report's metrics plus `run_id` (MLflow), `checkpoint` (path of the last
+        checkpoint), `stores` (folder of the score stores) and `trial_name`.
+
+    Raises:
+        TrackingError: the tracking server is unreachable (before training starts).
+        ray.train.TrainingFailedError: training failed more than `resources.max_failures` times.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from dear_ray.tracking.mlflow_runs import (
+        TrialLogger,
+        artifact_location_for,
+        check_tracking_uri,
+        find_run,
+        resolve_tracking_uri,
+        run_tags,
+    )
+
+    trial_name = trial_name or cfg.name
+    tracking_uri = resolve_tracking_uri(cfg)
+    check_tracking_uri(tracking_uri)
+    cfg = cfg.override({"tracking.uri": tracking_uri})
+    resolved = cfg.to_dict()
+    experiment = _experiment_name(cfg, tracking_uri, parent_run_id)
+    storage = cfg.run_root() / "ray"
+    run_id = None
+    if parent_run_id is None and (storage / trial_name).exists():
+        # Ray resumes an existing Train run of this name: continue its MLflow run too
+        from mlflow import MlflowClient
+
+        exp = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+        if exp is not None:
+            run_id = find_run(tracking_uri, exp.experiment_id, run_name=trial_name)
+    logger = TrialLogger(tracking_uri, experiment, run_name=trial_name,
+                         parent_run_id=parent_run_id, run_id=run_id,
+                         tags=run_tags(resolved, sweep=cfg.name, trial=trial_name),
+                         artifact_location=artifact_location_for(tracking_uri,
+                                                                 cfg.tracking.run_dir))
+    logger.log_params(resolved)
+    config_file = save_config(cfg, cfg.run_root() / "configs" / f"{trial_name}.yaml")
+    logger.log_artifact(config_file, artifact_path="config")
+    res = cfg.resources
+    per_worker = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"config": resolved, "trial_name": trial_name,
+                           "parent_run_id": parent_run_id, "run_id": logger.run_id,
+                           "experiment": experiment, "local_mode": res.num_workers == 0},
+        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                     resources_per_worker=per_worker),
+        run_config=RunConfig(
+            name=trial_name, storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+            callbacks=list(callbacks) or None),
+    )
+    try:
+        result = trainer.fit()
+    except BaseException:
+        logger.set_terminated("FAILED")
+        raise
+    logger.set_terminated("FINISHED")
+    out = dict(result.metrics or {})
+    out.update(run_id=logger.run_id, trial_name=trial_name,
+               checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
+               stores=str(stores_dir(cfg, trial_name)))
+    return out
+
+
+def _experiment_name(cfg: ExperimentConfig, tracking_uri: str, parent_run_id: str | None) -> str:
+    """The parent run's experiment in a sweep, else `cfg.experiment_name()`."""
+    if parent_run_id is None:
+        return cfg.experiment_name()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    return client.get_experiment(experiment_id).name
+
+
+def stores_dir(cfg: ExperimentConfig, trial_name: str) -> Path:
+    """`<run_dir>/<name>/stores/<trial>/`."""
+    return cfg.run_root() / "stores" / trial_name
+
+
+# --------------------------------------------------------------------------------------------
+# worker
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train loop of one worker; everything it uses comes in `loop_config`.
+
+    Keys: `config` (the resolved config dict, `tracking.uri` set), `trial_name`, `parent_run_id`,
+    `run_id` (MLflow run to log into), `experiment`, `local_mode` (ScalingConfig(num_workers=0)).
+    """
+    import ray.train
+    import ray.train.torch
+
+    from dear_ray.data.dataset import BadVideoReport
+    from dear_ray.losses import annealing_coefficient
+    from dear_ray.models import build_recognizer
+    from dear_ray.models import load_checkpoint as load_pretrained
+    from dear_ray.train.data import (
+        build_train_loader,
+        load_side_inputs,
+        num_known_classes,
+    )
+    from dear_ray.train.optim import build_optimizer, build_scheduler
+
+    cfg = load_config(loop_config["config"])
+    trial = loop_config["trial_name"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    _seed_everything(cfg.seed + 1000 * rank)
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    amp = cfg.resources.amp and on_gpu
+    channels_last = cfg.resources.channels_last_3d and on_gpu
+
+    num_classes = num_known_classes(cfg.data)
+    m = cfg.model
+    model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=num_classes,
+                             backbone_options=m.backbone_options, head_options=m.head_options,
+                             dropout=m.dropout)
+    if m.pretrained:
+        load_pretrained(model, m.pretrained)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    train_loader, dist_sampler = build_train_loader(
+        cfg, num_classes=num_classes, rank=rank, world_size=world,
+        side_inputs=load_side_inputs(cfg.data))
+    dataset, generator = train_loader.dataset, train_loader.generator
+    shard_size = len(dist_sampler) if dist_sampler is not None else len(dataset)
+    iters_per_epoch = len(train_loader)
+    train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=False)
+    step_module = ray.train.torch.prepare_model(
+        TrainingStep(model), parallel_strategy_kwargs={"find_unused_parameters": True})
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, iters_per_epoch)
+
+    start_epoch, global_step, run_id = 0, 0, loop_config.get("run_id")
+    last_val: float | None = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory, model=model, optimizer=optimizer,
+                                    scheduler=scheduler, restore_rng=rank == 0,
+                                    map_location=device)
+        start_epoch, global_step = state.epoch + 1, state.global_step
+        run_id = state.extra.get(RUN_ID_KEY) or run_id
+        last_val = state.extra.get("val_top1")
+        if rank != 0:
+            _seed_everything(cfg.seed + 1000 * rank + start_epoch)
+        log.info("rank %d resumes %s at epoch %d (step %d)", rank, trial, start_epoch, global_step)
+
+    logger, logged_through = None, -1
+    if rank == 0 and run_id is not None:
+        from dear_ray.tracking import TrialLogger
+
+        logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"], run_name=trial,
+                             parent_run_id=loop_config.get("parent_run_id"), run_id=run_id)
+        logged_through = _last_logged_epoch(cfg.tracking.uri, logger.run_id)
+    epochs = cfg.optim.epochs
+    for epoch in range(start_epoch, epochs):
+        _maybe_fail(cfg, trial, epoch, rank)
+        dataset.set_epoch(epoch)
+        generator.manual_seed(cfg.seed * 100_003 + epoch)
+        if dist_sampler is not None:
+            dist_sampler.set_epoch(epoch)
+        anneal = annealing_coefficient(epoch, epochs)
+        report = BadVideoReport(shard_size, cfg.data.max_bad_fraction, name=f"train (rank {rank})")
+        result = train_one_epoch(step_module, train_loader, optimizer, scheduler, epoch=epoch,
+                                 anneal=anneal, global_step=global_step, device=device,
+                                 grad_clip=cfg.optim.grad_clip, amp=amp,
+                                 channels_last=channels_last, bad_report=report)
+        global_step = result.global_step
+        metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
+        last = epoch == epochs - 1
+        if rank == 0:
+            every = cfg.eval.every_n_epochs
+            if every and ((epoch + 1) % every == 0 or last):
+                last_val = _validate(model, cfg, num_classes, device, amp)
+            if last_val is not None:
+                metrics["val_top1"] = last_val
+            if last:
+                metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
+                                               logger=logger))
+        if logger is not None and epoch > logged_through:
+            logger.log_metrics(metrics, step=epoch)
+        save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
+        _report(metrics, save=save, rank=rank, local=loop_config.get("local_mode", False),
+                cfg=cfg, trial=trial, model=model, optimizer=optimizer, scheduler=scheduler,
+                epoch=epoch, global_step=global_step,
+                extra={RUN_ID_KEY: run_id, "val_top1": last_val})
+    if start_epoch >= epochs:  # resumed after the last epoch: only the evaluation is left
+        metrics = {"epoch": epochs - 1}
+        if rank == 0:
+            metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
+                                           logger=logger))
+        ray.train.report(metrics)
+
+
+def _last_logged_epoch(tracking_uri: str, run_id: str) -> int:
+    """The last epoch already logged to the run (-1 if none): a restart re-trains the epochs after
+    the last registered checkpoint, which may already have been logged once."""
+    from mlflow import MlflowClient
+
+    history = MlflowClient(tracking_uri).get_metric_history(run_id, "epoch")
+    return max((int(m.step) for m in history), default=-1)
+
+
+def _epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> dict[str, float]:
+    """Loss terms get a `train_` prefix; lr, timing and bad-video counts keep their names."""
+    plain = {"lr", "epoch_time_s", "clips_per_s", "bad_videos", "skipped_batches", "train_top1"}
+    out = {"epoch": epoch, "anneal": anneal}
+    for key, value in values.items():
+        out[key if key in plain else f"train_{key}"] = float(value)
+    return out
+
+
+def _report(metrics, *, save: bool, rank: int, local: bool, cfg: ExperimentConfig, trial: str,
+            model, optimizer, scheduler, epoch: int, global_step: int, extra: dict) -> None:
+    """`ray.train.report` on every rank; rank 0 attaches the checkpoint when `save`."""
+    import ray.train
+    import yaml
+
+    if not (save and rank == 0):
+        ray.train.report(metrics)
+        return
+    state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                 global_step=global_step, extra=extra,
+                 config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if local:  # no Ray storage in local mode: keep the checkpoints under the run folder
+        directory = cfg.run_root() / "ray" / trial / f"checkpoint_epoch_{epoch:04d}"
+        save_checkpoint(directory, **state)
+        keep = cfg.checkpoint.num_to_keep
+        if keep is not None:
+            for old in sorted(directory.parent.glob("checkpoint_epoch_*"))[:-keep]:
+                shutil.rmtree(old)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(tmp, **state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
+
+
+def _maybe_fail(cfg: ExperimentConfig, trial: str, epoch: int, rank: int) -> None:
+    """The injected fault of `debug.fail_at_epoch`: rank 0's process dies once (marker file)."""
+    if cfg.debug.fail_at_epoch != epoch or rank != 0:
+        return
+    marker = cfg.run_root() / "debug" / f"{trial}.failed_at_epoch_{epoch}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    log.warning("debug.fail_at_epoch: killing worker process %d at epoch %d", os.getpid(), epoch)
+    os._exit(1)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation (rank 0, whole splits)
+
+
+def _validate(model, cfg: ExperimentConfig, num_classes: int, device, amp: bool) -> float:
+    from dear_ray.train.data import build_eval_loader
+
+    loader = build_eval_loader(cfg, "val", num_classes=num_classes)
+    return predict(model, loader, device=device, amp=amp).top1()
+
+
+def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, device,
+                    amp: bool, *, logger=None) -> dict[str, float]:
+    """Score every split of `cfg.eval_splits()` and write its store.
+
+    Returns `<split>_top1` for known splits (`train_eval_top1` for the training split, scored with
+    the test pipeline) and `<split>_bad_videos` for all.
+
+    For the softmax and bnn heads `eval.stochastic_passes` passes are taken (MC dropout / weight
+    sampling) and stored as `sample_logits`, so MC dropout is evaluated post hoc from this model.
+    """
+    from dear_ray.data.dataset import BadVideoReport
+    from dear_ray.train.data import build_eval_loader, split_is_known
+
+    out_dir = stores_dir(cfg, trial)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    passes = cfg.eval.stochastic_passes if cfg.model.head in STOCHASTIC_HEADS else 1
+    metrics: dict[str, float] = {}
+    for split in cfg.eval_splits():
+        loader = build_eval_loader(cfg, split, num_classes=num_classes)
+        report = BadVideoReport(len(loader.dataset), cfg.data.max_bad_fraction, name=split)
+        preds = predict(model, loader, device=device, stochastic_passes=passes, amp=amp,
+                        bad_report=report)
+        if cfg.model.head == "bnn":  # the bnn prediction is the mean over weight samples
+            preds.logits = preds.sample_logits.mean(axis=0)
+        name = split if split_is_known(split) or split == "unknown" else f"unknown_{split}"
+        path = write_store(out_dir / f"{name}.parquet", preds, cfg=cfg, split=split,
+                           num_classes=num_classes, trial=trial)
+        key = "train_eval" if split == "train" else split  # train_top1 is the training-time one
+        if split_is_known(split):
+            metrics[f"{key}_top1"] = preds.top1()
+        metrics[f"{key}_bad_videos"] = float(len(preds.bad))
+        if logger is not None:
+            logger.log_artifact(path, artifact_path="stores")
+    return metrics
+
+
+def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split: str,
+                num_classes: int, trial: str) -> Path:
+    """One split's score store (`dear_ray.scores.store`), with every score the head supports.
+
+    Unknown sets are stored with `split="unknown"` and their name as `dataset`, in
+    `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`.
+    """
+    from dear_ray.scores import compute_scores
+    from dear_ray.scores.store import StoreMeta, write_score_store
+    from dear_ray.train.data import split_is_known
+
+    scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits)
+    known = split_is_known(split)
+    meta = StoreMeta(split=split if known else "unknown",
+                     dataset=cfg.data.dataset if known else split, num_known=num_classes,
+                     head=cfg.model.head, checkpoint=f"{trial}/epoch_{cfg.optim.epochs - 1}",
+                     run=trial, extra={"backbone": cfg.model.backbone, "seed": str(cfg.seed),
+                                       "name": cfg.name})
+    write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,
+                      features=preds.features, sample_logits=preds.sample_logits, scores=scores,
+                      meta=meta)
+    return path

@@ -1,0 +1,255 @@
+"""The per-epoch training step and prediction over a split: plain functions with explicit arguments.
+
+Nothing here knows about Ray or MLflow; distributed training only shows as `torch.distributed`
+collectives when a process group is initialised (DDP): the all-bad-batch vote and the epoch
+statistics' reduction.
+
+Batches are the dicts of `dear_ray.data.collate_skip_bad`: `clip (B, C, T, H, W)` (test mode
+`(B, V, C, T, H, W)`), `label (B,)`, `video_id` (B strings), optional `scene (B, P)` and
+`masked_clip`, and `bad` (the `BadSample`s dropped from the batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dear_ray.train.optim import unwrap_model
+
+
+class TrainingStep(nn.Module):
+    """`forward` = the recognizer's `training_loss`, so DDP's gradient hooks see the step.
+
+    DistributedDataParallel synchronises gradients only for computations that go through its own
+    `forward`; wrapping this module (not the recognizer) lets `model.training_loss` run under DDP.
+
+    Args:
+        model: a `Recognizer` (see `dear_ray.models.build_recognizer`).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor, labels: torch.Tensor, *, anneal: float, iteration: int,
+                scene: torch.Tensor | None = None, masked_clips: torch.Tensor | None = None):
+        return self.model.training_loss(clips, labels, anneal=anneal, iteration=iteration,
+                                        scene=scene, masked_clips=masked_clips)
+
+
+def recognizer_of(step_or_model: nn.Module) -> nn.Module:
+    """The recognizer inside a (DDP-wrapped) `TrainingStep`, or the module itself."""
+    inner = unwrap_model(step_or_model)
+    return inner.model if isinstance(inner, TrainingStep) else inner
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when `enabled`; a no-op context on CPU (autocast stays off there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool):
+    if x is None:
+        return None
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def _world() -> tuple[bool, int]:
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_world_size()
+    return False, 1
+
+
+@dataclass
+class EpochResult:
+    """What one training epoch did (summed over all ranks under DDP).
+
+    Attributes:
+        metrics: `loss` and every stats key (clip-weighted means), `train_top1` from the stats'
+            `acc` (batch top-1), `lr` (first group, end of epoch), `epoch_time_s`, `clips_per_s`,
+            `bad_videos`, `skipped_batches`.
+        global_step: scheduler steps taken so far (one per batch, skipped batches included).
+        bad: the bad samples this rank met (for a `BadVideoReport`).
+    """
+
+    metrics: dict[str, float]
+    global_step: int
+    bad: list
+
+
+def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
+                    epoch: int, anneal: float, global_step: int, device: torch.device,
+                    grad_clip: float | None = None, amp: bool = False,
+                    channels_last: bool = False, bad_report=None) -> EpochResult:
+    """Train one epoch.
+
+    Args:
+        step_module: a `TrainingStep` (possibly DDP-wrapped) returning `(loss, stats)`.
+        loader: batches as described in the module docstring.
+        scheduler: stepped once per batch (also for skipped all-bad batches, so the schedule is a
+            function of the batch position).
+        epoch: 0-based, for messages.
+        anneal: SPEC 1.1's lambda_t (`dear_ray.losses.annealing_coefficient`).
+        global_step: scheduler steps before this epoch; `iteration` of `training_loss`.
+        grad_clip: max global L2 norm of the gradients, or None.
+        amp: bf16 autocast (CUDA only).
+        channels_last: 5-D inputs (and the model, by the caller) in channels_last_3d.
+        bad_report: a `BadVideoReport`; each batch's bad samples are added (it raises
+            `TooManyBadVideosError` past its limit).
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (naming epoch, step and stats).
+    """
+    distributed, _ = _world()
+    step_module.train()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    sums: dict[str, float] = defaultdict(float)
+    clips_seen = skipped = 0
+    bad: list = []
+    start = time.perf_counter()
+    for batch in loader:
+        batch_bad = list(batch.get("bad") or [])
+        bad.extend(batch_bad)
+        if bad_report is not None and batch_bad:
+            bad_report.update(batch_bad)
+        labels = batch.get("label")
+        n = 0 if labels is None else int(len(labels))
+        if distributed:  # every rank must skip together, or DDP's all-reduce would hang
+            flag = torch.tensor([1 if n > 0 else 0], dtype=torch.int32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            run_step = bool(flag.item())
+        else:
+            run_step = n > 0
+        if run_step:
+            clips = _to_device(batch["clip"], device, channels_last)
+            with autocast(device, amp):
+                loss, stats = step_module(
+                    clips, labels.to(device), anneal=anneal, iteration=global_step,
+                    scene=_to_device(batch.get("scene"), device, False),
+                    masked_clips=_to_device(batch.get("masked_clip"), device, channels_last))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}, step {global_step}: loss is "
+                                         f"{loss.item()} (stats {stats})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            for key, value in {**stats, "loss": float(loss.detach())}.items():
+                sums[key] += float(value) * n
+            clips_seen += n
+        else:
+            skipped += 1
+        if scheduler is not None:
+            scheduler.step()
+        global_step += 1
+    elapsed = time.perf_counter() - start
+    totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped,
+                           "_bad": len(bad), "_time": elapsed}, distributed)
+    clips_total = totals.pop("_clips")
+    metrics = {k: v / clips_total for k, v in totals.items() if not k.startswith("_")
+               and clips_total > 0}
+    if "acc" in metrics:
+        metrics["train_top1"] = metrics.pop("acc")
+    metrics.update({
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "epoch_time_s": elapsed,
+        "clips_per_s": clips_total / elapsed if elapsed > 0 else math.nan,
+        "bad_videos": totals["_bad"],
+        "skipped_batches": totals["_skipped"] / max(_world()[1], 1),
+    })
+    return EpochResult(metrics=metrics, global_step=global_step, bad=bad)
+
+
+def _reduce_sums(sums: dict[str, float], distributed: bool) -> dict[str, float]:
+    """Sum every key over the ranks (the max for `_time`); keys may differ between ranks."""
+    if not distributed:
+        return dict(sums)
+    gathered: list[dict[str, float]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(gathered, dict(sums))
+    out: dict[str, float] = defaultdict(float)
+    for part in gathered:
+        for key, value in part.items():
+            out[key] = max(out[key], value) if key == "_time" else out[key] + value
+    return dict(out)
+
+
+@dataclass
+class Predictions:
+    """Per-video outputs over a split, in loader order (bad videos left out).
+
+    Attributes:
+        logits: `(N, K)` view-averaged logits.
+        features: `(N, F)` view-averaged pooled features.
+        sample_logits: `(S, N, K)` per stochastic pass, or None.
+        labels: `(N,)` int64; video_ids: N strings; bad: the skipped `BadSample`s.
+    """
+
+    video_ids: list[str]
+    labels: np.ndarray
+    logits: np.ndarray
+    features: np.ndarray
+    sample_logits: np.ndarray | None
+    bad: list
+
+    def top1(self) -> float:
+        """Closed-set top-1 accuracy (labels must be known-class ids)."""
+        if len(self.labels) == 0:
+            return math.nan
+        return float(np.mean(self.logits.argmax(axis=1) == self.labels))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, *, device: torch.device, stochastic_passes: int = 1,
+            amp: bool = False, bad_report=None) -> Predictions:
+    """Run `model.predict` over a test-mode loader (clips `(B, V, C, T, H, W)`).
+
+    Args:
+        model: the recognizer (unwrapped; `recognizer_of` gets it out of DDP).
+        stochastic_passes: T > 1 keeps dropout / weight sampling on for T passes (softmax: MC
+            dropout, bnn) and fills `sample_logits`.
+    """
+    model.eval()
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    feats: list[np.ndarray] = []
+    samples: list[np.ndarray] = []
+    bad: list = []
+    for batch in loader:
+        batch_bad = list(batch.get("bad") or [])
+        bad.extend(batch_bad)
+        if bad_report is not None and batch_bad:
+            bad_report.update(batch_bad)
+        if batch.get("label") is None or len(batch["label"]) == 0:
+            continue
+        clips = batch["clip"].to(device, non_blocking=True)
+        with autocast(device, amp):
+            out = model.predict(clips, stochastic_passes=stochastic_passes)
+        logits.append(out.logits.float().cpu().numpy())
+        feats.append(out.features.float().cpu().numpy())
+        if out.sample_logits is not None:
+            samples.append(out.sample_logits.float().cpu().numpy())
+        labels.append(np.asarray(batch["label"].cpu(), dtype=np.int64))
+        ids.extend(str(v) for v in batch["video_id"])
+    if not logits:
+        raise ValueError(f"no decodable video in the split ({len(bad)} bad): nothing to predict")
+    return Predictions(
+        video_ids=ids, labels=np.concatenate(labels), logits=np.concatenate(logits),
+        features=np.concatenate(feats),
+        sample_logits=np.concatenate(samples, axis=1) if samples else None, bad=bad)
+

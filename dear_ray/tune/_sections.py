@@ -1,0 +1,179 @@
+"""Parsers of the sections of a sweep file (`dear_ray.tune.sweep`); errors name file and key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SWEEP_KEYS = {"name", "base", "grid", "cases", "search", "num_samples", "scheduler",
+              "max_concurrent_trials", "trial_resources", "max_failures", "ray"}
+_SEARCH_TYPES = {"uniform": ("low", "high"), "loguniform": ("low", "high"),
+                 "randint": ("low", "high"), "choice": ("values",)}
+_SCHEDULER_KEYS = {"type", "metric", "mode", "grace_period", "max_t", "reduction_factor"}
+# Fields every trial of a sweep shares: the sweep owns its name and its run directory.
+_RESERVED_PATHS = ("name", "tracking")
+
+
+class SweepError(ValueError):
+    """An invalid sweep file; the message names the file, the key or axis, and the value."""
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Tune's ASHA scheduler (`ray.tune.schedulers.ASHAScheduler`), in training epochs."""
+
+    metric: str
+    mode: str
+    grace_period: int = 1
+    max_t: int | None = None
+    reduction_factor: float = 2.0
+    type: str = "asha"
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One sampled axis: `uniform`/`loguniform`/`randint` over [low, high], or `choice` of values."""
+
+    type: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+
+    def probe_values(self) -> list[Any]:
+        """Values that must all validate: the bounds, or every choice."""
+        return list(self.values) if self.type == "choice" else [self.low, self.high]
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            return f"choice{list(self.values)}"
+        return f"{self.type}({self.low}, {self.high})"
+
+
+def check_path(dotted: str, src: str, where: str) -> None:
+    """A grid/case/search key must be a dotted path outside the fields the sweep owns."""
+    if not isinstance(dotted, str) or not dotted:
+        raise SweepError(f"{src}: {where}: expected dotted config paths as keys, got {dotted!r}")
+    if dotted.split(".")[0] in _RESERVED_PATHS:
+        raise SweepError(f"{src}: {where}: {dotted!r} cannot vary within a sweep (all trials share "
+                         "the sweep's name and tracking settings); set it in the base config")
+
+
+def parse_grid(grid: Any, src: str, *, has_cases: bool) -> dict[str, list[Any]]:
+    if grid is None:
+        grid = {}
+    if not isinstance(grid, Mapping):
+        raise SweepError(f"{src}: grid: expected a mapping of dotted paths to lists, got {grid!r}")
+    if not grid and not has_cases:
+        raise SweepError(f"{src}: grid: empty; give at least one axis (e.g. model.head: [softmax]) "
+                         "or a list of cases")
+    parsed = {}
+    for axis, values in grid.items():
+        check_path(axis, src, "grid")
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{src}: grid axis {axis!r}: expected a non-empty list of values, "
+                             f"got {values!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise SweepError(f"{src}: grid axis {axis!r}: repeated values in {values!r}")
+        parsed[axis] = list(values)
+    return parsed
+
+
+def parse_cases(cases: Any, src: str, grid: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    if cases is None:
+        return []
+    if not isinstance(cases, list) or not cases:
+        raise SweepError(f"{src}: cases: expected a non-empty list of override mappings, "
+                         f"got {cases!r}")
+    parsed, names = [], set()
+    for i, case in enumerate(cases):
+        if not isinstance(case, Mapping) or not case:
+            raise SweepError(f"{src}: cases[{i}]: expected a mapping of dotted overrides, "
+                             f"got {case!r}")
+        overrides = {k: v for k, v in case.items() if k != "name"}
+        for key in overrides:
+            check_path(key, src, f"cases[{i}]")
+            if key in grid:
+                raise SweepError(f"{src}: cases[{i}]: {key!r} is also a grid axis; "
+                                 "set it in one place")
+        case_name = str(case.get("name") or slug("_".join(
+            f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in overrides.items())))
+        if case_name in names:
+            raise SweepError(f"{src}: cases[{i}]: name {case_name!r} is used twice")
+        names.add(case_name)
+        parsed.append((case_name, overrides))
+    return parsed
+
+
+def parse_search(search: Any, src: str, grid: Mapping[str, Any]) -> dict[str, SearchDim]:
+    if search is None:
+        return {}
+    if not isinstance(search, Mapping):
+        raise SweepError(f"{src}: search: expected a mapping of dotted paths to distributions, "
+                         f"got {search!r}")
+    parsed = {}
+    for axis, dim in search.items():
+        check_path(axis, src, "search")
+        if axis in grid:
+            raise SweepError(f"{src}: search axis {axis!r} is also a grid axis")
+        where = f"{src}: search axis {axis!r}"
+        if not isinstance(dim, Mapping) or dim.get("type") not in _SEARCH_TYPES:
+            raise SweepError(f"{where}: expected {{type: one of {sorted(_SEARCH_TYPES)}, ...}}, "
+                             f"got {dim!r}")
+        needed = _SEARCH_TYPES[dim["type"]]
+        extra = set(dim) - {"type", *needed}
+        if extra or any(k not in dim for k in needed):
+            raise SweepError(f"{where}: type {dim['type']} takes exactly {list(needed)}, "
+                             f"got {dict(dim)!r}")
+        if dim["type"] == "choice":
+            if not isinstance(dim["values"], list) or not dim["values"]:
+                raise SweepError(f"{where}: values: expected a non-empty list, "
+                                 f"got {dim['values']!r}")
+            parsed[axis] = SearchDim("choice", values=tuple(dim["values"]))
+            continue
+        low, high = dim["low"], dim["high"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) \
+                or not low < high or (dim["type"] == "loguniform" and low <= 0):
+            raise SweepError(f"{where}: expected numbers low < high (low > 0 for loguniform), "
+                             f"got low={low!r} high={high!r}")
+        parsed[axis] = SearchDim(dim["type"], low=low, high=high)
+    return parsed
+
+
+def parse_scheduler(raw: Any, src: str) -> SchedulerSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or raw.get("type", "asha") != "asha":
+        raise SweepError(f"{src}: scheduler: only {{type: asha, metric, mode, ...}} is supported, "
+                         f"got {raw!r}")
+    unknown = set(raw) - _SCHEDULER_KEYS
+    if unknown:
+        raise SweepError(f"{src}: scheduler: unknown key(s) {sorted(unknown)}; "
+                         f"allowed: {sorted(_SCHEDULER_KEYS)}")
+    if not raw.get("metric") or raw.get("mode") not in ("min", "max"):
+        raise SweepError(f"{src}: scheduler: needs metric (a name the training loop reports) and "
+                         f"mode (min or max), got {dict(raw)!r}")
+    return SchedulerSpec(
+        metric=str(raw["metric"]), mode=raw["mode"],
+        grace_period=positive_int(raw.get("grace_period", 1), src, "scheduler.grace_period"),
+        max_t=(None if raw.get("max_t") is None else
+               positive_int(raw["max_t"], src, "scheduler.max_t")),
+        reduction_factor=float(raw.get("reduction_factor", 2.0)),
+    )
+
+
+def positive_int(value: Any, src: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SweepError(f"{src}: {key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def nonnegative_int(value: Any, src: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SweepError(f"{src}: {key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def slug(text: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.=-]+", "-", text)).strip("-")

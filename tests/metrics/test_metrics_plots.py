@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from dear_ray.metrics import open_set_f1_curve
+from dear_ray.metrics.plots import (
+    plot_confusion_matrix,
+    plot_openness_curves,
+    plot_reliability_diagram,
+    plot_uncertainty_histograms,
+    shared_bin_edges,
+)
+
+
+def _png_size(path):
+    image = imread(path)
+    assert image.ndim == 3 and image.std() > 0  # a real, non-blank picture
+    return image.shape[1], image.shape[0]
+
+
+def test_every_plot_writes_a_png_of_the_requested_size(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 30)
+    curve = open_set_f1_curve(y, y, rng.random(30), rng.integers(0, 4, 20), rng.integers(0, 3, 20),
+                              rng.random(20) + 0.3, 0.7, num_trials=3, num_known=3)
+    assert _png_size(plot_openness_curves({"a": curve, "b": curve}, tmp_path / "c.png")) == (840, 540)
+    assert _png_size(plot_uncertainty_histograms(rng.random(30), rng.random(20), tmp_path / "h.png",
+                                                 threshold=0.5)) == (720, 480)
+    assert _png_size(plot_reliability_diagram(rng.random(30), y == 1, tmp_path / "r.png")) == (600, 600)
+    path = plot_confusion_matrix(np.arange(16).reshape(4, 4), tmp_path / "sub" / "m.png")
+    assert path.exists() and _png_size(path)[0] == _png_size(path)[1]
+
+
+def test_histograms_share_one_scale():
+    edges = shared_bin_edges([0.0, 0.1], [0.5, 2.0], bins=4)
+    np.testing.assert_allclose(edges, [0.0, 0.5, 1.0, 1.5, 2.0])
+    with pytest.raises(ValueError, match="non-empty and finite"):
+        shared_bin_edges([np.nan], [0.1])
+
+
+def test_bad_plot_inputs(tmp_path):
+    with pytest.raises(ValueError, match="no curves given"):
+        plot_openness_curves({}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match=r"expected a square matrix, got shape \(2, 3\)"):
+        plot_confusion_matrix(np.zeros((2, 3)), tmp_path / "m.png")
+    with pytest.raises(ValueError, match="class_names: 2 names for a 3x3 matrix"):
+        plot_confusion_matrix(np.zeros((3, 3)), tmp_path / "m.png", class_names=["a", "b"])

@@ -1,0 +1,143 @@
+import pytest
+import torch
+from torch import nn
+
+from dear_ray.models.backbones import create_backbone
+from dear_ray.models.checkpoint import CheckpointError, LoadReport, load_checkpoint
+
+# 2 shared cores: intra-op threads oversubscribe under load (10x slower tiny steps measured)
+torch.set_num_threads(1)
+
+
+class _Head(nn.Module):
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc_cls = nn.Linear(in_features, num_classes)
+
+
+class _Recognizer(nn.Module):
+    """Stand-in with the Recognizer's key layout (`backbone.*`, `cls_head.fc_cls.*`)."""
+
+    def __init__(self, backbone: str, num_classes: int, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.backbone = create_backbone(backbone)
+        self.cls_head = _Head(self.backbone.num_features, num_classes)
+        with torch.no_grad():  # BN buffers and zero-init BNs would otherwise match by accident
+            for t in self.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(torch.randn_like(t))
+
+
+def _assert_same(a: nn.Module, b: nn.Module, *, skip: str = "\0") -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if skip not in k:
+            assert torch.equal(sa[k], sb[k]), k
+
+
+def test_mmaction2_style_checkpoint_round_trip_into_recognizer_and_bare_backbone(tmp_path):
+    src = _Recognizer("tsm_tiny", 400, seed=0)
+    path = tmp_path / "mm.pth"
+    # MMAction2 layout: {'meta': ..., 'state_dict': {...}}, DataParallel's 'module.' prefix
+    torch.save({"meta": {"epoch": 3}, "state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, path)
+    dst = _Recognizer("tsm_tiny", 400, seed=1)
+    report = load_checkpoint(dst, path)
+    _assert_same(src, dst)
+    assert report.missing == [] and report.unexpected == [] and report.skipped_classifier == []
+    assert len(report.loaded) == len(src.state_dict())
+    assert "layer1.0.conv1.conv.net.weight" in "".join(report.loaded)
+
+    bare = create_backbone("tsm_tiny")
+    report = load_checkpoint(bare, path)  # 'backbone.' is stripped, the head is unexpected
+    _assert_same(src.backbone, bare)
+    assert sorted(report.unexpected) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert report.missing == []
+
+
+def test_bare_backbone_state_dict_loads_into_recognizer(tmp_path):
+    src = create_backbone("slowfast_tiny")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(1.0)
+    path = tmp_path / "bare.pth"
+    torch.save(src.state_dict(), path)  # keys without 'backbone.' (slow_path.layer1_lateral...)
+    dst = _Recognizer("slowfast_tiny", 7, seed=2)
+    head_before = dst.cls_head.fc_cls.weight.clone()
+    report = load_checkpoint(dst, path)
+    _assert_same(src, dst.backbone)
+    assert sorted(report.missing) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert torch.equal(dst.cls_head.fc_cls.weight, head_before)
+    assert "missing in checkpoint (2): cls_head.fc_cls.weight, cls_head.fc_cls.bias" in report.summary()
+
+
+def test_classifier_of_other_width_is_skipped_unless_strict(tmp_path):
+    src = _Recognizer("i3d_tiny", 400, seed=0)  # a "Kinetics-400" checkpoint
+    path = tmp_path / "k400.pth"
+    torch.save({"state_dict": src.state_dict()}, path)
+    dst = _Recognizer("i3d_tiny", 101, seed=1)
+    head_before = dst.cls_head.fc_cls.weight.clone()
+    report = load_checkpoint(dst, path)
+    assert isinstance(report, LoadReport)
+    assert sorted(report.skipped_classifier) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert report.missing == [] and report.unexpected == []
+    _assert_same(src.backbone, dst.backbone)
+    assert torch.equal(dst.cls_head.fc_cls.weight, head_before)
+    assert "skipped classifier (other number of classes)" in str(report)
+    with pytest.raises(CheckpointError, match=r"cls_head.fc_cls.weight: checkpoint \(400, 256\), model \(101, 256\)"):
+        load_checkpoint(_Recognizer("i3d_tiny", 101, seed=1), path, strict_classifier=True)
+
+
+def test_mismatched_conv_raises_and_names_the_key(tmp_path):
+    state = create_backbone("i3d_tiny").state_dict()
+    state["layer3.0.conv1.conv.weight"] = torch.zeros(32, 64, 1, 1, 1)  # (32, 64, 3, 1, 1) in the model
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    dst = create_backbone("i3d_tiny")
+    before = dst.conv1.conv.weight.clone()
+    expected = r"bad.pth.*\n.*layer3.0.conv1.conv.weight.*\(32, 64, 1, 1, 1\).*\(32, 64, 3, 1, 1\)"
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(dst, path)
+    assert torch.equal(dst.conv1.conv.weight, before)  # nothing was loaded
+
+
+def test_missing_and_unexpected_are_reported(tmp_path):
+    state = create_backbone("r3d18_tiny").state_dict()
+    del state["layer4.0.bn2.running_mean"]
+    state["fc.weight"] = torch.zeros(400, 64)  # SDN's classifier name has no place in the backbone
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    report = load_checkpoint(create_backbone("r3d18_tiny"), path)
+    assert report.missing == ["layer4.0.bn2.running_mean"]
+    assert report.unexpected == ["fc.weight"]
+    assert "unexpected in checkpoint (1): fc.weight" in report.summary()
+
+
+def test_bad_files_get_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_checkpoint(create_backbone("r3d18_tiny"), tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pth"):
+        load_checkpoint(create_backbone("r3d18_tiny"), tmp_path / "junk.pth")
+    torch.save({"state_dict": {"conv1.weight": [1, 2]}}, tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match=r"list.pth: state dict entries that are not tensors: \['conv1.weight'\]"):
+        load_checkpoint(create_backbone("r3d18_tiny"), tmp_path / "list.pth")
+    torch.save({"state_dict": nn.Linear(2, 2)}, tmp_path / "pickled.pth")  # a pickled module object
+    with pytest.raises(CheckpointError, match=r"pickled.pth: cannot be read with torch.load\(weights_only=True\)"):
+        load_checkpoint(create_backbone("r3d18_tiny"), tmp_path / "pickled.pth")
+
+
+def test_mmaction2_tpn_layout_with_top_level_neck(tmp_path):
+    # MMAction2's TPN checkpoints keep the neck beside the backbone: backbone.layer1..., neck.*
+    src = _Recognizer("tpn_tiny", 400, seed=0)
+    state = {}
+    for k, v in src.state_dict().items():
+        state[k.replace("backbone.neck.", "neck.")] = v
+    assert any(k.startswith("neck.pyramid_fusion.") for k in state)
+    path = tmp_path / "tpn.pth"
+    torch.save({"state_dict": state}, path)
+    dst = _Recognizer("tpn_tiny", 400, seed=1)
+    report = load_checkpoint(dst, path)
+    _assert_same(src, dst)
+    assert report.missing == [] and report.unexpected == []

@@ -1,0 +1,153 @@
+"""Tests of dear_ray.config: defaults, round trips, overrides and validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dear_ray.config import ConfigError, ExperimentConfig, load_config, save_config
+from dear_ray.models import list_backbones, list_heads
+
+
+def test_defaults_validate_and_paths_are_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config({})
+    assert cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 1e-4
+    assert cfg.eval.stochastic_passes == 10
+    assert cfg.data.data_root == str(tmp_path / "data" / "synth")
+    assert cfg.tracking.run_dir == str(tmp_path / "runs")
+    assert cfg.run_root() == tmp_path / "runs" / "default"
+    assert cfg.override({"model.pretrained": "ck.pth"}).model.pretrained == \
+        str(tmp_path / "ck.pth")
+    assert cfg.model.backbone in list_backbones() and cfg.model.head in list_heads()
+
+
+def test_to_dict_round_trips_through_yaml(tmp_path):
+    cfg = load_config({"name": "x", "optim": {"milestones": [2, 4], "epochs": 6},
+                       "data": {"unknown": {"hmdb": "/abs/hmdb.txt"},
+                                "test_views": {"num_clips": 2, "num_crops": 3}}})
+    path = save_config(cfg, tmp_path / "sub" / "cfg.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert yaml.safe_load(path.read_text())["optim"]["milestones"] == [2, 4]
+    assert load_config(cfg.to_dict()) == cfg
+
+
+def test_frozen_and_override_returns_validated_copy():
+    cfg = load_config({})
+    with pytest.raises(Exception, match="frozen"):
+        cfg.optim.lr = 0.5  # type: ignore[misc]
+    new = cfg.override({"optim.lr": 1e-3, "data.test_views.num_crops": 3,
+                        "data.unknown.hmdb": "hmdb.txt"})
+    assert new.optim.lr == 1e-3 and cfg.optim.lr == 0.01
+    assert new.data.test_views.num_crops == 3
+    assert new.data.unknown == {"unknown": "unknown.txt", "hmdb": "hmdb.txt"}
+    assert isinstance(new, ExperimentConfig)
+    with pytest.raises(ConfigError, match=r"override 'seed.x': seed is 0, not a section"):
+        cfg.override({"seed.x": 1})
+    with pytest.raises(ConfigError, match=r"expected a dotted field path"):
+        cfg.override({"optim..lr": 1})
+
+
+def test_overrides_argument_of_load_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"seed": 3, "optim": {"lr": 0.1}}))
+    cfg = load_config(path, overrides={"optim.lr": 0.2, "seed": 4})
+    assert (cfg.seed, cfg.optim.lr) == (4, 0.2)
+
+
+@pytest.mark.parametrize(("overrides", "pieces"), [
+    ({"optim.lrr": 0.1}, ["optim.lrr", "unknown field", "allowed:", "lr,", "0.1"]),
+    ({"optim.lr": -1.0}, ["optim.lr", "greater than 0", "-1.0"]),
+    ({"optim.schedule": "poly"}, ["optim.schedule", "'step' or 'cosine'", "'poly'"]),
+    ({"optim.optimizer": "adam"}, ["optim.optimizer", "'sgd' or 'adamw'", "'adam'"]),
+    ({"data.sampler": "uniform"}, ["data.sampler", "'sample_frames', 'dense' or 'segments'"]),
+    ({"data.test_views.num_crops": 2}, ["data.test_views.num_crops", "1, 3 or 10", "2"]),
+    ({"data.num_workers": -1}, ["data.num_workers", "greater than or equal to 0", "-1"]),
+    ({"data.max_bad_fraction": 1.5}, ["data.max_bad_fraction", "1.5"]),
+    ({"data.multiprocessing_context": "fork"}, ["data.multiprocessing_context", "'forkserver'"]),
+    ({"model.dropout": 1.0}, ["model.dropout", "less than 1"]),
+    ({"resources.max_failures": -2}, ["resources.max_failures", "-2"]),
+    ({"eval.stochastic_passes": 0}, ["eval.stochastic_passes", "0"]),
+    ({"checkpoint.num_to_keep": 0}, ["checkpoint.num_to_keep", "0"]),
+    ({"optim.milestones": [5, 3]}, ["optim.milestones [5, 3]", "strictly increasing"]),
+    ({"optim.milestones": [20]}, ["optim.milestones [20]", "< optim.epochs (10)"]),
+    ({"optim.warmup_epochs": 10}, ["optim.warmup_epochs 10", "< optim.epochs"]),
+    ({"optim.nesterov": True, "optim.optimizer": "adamw"}, ["optim.nesterov", "sgd"]),
+    ({"optim.min_lr": 0.5}, ["optim.min_lr 0.5", "optim.lr 0.01"]),
+    ({"data.crop_size": 128}, ["data.crop_size 128", "data.scale_short 64"]),
+    ({"data.mask_ratio": 0.5}, ["data.mask_ratio 0.5", "data.detections"]),
+    ({"data.num_classes": None, "data.classes_file": None}, ["data.num_classes",
+                                                             "data.classes_file"]),
+    ({"data.unknown": {"test": "x.txt"}}, ["data.unknown", "'test'", "known split names"]),
+    ({"eval.splits": ["test", "hmdb"]}, ["eval.splits", "'hmdb'", "configured splits",
+                                         "'unknown'"]),
+    ({"eval.every_n_epochs": 1, "data.val_list": None}, ["data.val_list", "eval.every_n_epochs"]),
+    ({"model.head": "sdn"}, ["data.scene_labels", "sdn"]),
+    ({"debug.fail_at_epoch": 12}, ["debug.fail_at_epoch 12", "optim.epochs (10)"]),
+    ({"debug.fail_at_epoch": 1, "resources.num_workers": 0}, ["debug.fail_at_epoch",
+                                                              "num_workers >= 1"]),
+    ({"name": "has space"}, ["name", "letters, digits", "'has space'"]),
+    ({"bogus": 1}, ["bogus", "unknown field", "optim", "resources"]),
+    ({"seed.x": 1}, ["seed", "valid integer", "{'x': 1}"]),
+])
+def test_validation_errors_name_field_value_and_allowed(overrides, pieces):
+    with pytest.raises(ConfigError) as info:
+        load_config({}, overrides=overrides)
+    message = str(info.value)
+    for piece in pieces:
+        assert piece in message, (piece, message)
+
+
+def test_unknown_backbone_and_head_list_the_registered_names():
+    with pytest.raises(ConfigError) as info:
+        load_config({"model": {"backbone": "resnet9000"}})
+    message = str(info.value)
+    assert "model.backbone" in message and "'resnet9000'" in message
+    assert all(name in message for name in list_backbones())
+    with pytest.raises(ConfigError) as info:
+        load_config({}, overrides={"model.head": "nope"})
+    assert all(name in str(info.value) for name in list_heads())
+
+
+def test_several_errors_are_all_listed():
+    with pytest.raises(ConfigError) as info:
+        load_config({"optim": {"lr": 0, "momentum": 2}, "seed": -1})
+    message = str(info.value)
+    assert "optim.lr" in message and "optim.momentum" in message and "seed" in message
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lr: -3}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: optim\.lr"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: expected a mapping"):
+        load_config(bad)
+    bad.write_text("optim: {lr: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+    assert isinstance(ConfigError("x"), ValueError)
+
+
+def test_split_lists_and_eval_splits(tmp_path):
+    cfg = load_config({"data": {"data_root": str(tmp_path), "test_shifted_list": None,
+                                "unknown": {"hmdb": "/elsewhere/hmdb.txt", "mit": "mit.txt"}}})
+    lists = cfg.data.split_lists()
+    assert lists["train"] == tmp_path / "train.txt"
+    assert lists["hmdb"] == Path("/elsewhere/hmdb.txt")
+    assert lists["mit"] == tmp_path / "mit.txt"
+    assert "test_shifted" not in lists
+    assert cfg.eval_splits() == ["train", "test", "hmdb", "mit"]
+    assert cfg.override({"eval.splits": ["test", "mit"]}).eval_splits() == ["test", "mit"]
+
+
+def test_experiment_name_defaults_to_config_name():
+    cfg = load_config({"name": "abc"})
+    assert cfg.experiment_name() == "abc"
+    assert cfg.override({"tracking.experiment": "e"}).experiment_name() == "e"

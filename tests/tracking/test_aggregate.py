@@ -1,0 +1,168 @@
+"""Tests of dear_ray.tracking.aggregate.report_sweep on synthetic score stores (no model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from dear_ray.metrics import combine_unknown_classes, draw_unknown_subsets, open_set_report
+from dear_ray.scores import OpenMax, StoreMeta, compute_scores, read_score_store, write_score_store
+from dear_ray.tracking.aggregate import find_trial_stores, report_sweep
+from dear_ray.tracking.mlflow_runs import (
+    TrialLogger,
+    artifact_location_for,
+    default_tracking_uri,
+    ensure_experiment,
+    start_parent_run,
+)
+
+K, UNKNOWN_CLASSES, F, S = 3, 4, 6, 5
+SPLITS = {"train": 60, "test": 30, "test_shifted": 30, "unknown": 40}
+
+
+def _write_trial(sweep_dir, trial: str, head: str, rng: np.random.Generator, *,
+                 splits=tuple(SPLITS)) -> None:
+    """Stores of one model: informative logits on known splits, flat ones on unknown videos."""
+    for split in splits:
+        n = SPLITS[split]
+        if split == "unknown":
+            labels = np.arange(n) % UNKNOWN_CLASSES
+            logits = rng.normal(0.0, 1.0, (n, K))
+        else:
+            labels = np.arange(n) % K
+            logits = rng.normal(0.0, 1.0, (n, K)) + 4.0 * np.eye(K)[labels]
+        features = rng.normal(0.0, 1.0, (n, F)) + 3.0 * np.eye(K, F)[labels % K]
+        sample_logits = logits[None] + rng.normal(0.0, 0.5, (S, n, K)) if head == "softmax" \
+            else None
+        write_score_store(
+            sweep_dir / "stores" / trial / f"{split}.parquet",
+            video_ids=[f"{split}_{i}" for i in range(n)], labels=labels, logits=logits,
+            features=features, sample_logits=sample_logits,
+            scores=compute_scores(head, logits, sample_logits=sample_logits),
+            meta=StoreMeta(split=split, dataset="unk" if split == "unknown" else "synth",
+                           num_known=K, head=head, checkpoint=f"{trial}/ckpt", run=trial))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, new_tracking_store):
+    """A sweep dir with a softmax trial, an edl trial, and one trial missing its unknown store."""
+    root = tmp_path_factory.mktemp("runs")
+    sweep_dir = root / "sw"
+    rng = np.random.default_rng(0)
+    _write_trial(sweep_dir, "soft", "softmax", rng)
+    _write_trial(sweep_dir, "evid", "edl", rng)
+    _write_trial(sweep_dir, "broken", "edl", rng, splits=("train", "test"))
+    uri = new_tracking_store(root)
+    exp = ensure_experiment(uri, "sw", artifact_location=artifact_location_for(uri, root))
+    parent = start_parent_run(uri, exp, sweep="sw")
+    # the sweep creates the trial runs; "evid"'s run is left for the report to create
+    soft_run = TrialLogger(uri, "sw", run_name="soft", parent_run_id=parent,
+                           tags={"backbone": "i3d_tiny"}).run_id
+    table = report_sweep(sweep_dir, tracking_uri=uri, experiment="sw", num_trials=4, seed=3)
+    return {"dir": sweep_dir, "uri": uri, "exp": exp, "parent": parent, "soft_run": soft_run,
+            "table": table}
+
+
+def _row(table: pd.DataFrame, method: str) -> pd.Series:
+    rows = table[table["method"] == method]
+    assert len(rows) == 1, table[["trial", "method"]]
+    return rows.iloc[0]
+
+
+def test_table_has_every_method_and_skips_the_incomplete_trial(sweep):
+    table = sweep["table"]
+    assert sorted(zip(table["trial"], table["method"], table["score"])) == [
+        ("evid", "edl", "vacuity"), ("soft", "mc_dropout", "bald"), ("soft", "openmax", "openmax"),
+        ("soft", "softmax", "msp")]
+    assert "broken" in (sweep["dir"] / "report" / "skipped_trials.txt").read_text()
+    on_disk = pd.read_parquet(sweep["dir"] / "report" / "results.parquet")
+    pd.testing.assert_frame_equal(on_disk, table.reset_index(drop=True))
+    md = (sweep["dir"] / "report" / "results.md").read_text().splitlines()
+    assert md[0].startswith("| trial | method |") and md[2].startswith("| evid | edl |")
+
+
+def test_every_method_uses_the_same_unknown_subsets(sweep):
+    stores = {s: read_score_store(sweep["dir"] / "stores" / "soft" / f"{s}.parquet")
+              for s in SPLITS}
+    subsets = draw_unknown_subsets(combine_unknown_classes([stores["unknown"]]), num_trials=4,
+                                   seed=3)
+    for method, score in (("softmax", "msp"), ("mc_dropout", "bald")):
+        expected = open_set_report(train=stores["train"], known=stores["test"],
+                                   unknown=[stores["unknown"]], score=score,
+                                   shifted=stores["test_shifted"], subsets=subsets).metrics
+        row = _row(sweep["table"], method)
+        for key in ("open_maf1", "auroc", "closed_top1", "shifted_top1", "binarized_auc"):
+            assert row[key] == pytest.approx(expected[key], abs=1e-12), (method, key)
+    other = draw_unknown_subsets(combine_unknown_classes([stores["unknown"]]), num_trials=4,
+                                 seed=4)
+    moved = open_set_report(train=stores["train"], known=stores["test"], unknown=[stores["unknown"]],
+                            score="msp", subsets=other).metrics["open_maf1"]
+    assert moved != pytest.approx(_row(sweep["table"], "softmax")["open_maf1"], abs=1e-12)
+
+
+def test_openmax_row_is_fitted_on_the_train_store(sweep):
+    stores = {s: read_score_store(sweep["dir"] / "stores" / "soft" / f"{s}.parquet")
+              for s in SPLITS}
+    model = OpenMax(on="features").fit(stores["train"].logits, stores["train"].labels,
+                                       stores["train"].features)
+    scored = {s: st.with_scores({"openmax": model(st.logits, features=st.features)})
+              for s, st in stores.items()}
+    subsets = draw_unknown_subsets(combine_unknown_classes([stores["unknown"]]), num_trials=4,
+                                   seed=3)
+    expected = open_set_report(train=scored["train"], known=scored["test"],
+                               unknown=[scored["unknown"]], score="openmax",
+                               shifted=scored["test_shifted"], subsets=subsets).metrics
+    assert _row(sweep["table"], "openmax")["auroc"] == pytest.approx(expected["auroc"])
+
+
+def test_parent_run_gets_tables_and_plots(sweep):
+    client = MlflowClient(sweep["uri"])
+    names = {f.path for f in client.list_artifacts(sweep["parent"], "report")}
+    for name in ("results.md", "results.csv", "results.parquet", "openness_curves.png",
+                 "results_table.json"):
+        assert f"report/{name}" in names
+    assert any(n.startswith("report/hist_") for n in names)
+    local = client.download_artifacts(sweep["parent"], "report/results_table.json")
+    logged = json.loads(open(local).read())
+    assert len(logged["data"]) == 4 and "open_maf1" in logged["columns"]
+
+
+def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
+    client = MlflowClient(sweep["uri"])
+    trial_runs = client.search_runs([sweep["exp"]],
+                                    f"tags.mlflow.parentRunId = '{sweep['parent']}'")
+    assert sorted(r.info.run_name for r in trial_runs) == ["evid", "soft"]
+    soft = client.get_run(sweep["soft_run"])
+    assert soft.data.metrics["open_maf1"] == pytest.approx(_row(sweep["table"], "softmax")["open_maf1"])
+    posthoc = client.search_runs([sweep["exp"]],
+                                 f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
+    assert sorted(r.data.tags["method"] for r in posthoc) == ["mc_dropout", "openmax"]
+    assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
+    runs = [*trial_runs, *posthoc]
+    names = {frozenset(client.get_run(r.info.run_id).data.metrics) for r in runs}
+    assert len(names) == 1 and {"open_maf1", "auroc", "closed_top1"} <= set(next(iter(names)))
+    for run in posthoc:
+        method = run.data.tags["method"]
+        assert run.data.metrics["auroc"] == pytest.approx(_row(sweep["table"], method)["auroc"])
+
+
+def test_report_again_makes_no_new_runs_nor_duplicate_metrics(sweep):
+    client = MlflowClient(sweep["uri"])
+    before = len(client.search_runs([sweep["exp"]]))
+    table = report_sweep(sweep["dir"], tracking_uri=sweep["uri"], experiment="sw", num_trials=4,
+                         seed=3)
+    pd.testing.assert_frame_equal(table, sweep["table"])
+    assert len(client.search_runs([sweep["exp"]])) == before
+    assert len(client.get_metric_history(sweep["soft_run"], "open_maf1")) == 1
+    local = client.download_artifacts(sweep["parent"], "report/results_table.json")
+    assert len(json.loads(open(local).read())["data"]) == len(table)  # replaced, not appended
+
+
+def test_no_stores_gives_an_empty_table(tmp_path):
+    assert find_trial_stores(tmp_path) == {}
+    table = report_sweep(tmp_path, tracking_uri=default_tracking_uri(tmp_path), experiment="e")
+    assert table.empty

@@ -1,0 +1,82 @@
+"""Tests of dear_ray.train.data: loaders built from the config over the synthetic data set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dear_ray.config import load_config
+from dear_ray.data.annotations import read_annotation_list, read_class_names
+from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
+from dear_ray.train.data import (
+    build_eval_loader,
+    build_sampler,
+    build_train_loader,
+    num_known_classes,
+)
+
+
+def _config(root, **overrides):
+    base = {"data": {"data_root": str(root), "crop_size": 32, "scale_short": 32, "clip_len": 8,
+                     "batch_size": 2, "test_views": {"num_clips": 2, "num_crops": 3}}}
+    return load_config(base, overrides=overrides)
+
+
+def test_num_known_classes_from_file_or_config(synth_root, tmp_path):
+    cfg = _config(synth_root)
+    assert num_known_classes(cfg.data) == len(read_class_names(synth_root / "classes.txt"))
+    assert num_known_classes(cfg.override({"data.num_classes": 7}).data) == 7
+    (tmp_path / "one.txt").write_text("only\n")
+    with pytest.raises(ValueError, match=r"one\.txt: 1 class name"):
+        num_known_classes(cfg.override({"data.classes_file": str(tmp_path / "one.txt")}).data)
+
+
+def test_samplers_follow_the_config(synth_root):
+    cfg = _config(synth_root, **{"data.frame_interval": 2})
+    train = build_sampler(cfg.data, test_mode=False)
+    test = build_sampler(cfg.data, test_mode=True)
+    assert isinstance(train, SampleFrames) and (train.clip_len, train.frame_interval) == (8, 2)
+    assert train.num_views == 1 and test.num_views == 2 and test.test_mode
+    dense = build_sampler(cfg.override({"data.sampler": "dense", "data.sample_range": 16}).data,
+                          test_mode=True)
+    assert isinstance(dense, DenseSampleFrames) and dense.sample_range == 16
+    assert dense.num_views == 2
+    seg = build_sampler(cfg.override({"data.sampler": "segments", "data.num_segments": 4,
+                                      "data.test_views.num_clips": 1}).data, test_mode=False)
+    assert isinstance(seg, SegmentSampler) and seg(40, np.random.default_rng(0)).shape == (4,)
+
+
+def test_train_loader_batches_and_distributed_shards(synth_root):
+    cfg = _config(synth_root)
+    k = num_known_classes(cfg.data)
+    loader, sampler = build_train_loader(cfg, num_classes=k)
+    assert sampler is None
+    batch = next(iter(loader))
+    assert batch["clip"].shape == (2, 3, 8, 32, 32) and batch["clip"].dtype == torch.float32
+    assert batch["bad"] == [] and all(0 <= int(y) < k for y in batch["label"])
+    n = len(read_annotation_list(synth_root / "train.txt", synth_root))
+    shards = [build_train_loader(cfg, num_classes=k, rank=r, world_size=2)[1] for r in (0, 1)]
+    idx = [set(iter(s)) for s in shards]
+    assert len(shards[0]) == len(shards[1]) == -(-n // 2)
+    assert idx[0] | idx[1] == set(range(n))
+
+
+def test_eval_loader_has_multi_view_clips_and_keeps_unknown_labels(synth_root):
+    cfg = _config(synth_root)
+    k = num_known_classes(cfg.data)
+    loader = build_eval_loader(cfg, "unknown", num_classes=k)
+    batch = next(iter(loader))
+    assert batch["clip"].shape[1:] == (6, 3, 8, 32, 32)  # 2 clips x 3 crops
+    records = read_annotation_list(synth_root / "unknown.txt", synth_root)
+    assert batch["video_id"] == [r.video_id for r in records[:2]]
+    with pytest.raises(ValueError, match="'hmdb' has no list file"):
+        build_eval_loader(cfg, "hmdb", num_classes=k)
+
+
+def test_worker_processes_use_forkserver(synth_root):
+    cfg = _config(synth_root, **{"data.num_workers": 1})
+    loader = build_eval_loader(cfg, "test", num_classes=num_known_classes(cfg.data))
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    n = sum(len(b["video_id"]) for b in loader)
+    assert n == len(loader.dataset)
