@@ -48,6 +48,22 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     summary.add_argument("root", type=Path)
     summary.set_defaults(func=_cmd_data_summary)
 
+    lists = dsub.add_parser("lists", help="annotation lists for UCF-101, HMDB-51, MiT-v2, Kinetics, Diving48")
+    lists.add_argument("dataset", help="ucf101, hmdb51, mit_v2, kinetics400, minikinetics200, diving48")
+    lists.add_argument("--root", type=Path, required=True, help="the data set's folder (videos + official files)")
+    lists.add_argument("--out", type=Path, required=True, help="where to write the lists")
+    lists.add_argument("--split", type=int, default=1, help="official split (UCF-101 / HMDB-51: 1-3)")
+    lists.add_argument("--relative-to", type=Path, default=None,
+                       help="write video paths relative to this shared data root")
+    lists.set_defaults(func=_cmd_data_lists)
+
+    check = dsub.add_parser("check", help="open every video of a list and report the bad ones")
+    check.add_argument("list_file", type=Path)
+    check.add_argument("--root", type=Path, required=True, help="data root the list's paths are under")
+    check.add_argument("--workers", type=_positive_int, default=2)
+    check.add_argument("--csv", type=Path, default=None, help="also write the bad files as CSV")
+    check.set_defaults(func=_cmd_data_check)
+
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from dear_ray.data.synth import generate_dataset, summarize_dataset
@@ -185,6 +201,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     result = run_demo(data_dir=args.data, sweep_file=args.sweep)
     return 1 if result.failed else 0
+
+
+def _cmd_data_lists(args: argparse.Namespace) -> int:
+    from dear_ray.data.lists import build_lists
+
+    written = build_lists(args.dataset, root=args.root, out_dir=args.out, split=args.split,
+                          relative_to=args.relative_to)
+    for key, path in written.items():
+        print(f"{key}: {path}")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from dear_ray.data.check import check_videos
+
+    report = check_videos(args.list_file, args.root, workers=args.workers, csv_path=args.csv)
+    print(report.format())
+    return 1 if report.num_bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,56 @@
+"""The `dear-ray` command: argument handling and the commands that need no Ray cluster."""
+
+from pathlib import Path
+
+import pytest
+
+from dear_ray.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_data_synth_writes_dataset_and_prints_summary(tmp_path, capsys):
+    out = tmp_path / "synth"
+    args = ["data", "synth", "--out", str(out), "--known-classes", "3", "--unknown-classes", "2",
+            "--videos-per-class", "2", "--frames", "8", "--size", "32", "--workers", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "known classes (3)" in printed
+    for name in ["train.txt", "test.txt", "test_shifted.txt", "unknown.txt", "classes.txt",
+                 "manifest.json"]:
+        assert (out / name).is_file(), name
+    # a second run refuses to overwrite the finished data set
+    assert main(args) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["data", "summary", str(out)]) == 0
+    assert "known classes (3)" in capsys.readouterr().out
+
+
+def test_dry_run_lists_demo_trials(capsys):
+    assert main(["sweep", "--dry-run", str(REPO / "jobs/sweeps/demo.yaml")]) == 0
+    out = capsys.readouterr().out
+    for head in ["softmax", "bnn", "rpl", "edl", "edl_avu", "dear", "sdn"]:
+        assert head in out
+
+
+def test_dry_run_of_paper_grid_lists_four_backbones_with_resources(capsys):
+    assert main(["sweep", "--dry-run", str(REPO / "jobs/sweeps/dear_ucf101.yaml")]) == 0
+    out = capsys.readouterr().out
+    for backbone in ["i3d_r50", "tsm_r50", "slowfast_r50_8x8", "tpn_slowonly_r50"]:
+        assert backbone in out
+    assert "GPUs" in out and "trial(s)" in out
+
+
+def test_bad_override_and_missing_files_give_one_line_errors(tmp_path, capsys):
+    assert main(["train", str(REPO / "jobs/sweeps/demo.yaml"), "--set", "nonsense"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["sweep", "--dry-run", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_unknown_command_is_rejected():
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
