@@ -32,7 +32,7 @@ def tiny_config(data_root: Path, run_dir: Path, *, head: str, epochs: int) -> di
     """The tiny preset shared by both sides."""
     return {
         "name": "bench",
-        "data": {"data_root": str(data_root), "clip_len": 8, "crop_size": 32, "scale_short": 32,
+        "data": {"data_root": str(data_root), "clip_len": 8, "crop_size": 56, "scale_short": 64,
                  "batch_size": 8},
         "model": {"backbone": "i3d_tiny", "head": head},
         "optim": {"epochs": epochs, "lr": 0.01},
@@ -104,7 +104,7 @@ def main() -> None:
 
             data = tmp / "synth"
             generate_dataset(data, seed=0, known_classes=4, unknown_classes=2,
-                             videos_per_class=8, frames=16, size=48, workers=2)
+                             videos_per_class=8, frames=16, size=64, workers=2)
         cfg_dict = tiny_config(data, tmp / "runs", head=args.head, epochs=args.epochs)
         direct = train_direct(load_config(cfg_dict))
         sweep, parts = train_sweep(cfg_dict)

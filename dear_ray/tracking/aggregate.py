@@ -143,9 +143,11 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
         metrics = {k: row[k] for k in METRIC_KEYS
                    if k in row and row[k] is not None and not math.isnan(row[k])}
         trial_run = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
-        if trial_run is None:
-            trial_run = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
-                                    tags={"sweep": sweep, "trial": trial, "head": row["head"]}).run_id
+        if trial_run is None:  # stores without a run (e.g. copied in): give the trial one
+            created = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
+                                  tags={"sweep": sweep, "trial": trial, "head": row["head"]})
+            created.set_terminated("FINISHED")
+            trial_run = created.run_id
         if method == first_method[trial]:
             run_id = trial_run
         else:

@@ -136,6 +136,7 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     trial_runs = client.search_runs([sweep["exp"]],
                                     f"tags.mlflow.parentRunId = '{sweep['parent']}'")
     assert sorted(r.info.run_name for r in trial_runs) == ["evid", "soft"]
+    assert all(r.info.status == "FINISHED" for r in trial_runs if r.info.run_name == "evid")
     soft = client.get_run(sweep["soft_run"])
     assert soft.data.metrics["open_maf1"] == pytest.approx(_row(sweep["table"], "softmax")["open_maf1"])
     posthoc = client.search_runs([sweep["exp"]],
