@@ -30,11 +30,15 @@ WORKER_CPUS="${DEAR_RAY_WORKER_CPUS:-1}"
 OBJECT_STORE="${DEAR_RAY_OBJECT_STORE_BYTES:-200000000}"
 STATE_DIR="${DEAR_RAY_STATE_DIR:-$REPO/runs/local-cluster-$PORT}"
 START_TIMEOUT="${DEAR_RAY_START_TIMEOUT:-90}"
-TEMP_DIR="/tmp/dear_ray_$PORT"   # short: Ray's Unix socket paths must stay under 108 bytes
+TEMP_DIR="/tmp/dear_ray_$PORT"   # short: Ray's Unix socket paths must stay under 108 bytes;
+                                 # worker node i uses ${TEMP_DIR}_w$i
 STATE="$STATE_DIR/cluster.state"
 ADDRESS="127.0.0.1:$PORT"
 
 export RAY_AUTH_MODE=disabled
+# Jobs (`ray job submit -- dear-ray ...`) inherit the nodes' environment: find this venv's commands.
+PATH="$(dirname "$RAY"):$PATH"
+export PATH
 # Stop promptly: a node otherwise drains for up to 30 s on SIGTERM.
 export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0
 export RAY_USAGE_STATS_ENABLED=0
@@ -99,11 +103,13 @@ cmd_start() {
   local i pid
   for ((i = 1; i <= workers; i++)); do
     # distinct agent and metrics ports: every node on this host would otherwise take the defaults
+    # its own temp dir, as separate machines have: nodes sharing one would share the runtime-env
+    # cache, and one node's clean-up would delete a job's working_dir under another node's driver
     pid="$(start_node "worker_$i" "$STATE_DIR/worker_$i.log" --address "$ADDRESS" \
       --num-cpus "$WORKER_CPUS" --dashboard-agent-listen-port $((PORT + 1000 + i)) \
-      --metrics-export-port $((PORT + 2000 + i)))"
+      --metrics-export-port $((PORT + 2000 + i)) --temp-dir "${TEMP_DIR}_w$i")"
     pids+=("$pid")
-    echo "worker_$i $pid" >>"$STATE"
+    printf 'worker_%s %s\ntemp_dir %s\n' "$i" "$pid" "${TEMP_DIR}_w$i" >>"$STATE"
   done
   wait_for_nodes $((workers + 1)) "${pids[@]}"
   echo "Ray cluster up: $((workers + 1)) nodes (head + $workers workers), GCS $ADDRESS"
@@ -131,7 +137,7 @@ stop_pid() {  # SIGTERM a node's `ray start --block`, then end what is left of i
 
 cmd_stop() {
   [[ -f "$STATE" ]] || die "no cluster state at $STATE (nothing started on port $PORT)"
-  local temp; temp="$(awk '$1 == "temp_dir" { print $2 }' "$STATE")"
+  local temps; temps="$(awk '$1 == "temp_dir" { print $2 }' "$STATE")"
   # workers first, the head (GCS) last
   local name pid
   while read -r name pid; do
@@ -141,7 +147,10 @@ cmd_stop() {
     [[ "$name" == head ]] && stop_pid "$pid"
   done <"$STATE"
   rm -f "$STATE"
-  [[ "$temp" == /tmp/dear_ray_* ]] && rm -rf "$temp"
+  local temp
+  for temp in $temps; do
+    [[ "$temp" == /tmp/dear_ray_* ]] && rm -rf "$temp"
+  done
   echo "Ray cluster on port $PORT stopped"
 }
 

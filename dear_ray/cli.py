@@ -24,6 +24,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated trial names, got {text!r}")
+    return names
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="data sets: the synthetic generator, annotation lists, checks")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -104,6 +111,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. jobs/sweeps/demo.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate and list the trials, run nothing")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a field of the sweep's base config, e.g. --set data.data_root=/mnt/data")
+    sweep.add_argument("--trials", type=_name_list, default=None, metavar="NAME,NAME",
+                       help="run only these trials (names as --dry-run lists them)")
     sweep.set_defaults(func=_cmd_sweep)
 
     report = sub.add_parser("report", help="re-run the results aggregator of a finished sweep")
@@ -149,9 +161,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dear_ray.tune import expand_trials, format_trials, load_sweep, run_sweep
+    from dear_ray.tune import expand_trials, format_trials, load_sweep, restrict_sweep, run_sweep
 
     spec = load_sweep(args.sweep)
+    if args.overrides or args.trials:
+        spec = restrict_sweep(spec, overrides=_parse_overrides(args.overrides), trials=args.trials)
     if args.dry_run:
         print(format_trials(expand_trials(spec), spec))
         return 0

@@ -33,6 +33,29 @@ def test_dry_run_lists_demo_trials(capsys):
         assert head in out
 
 
+def test_sweep_set_and_trials_restrict_the_sweep(tmp_path, capsys):
+    from dear_ray.tune import expand_trials, load_sweep, restrict_sweep
+
+    args = ["sweep", "--dry-run", str(REPO / "jobs/sweeps/demo.yaml"), "--trials", "edl, softmax",
+            "--set", "resources.cpus_per_worker=0.5"]
+    assert main(args) == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    # file order is kept, whatever the order given; the override reaches every trial
+    assert [r.split()[0] for r in rows] == ["softmax", "edl"]
+    assert [r.split()[2] for r in rows] == ["0.5", "0.5"]
+
+    spec = restrict_sweep(load_sweep(REPO / "jobs/sweeps/demo.yaml"), trials=["sdn"],
+                          overrides={"tracking.run_dir": str(tmp_path), "model.head": "edl"})
+    (plan,) = expand_trials(spec)
+    # the case's own model.head wins over the base override; the run folder follows --set
+    assert plan.config.model.head == "sdn" and spec.sweep_dir == tmp_path / "demo"
+
+    assert main(args[:3] + ["--trials", "softmax,nope"]) == 2
+    assert "no trial named ['nope']" in capsys.readouterr().err
+    assert main(args[:3] + ["--set", "optim.epochs=0"]) == 2
+    assert "--set {'optim.epochs': 0}: optim.epochs" in capsys.readouterr().err
+
+
 def test_dry_run_of_paper_grid_lists_four_backbones_with_resources(capsys):
     assert main(["sweep", "--dry-run", str(REPO / "jobs/sweeps/dear_ucf101.yaml")]) == 0
     out = capsys.readouterr().out

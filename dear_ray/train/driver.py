@@ -219,6 +219,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"], run_name=trial,
                              parent_run_id=loop_config.get("parent_run_id"), run_id=run_id)
         logged_through = _last_logged_epoch(cfg.tracking.uri, logger.run_id)
+        if checkpoint is not None:  # a restart: MLflow shows where each one picked up
+            logger.log_metrics({"resumed_at_epoch": float(start_epoch)}, step=start_epoch)
     epochs = cfg.optim.epochs
     for epoch in range(start_epoch, epochs):
         _maybe_fail(cfg, trial, epoch, rank)

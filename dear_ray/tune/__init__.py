@@ -7,8 +7,9 @@ from dear_ray.tune.sweep import (
     expand_trials,
     format_trials,
     load_sweep,
+    restrict_sweep,
     run_sweep,
 )
 
 __all__ = ["SweepError", "SweepSpec", "TrialPlan", "expand_trials", "format_trials", "load_sweep",
-           "run_sweep"]
+           "restrict_sweep", "run_sweep"]

@@ -31,7 +31,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ from dear_ray.tune._sections import (
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A parsed sweep file. `base` is the validated base config."""
+    """A parsed sweep file. `base` is the validated base config; `only` (when not empty) keeps
+    just the trials of these names (`restrict_sweep`, the CLI's `--trials`)."""
 
     name: str
     base: ExperimentConfig
@@ -69,6 +70,7 @@ class SweepSpec:
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     path: Path | None = None
+    only: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -226,7 +228,35 @@ def expand_trials(spec: SweepSpec) -> list[TrialPlan]:
                              "the loop without Ray Train workers and cannot report to Tune; "
                              "use at least 1 worker in a sweep")
         plans.append(TrialPlan(name=name, overrides=overrides, config=config))
+    if spec.only:
+        missing = sorted(set(spec.only) - {p.name for p in plans})
+        if missing:
+            raise SweepError(f"{spec.source}: no trial named {missing}; the trials are "
+                             f"{[p.name for p in plans]}")
+        plans = [p for p in plans if p.name in spec.only]
     return plans
+
+
+def restrict_sweep(spec: SweepSpec, *, overrides: Mapping[str, Any] | None = None,
+                   trials: list[str] | None = None) -> SweepSpec:
+    """The sweep with `overrides` applied to its base config and only the named `trials`.
+
+    What `dear-ray sweep FILE --set data.data_root=/mnt/data --trials softmax,edl` runs: paths
+    for another machine, a shorter schedule, a subset of the grid. Case and grid values are
+    applied after the base, so they still win over `overrides` on the same field.
+
+    Raises:
+        SweepError: an override fails validation, or a trial name is not in the sweep.
+    """
+    base = spec.base
+    if overrides:
+        try:
+            base = base.override(dict(overrides))
+        except (ValueError, TypeError, KeyError) as err:
+            raise SweepError(f"{spec.source}: --set {dict(overrides)!r}: {err}") from err
+    restricted = replace(spec, base=base, only=tuple(trials or ()) or spec.only)
+    expand_trials(restricted)  # validates the overrides against every trial, and the names
+    return restricted
 
 
 def _override(spec: SweepSpec, cfg: ExperimentConfig, overrides: dict, where: str,
