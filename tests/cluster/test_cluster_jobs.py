@@ -82,12 +82,21 @@ def cluster(tmp_path_factory):
     c = LocalCluster(tmp_path_factory.mktemp("cluster") / "state")
     started = c.run("start", "2")
     assert started.returncode == 0, started.stderr
+    pids = c.node_pids()
     try:
+        assert set(pids) == {"head", "worker_1", "worker_2"}
+        nodes = list_nodes(address=c.dashboard, detail=True, limit=100)
+        assert sorted((n.state, n.resources_total.get("CPU"),
+                       sorted(k for k in n.resources_total if k in pids)) for n in nodes) == [
+            ("ALIVE", 1.0, ["head"]), ("ALIVE", 1.0, ["worker_1"]), ("ALIVE", 1.0, ["worker_2"])]
         yield c
     finally:
         stopped = c.run("stop", timeout=180)
         assert stopped.returncode == 0, stopped.stderr
-        assert not list(Path("/tmp").glob(f"dear_ray_{c.port}*"))
+    # stopped exactly what it started, and left no temp dirs behind
+    assert not (c.state_dir / "cluster.state").exists()
+    assert all(_session_pids(pid) == [] for pid in pids.values())
+    assert not list(Path("/tmp").glob(f"dear_ray_{c.port}*"))
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,12 @@
 """cluster/ and jobs/: every YAML parses, and what the manifests name (images, sweep files, volumes,
-services, Ray version) exists in the repository and agrees across files. The slow test starts a real
-2-node Ray cluster with cluster/local.sh and stops it."""
+services, Ray version) exists in the repository and agrees across files. cluster/local.sh itself is
+exercised by tests/cluster/test_cluster_jobs.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -220,49 +216,3 @@ def test_local_sh_is_valid_bash():
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_pids(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,sid="], capture_output=True, text=True).stdout
-    return [int(p) for p, s in (line.split() for line in out.splitlines()) if int(s) == sid]
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_local_cluster_has_two_nodes_and_stops_cleanly(tmp_path):
-    port = _free_port()
-    while port > 60000:  # local.sh uses port + 1000 and port + 2000 for the workers' agents
-        port = _free_port()
-    env = {**os.environ, "DEAR_RAY_PORT": str(port), "DEAR_RAY_DASHBOARD_PORT": str(_free_port()),
-           "DEAR_RAY_STATE_DIR": str(tmp_path / "state"), "RAY_AUTH_MODE": "disabled"}
-    script = str(CLUSTER / "local.sh")
-    state = tmp_path / "state" / "cluster.state"
-    try:
-        subprocess.run([script, "start", "1"], env=env, check=True, timeout=200,
-                       capture_output=True, text=True)
-        pids = {name: int(pid) for name, pid in
-                (line.split() for line in state.read_text().splitlines())
-                if name == "head" or name.startswith("worker_")}
-        assert set(pids) == {"head", "worker_1"}
-        probe = ("import json, ray; ray.init(address='127.0.0.1:%d', logging_level='ERROR');"
-                 "print(json.dumps([[n['Alive'], n['Resources'].get('CPU'),"
-                 " sorted(k for k in n['Resources'] if k in ('head', 'worker_1'))]"
-                 " for n in ray.nodes()]))" % port)
-        out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, timeout=120,
-                             capture_output=True, text=True).stdout
-        nodes = sorted(json.loads(out.strip().splitlines()[-1]), key=lambda n: n[2])
-        assert nodes == [[True, 1.0, ["head"]], [True, 1.0, ["worker_1"]]]
-        assert all(_session_pids(pid) for pid in pids.values())
-    finally:
-        if state.exists():
-            subprocess.run([script, "stop"], env=env, timeout=120)
-    assert not state.exists()
-    assert all(_session_pids(pid) == [] for pid in pids.values())
-    assert not list(Path("/tmp").glob(f"dear_ray_{port}*"))
-    shutil.rmtree(tmp_path / "state", ignore_errors=True)
