@@ -33,6 +33,9 @@ from dear_ray.metrics.report import METRIC_KEYS, combine_unknown_classes, open_s
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, read_score_store
 
 INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown")
+# the data behind the plots, one long table each (what notebooks/compare_methods.ipynb reads)
+CURVES_FILE = "openness_curves.parquet"  # label, method, run, num_unknown_classes, openness, f1_*
+SCORES_FILE = "uncertainty_scores.parquet"  # label, method, run, score, split, uncertainty, threshold
 
 
 @dataclass
@@ -125,6 +128,21 @@ def _plans(group: ModelStores, scores: list[str] | None) -> list[tuple[str, str,
     return rows
 
 
+def _curve_frame(label: str, method: str, run: str, curve) -> pd.DataFrame:
+    return pd.DataFrame({"label": label, "method": method, "run": run,
+                         "num_unknown_classes": np.asarray(curve.num_unknown_classes, dtype=np.int64),
+                         "openness": curve.openness, "f1_mean": curve.f1_mean, "f1_std": curve.f1_std})
+
+
+def _score_frame(label: str, method: str, run: str, score: str, report) -> pd.DataFrame:
+    """Every known-test and unknown sample's uncertainty (higher = more unknown)."""
+    known, unknown = np.asarray(report.known_scores), np.asarray(report.unknown_scores)
+    return pd.DataFrame({"label": label, "method": method, "run": run, "score": score,
+                         "split": np.repeat(["known", "unknown"], [known.size, unknown.size]),
+                         "uncertainty": np.concatenate([known, unknown]).astype(np.float64),
+                         "threshold": float(report.metrics["threshold"])})
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
 
@@ -149,8 +167,9 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
 
     Args:
         store_paths: score store files (any order, any number of models).
-        out_dir: receives `results.csv`, `results.parquet`, `results.md`, `openness_curves.png` and
-            per row `hist_*.png`, `reliability_*.png`, `confusion_*.png`.
+        out_dir: receives `results.csv`, `results.parquet`, `results.md`, the plots' data
+            (`CURVES_FILE`, `SCORES_FILE`), `openness_curves.png` and per row `hist_*.png`,
+            `reliability_*.png`, `confusion_*.png`.
         scores: evaluate these scores (where a model's stores have them; `openmax` is fitted post
             hoc) instead of each method's own.
         num_trials: unknown-class subsets per openness point.
@@ -167,7 +186,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shared: dict[tuple[str, ...], list] = {}
-    rows, curves = [], {}
+    rows, curves, curve_rows, score_rows = [], {}, [], []
     for group in groups:
         key = tuple(u.meta.dataset for u in group.unknown)
         if key not in shared:
@@ -181,6 +200,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
             rows.append({"method": method, "score": score, "run": group.run, "head": group.train.meta.head,
                          "known": group.known.meta.dataset, "unknown": "+".join(key), **report.metrics})
             curves[label] = report.curve
+            curve_rows.append(_curve_frame(label, method, group.run, report.curve))
+            score_rows.append(_score_frame(label, method, group.run, score, report))
             if not plots:
                 continue
             slug = _slug(label)
@@ -195,6 +216,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown(table))
+    pd.concat(curve_rows, ignore_index=True).to_parquet(out_dir / CURVES_FILE, index=False)
+    pd.concat(score_rows, ignore_index=True).to_parquet(out_dir / SCORES_FILE, index=False)
     if plots:
         plot_openness_curves(curves, out_dir / "openness_curves.png")
     return table

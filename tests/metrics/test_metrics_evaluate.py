@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from dear_ray.metrics import METRIC_KEYS, draw_unknown_subsets, open_set_report
-from dear_ray.metrics.evaluate import evaluate_stores
+from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE, evaluate_stores
 from dear_ray.scores import OpenMax, read_score_store
 
 
@@ -40,6 +40,23 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
                  "reliability_openmax.png", "confusion_mc_dropout.png"):
         assert (out / name).stat().st_size > 0, name
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), table)
+
+    # the plots' data: the curve and the scores of each row, as open_set_report computed them
+    curves, scores = pd.read_parquet(out / CURVES_FILE), pd.read_parquet(out / SCORES_FILE)
+    assert list(curves["label"].unique()) == list(scores["label"].unique()) == list(table["method"])
+    report = open_set_report(train=d["train"], known=d["test"], unknown=d["unknown"], score="vacuity",
+                             subsets=subsets)
+    dear_curve = curves[curves["label"] == "dear"]
+    assert dear_curve["num_unknown_classes"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(dear_curve["f1_mean"], report.curve.f1_mean, atol=1e-12)
+    np.testing.assert_allclose(dear_curve["f1_std"], report.curve.f1_std, atol=1e-12)
+    np.testing.assert_allclose(dear_curve["openness"], report.curve.openness, atol=1e-12)
+    dear_scores = scores[scores["label"] == "dear"]
+    np.testing.assert_allclose(dear_scores.loc[dear_scores["split"] == "known", "uncertainty"],
+                               report.known_scores)
+    np.testing.assert_allclose(dear_scores.loc[dear_scores["split"] == "unknown", "uncertainty"],
+                               report.unknown_scores)
+    assert (dear_scores["threshold"] == table.loc[0, "threshold"]).all()
     md = (out / "results.md").read_text().splitlines()
     assert md[0].startswith("| method | score | run |") and len(md) == 2 + 4 + 2
 
