@@ -118,6 +118,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                        help="run only these trials (names as --dry-run lists them)")
     sweep.set_defaults(func=_cmd_sweep)
 
+    export = sub.add_parser("export", help="a training checkpoint's weights as an MMAction2-style .pth")
+    export.add_argument("checkpoint", type=Path, help="a checkpoint_epoch_* folder of a dear_ray run")
+    export.add_argument("out", type=Path, help="the .pth file to write")
+    export.set_defaults(func=_cmd_export)
+
     report = sub.add_parser("report", help="re-run the results aggregator of a finished sweep")
     report.add_argument("sweep", type=Path, help="the sweep YAML the sweep ran from")
     report.set_defaults(func=_cmd_report)
@@ -174,6 +179,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     print_results(result)
     return 1 if result.failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dear_ray.models import export_weights
+
+    out = export_weights(args.checkpoint, args.out)
+    print(f"wrote {out} (model weights of {args.checkpoint}; load it with model.pretrained)")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

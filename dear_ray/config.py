@@ -135,7 +135,9 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """A recognizer: registered backbone and head names, and their builders' options.
 
-    `pretrained`: an MMAction2 / DEAR model-zoo `.pth` (made absolute), loaded before training.
+    `pretrained`: an MMAction2 / DEAR model-zoo `.pth`, or a dear_ray checkpoint folder (e.g. the
+    last `checkpoint_epoch_*` of an earlier trial), made absolute and loaded before training; a
+    classifier of another width is skipped.
     """
 
     backbone: str = "i3d_tiny"

@@ -77,3 +77,19 @@ def test_unknown_command_is_rejected():
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_export_writes_the_weights_of_a_training_checkpoint(tmp_path, capsys):
+    import torch
+
+    from dear_ray.models import build_recognizer
+    from dear_ray.train.checkpointing import save_checkpoint
+
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=3)
+    folder = save_checkpoint(tmp_path / "checkpoint_epoch_0001", model=model, epoch=1,
+                             global_step=5)
+    assert main(["export", str(folder), str(tmp_path / "w.pth")]) == 0
+    saved = torch.load(tmp_path / "w.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert main(["export", str(tmp_path), str(tmp_path / "x.pth")]) == 2
+    assert "has no state.pt" in capsys.readouterr().err

@@ -1,8 +1,15 @@
-"""Loading MMAction2 / DEAR model-zoo checkpoints into dear_ray modules.
+"""Loading MMAction2 / DEAR model-zoo checkpoints, and dear_ray's own, into dear_ray modules.
 
 Backbone keys follow MMAction2's naming (SPEC section 3), so a checkpoint loads after prefix mapping
 only: `module.` (DataParallel) is stripped, and a leading `backbone.` is added or removed to match
 the target (a full Recognizer has `backbone.*`/`cls_head.*` keys, a bare backbone has neither).
+The released DEAR checkpoints keep a few modules elsewhere; `DEAR_KEY_MAP` renames them:
+the CED head (a recognizer-level `debias_head`), TPN's auxiliary head (inside the neck), the BNN
+classifier (`bnn_cls.bnn_layer`) and the RPL reciprocal points (`Dist.centers`).
+
+A dear_ray training checkpoint (a Ray Train `checkpoint_epoch_*` folder, or its `state.pt`) loads
+the same way, so `model.pretrained` can name one directly (SDN's fine-tuning step); `export_weights`
+writes its weights as a plain MMAction2-style `.pth` for use elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +24,17 @@ from torch import Tensor, nn
 
 # A tensor whose key contains one of these is a classifier: its width depends on the class count,
 # so a mismatch (Kinetics-400 fc_cls into a 101-class head) is skipped instead of failing.
-CLASSIFIER_KEY_PARTS = ("fc_cls", "aux_head.fc")
+CLASSIFIER_KEY_PARTS = ("fc_cls", "aux_head.fc", "cls_head.points", "debias_head.f1_fc",
+                        "debias_head.f2_fc", "debias_head.f3_fc")
+# released DEAR key prefix -> dear_ray's (Cogito2012/DEAR: recognizers/base.py, necks/tpn.py,
+# heads/i3d_bnn_head.py, heads/*_rpl_head.py)
+DEAR_KEY_MAP = (
+    ("debias_head.", "cls_head.debias_head."),
+    ("neck.aux_head.", "aux_head."),
+    ("cls_head.bnn_cls.bnn_layer.", "cls_head.fc_cls."),
+    ("cls_head.Dist.centers", "cls_head.points"),
+)
+TRAIN_STATE_FILE = "state.pt"  # dear_ray.train.checkpointing.STATE_FILE (not imported: no cycle)
 
 
 class CheckpointError(ValueError):
@@ -63,9 +80,20 @@ class LoadReport:
         return self.summary()
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+def _checkpoint_file(path: Path) -> Path:
+    """`path`, or the `state.pt` inside a dear_ray checkpoint folder."""
+    if path.is_dir():
+        if not (path / TRAIN_STATE_FILE).is_file():
+            raise FileNotFoundError(f"checkpoint folder {path} has no {TRAIN_STATE_FILE} "
+                                    "(expected a dear_ray checkpoint_epoch_* folder)")
+        return path / TRAIN_STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    return path
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    path = _checkpoint_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -77,6 +105,8 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         ) from e
     except (RuntimeError, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from e
+    if isinstance(obj, Mapping) and "format_version" in obj and "model" in obj:
+        obj = obj["model"]  # a dear_ray training checkpoint: its model's state dict
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(state, Mapping) or not state:
         raise CheckpointError(
@@ -96,7 +126,12 @@ def _strip_module(key: str) -> str:
 
 
 def _target_key(key: str, model_keys: set[str]) -> str | None:
-    """The model key a checkpoint key maps to: itself, with `backbone.` added, or with it removed."""
+    """The model key a checkpoint key maps to: itself (or its `DEAR_KEY_MAP` rename), with
+    `backbone.` added, or with it removed."""
+    for old, new in DEAR_KEY_MAP:
+        if key.startswith(old) and key not in model_keys:
+            key = new + key[len(old):]
+            break
     candidates = [key, f"backbone.{key}"]
     if key.startswith("backbone."):
         candidates.append(key[len("backbone."):])
@@ -112,8 +147,9 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
 
     Args:
         model: the target; its keys are matched as described in the module docstring.
-        path: the checkpoint, read with `torch.load(weights_only=True)`; either a bare state dict or a
-            dict whose `state_dict` entry is one.
+        path: the checkpoint, read with `torch.load(weights_only=True)`: a bare state dict, a dict
+            whose `state_dict` entry is one, or a dear_ray training checkpoint (its folder or
+            `state.pt`; the model weights are taken).
         strict_classifier: fail instead of skipping when a classifier tensor (key containing one of
             `CLASSIFIER_KEY_PARTS`) has another shape.
 
@@ -151,3 +187,33 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
     missing = [k for k in own if k not in to_load and k not in skipped]
     return LoadReport(path=path, loaded=list(to_load), missing=missing, unexpected=unexpected,
                       skipped_classifier=skipped)
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a dear_ray training checkpoint's model weights as `{"state_dict": ...}` to `out`.
+
+    The result is what MMAction2 and DEAR tools load, and what `model.pretrained` reads like any
+    model-zoo file (a different class count skips the classifier). The optimizer, scheduler and
+    RNG states stay behind.
+
+    Args:
+        checkpoint: a `checkpoint_epoch_*` folder written by `dear_ray.train` (or its `state.pt`).
+        out: the `.pth` file to write (folders are created).
+
+    Raises:
+        FileNotFoundError: no checkpoint at `checkpoint`.
+        CheckpointError: it is not a dear_ray training checkpoint.
+    """
+    path = _checkpoint_file(Path(checkpoint))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from e
+    if not (isinstance(obj, Mapping) and "format_version" in obj and "model" in obj):
+        raise CheckpointError(f"{path}: not a dear_ray training checkpoint (expected the keys "
+                              "'format_version' and 'model' written by dear_ray.train)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"epoch": int(obj.get("epoch", -1)), "source": str(path)}
+    torch.save({"state_dict": dict(obj["model"]), "meta": meta}, out)
+    return out

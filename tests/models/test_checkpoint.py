@@ -141,3 +141,97 @@ def test_mmaction2_tpn_layout_with_top_level_neck(tmp_path):
     report = load_checkpoint(dst, path)
     _assert_same(src, dst)
     assert report.missing == [] and report.unexpected == []
+
+
+def _released_dear_state(model: nn.Module, rename: dict[str, str]) -> dict[str, torch.Tensor]:
+    """`model`'s weights (randomised) under the released DEAR names: `rename` maps our prefixes."""
+    state = {}
+    for key, value in model.state_dict().items():
+        tensor = torch.randn_like(value) if value.is_floating_point() else value.clone()
+        for ours, theirs in rename.items():
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        state[key] = tensor
+    return state
+
+
+@pytest.mark.parametrize("head, rename", [
+    ("dear", {"cls_head.debias_head.": "debias_head."}),
+    ("bnn", {"cls_head.fc_cls.": "cls_head.bnn_cls.bnn_layer."}),
+    ("rpl", {"cls_head.points": "cls_head.Dist.centers"}),
+])
+def test_released_dear_key_names_load_into_our_modules(tmp_path, head, rename):
+    from dear_ray.models import build_recognizer
+
+    options = {"temporal_kernel": 1} if head == "dear" else {}
+    model = build_recognizer(backbone="i3d_tiny", head=head, num_classes=5, head_options=options)
+    released = _released_dear_state(model, rename)
+    released.pop("cls_head.radius", None)  # DEAR's RPLoss has no radius parameter
+    assert all(not k.startswith(tuple(rename)) for k in released)  # really renamed
+    torch.save({"state_dict": {f"module.{k}": v for k, v in released.items()}}, tmp_path / "d.pth")
+    report = load_checkpoint(model, tmp_path / "d.pth")
+    assert report.unexpected == [] and report.skipped_classifier == []
+    # RPL's radius is ours only: it keeps its initial value
+    assert report.missing == (["cls_head.radius"] if head == "rpl" else [])
+    ours = model.state_dict()
+    for theirs, tensor in released.items():
+        key = next((o + theirs[len(t):] for o, t in rename.items() if theirs.startswith(t)), theirs)
+        assert torch.equal(ours[key], tensor), key
+
+
+def test_released_tpn_aux_head_and_neck_load(tmp_path):
+    from dear_ray.models import build_recognizer
+
+    model = build_recognizer(backbone="tpn_slowonly_r50", head="softmax", num_classes=4)
+    # DEAR's TPN recognizer keeps the neck (and its auxiliary head) beside the backbone
+    released = _released_dear_state(model, {"aux_head.": "neck.aux_head.",
+                                            "backbone.neck.": "neck."})
+    torch.save(released, tmp_path / "tpn.pth")
+    report = load_checkpoint(model, tmp_path / "tpn.pth")
+    assert report.unexpected == [] and report.missing == []
+    assert torch.equal(model.state_dict()["aux_head.fc.weight"], released["neck.aux_head.fc.weight"])
+    neck_key = next(k for k in released if k.startswith("neck.") and "aux_head" not in k)
+    assert torch.equal(model.state_dict()[f"backbone.{neck_key}"], released[neck_key])
+
+    # a debias head of another width is a classifier: skipped, not an error
+    dear = build_recognizer(backbone="i3d_tiny", head="dear", num_classes=3,
+                            head_options={"temporal_kernel": 1})
+    other = build_recognizer(backbone="i3d_tiny", head="dear", num_classes=7,
+                             head_options={"temporal_kernel": 1})
+    torch.save(_released_dear_state(other, {"cls_head.debias_head.": "debias_head."}),
+               tmp_path / "d7.pth")
+    skipped = load_checkpoint(dear, tmp_path / "d7.pth").skipped_classifier
+    assert sorted(skipped) == sorted(k for k in dear.state_dict()
+                                     if "fc_cls" in k or "_fc." in k)
+
+
+def test_our_training_checkpoint_loads_directly_and_exports(tmp_path):
+    from dear_ray.models import build_recognizer, export_weights
+    from dear_ray.train.checkpointing import save_checkpoint
+
+    trained = build_recognizer(backbone="i3d_tiny", head="sdn",
+                               num_classes=6, head_options={"num_places": 4})
+    with torch.no_grad():
+        for t in trained.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t))
+    folder = save_checkpoint(tmp_path / "checkpoint_epoch_0003", model=trained, epoch=3,
+                             global_step=40)
+    fine = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=2)
+    report = load_checkpoint(fine, folder)  # the folder, as model.pretrained names it
+    assert sorted(report.skipped_classifier) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert report.missing == [] and all(k.startswith("cls_head.") for k in report.unexpected)
+    _assert_same(fine.backbone, trained.backbone)
+
+    out = export_weights(folder, tmp_path / "export" / "sdn.pth")
+    saved = torch.load(out, weights_only=True)
+    assert saved["meta"]["epoch"] == 3 and saved["state_dict"].keys() == trained.state_dict().keys()
+    again = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=2)
+    load_checkpoint(again, out)
+    _assert_same(again.backbone, trained.backbone)
+
+    with pytest.raises(CheckpointError, match="not a dear_ray training checkpoint"):
+        export_weights(out, tmp_path / "x.pth")
+    with pytest.raises(FileNotFoundError, match="has no state.pt"):
+        load_checkpoint(fine, tmp_path / "export")
