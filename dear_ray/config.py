@@ -54,7 +54,10 @@ class DataConfig(_Section):
     Samplers (MMAction2): `sample_frames` draws a clip of `clip_len` frames every `frame_interval`
     (at test time `test_views.num_clips` evenly spaced clips); `dense` draws it inside a
     `sample_range`-frame window (at test time `test_views.num_clips` window positions); `segments`
-    takes one frame of each of `num_segments` segments (TSN/TSM). Training takes one clip a video.
+    takes one frame of each of `num_segments` segments (TSN/TSM; at test time
+    `test_views.num_clips` > 1 gives that many dense windows of `sample_range` frames, DEAR's TSM
+    test). Training takes one clip a video. Test views are resized to `test_scale_short` and
+    cropped to `test_crop_size` (default: the training sizes).
     `train_crop`: `random_resized` (I3D/SlowFast/TPN), `multiscale` (TSN/TSM) or `center`.
     """
 
@@ -77,6 +80,8 @@ class DataConfig(_Section):
     flip: bool = True
     crop_size: int = Field(56, ge=8)
     scale_short: int = Field(64, ge=8)
+    test_crop_size: int | None = Field(None, ge=8)
+    test_scale_short: int | None = Field(None, ge=8)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
     multiprocessing_context: Literal["forkserver", "spawn"] = "forkserver"
@@ -108,9 +113,11 @@ class DataConfig(_Section):
         if self.crop_size > self.scale_short:
             raise ValueError(f"data.crop_size {self.crop_size} is larger than data.scale_short "
                              f"{self.scale_short}: the short side is resized before cropping")
-        if self.sampler == "segments" and self.test_views.num_clips > 1:
-            raise ValueError(f"data.test_views.num_clips {self.test_views.num_clips}: the segments "
-                             "sampler takes one view per video (num_clips: 1)")
+        test_crop = self.test_crop_size or self.crop_size
+        test_scale = self.test_scale_short or self.scale_short
+        if test_crop > test_scale:
+            raise ValueError(f"data.test_crop_size {test_crop} is larger than data.test_scale_short "
+                             f"{test_scale} (unset fields take crop_size / scale_short)")
         if self.mask_ratio > 0 and self.detections is None:
             raise ValueError(f"data.mask_ratio {self.mask_ratio} > 0 needs data.detections "
                              "(human boxes to mask)")
@@ -172,6 +179,9 @@ class OptimConfig(_Section):
 
     The schedule is evaluated per iteration (`step_per: iteration`, fractional epochs) or once per
     epoch; `warmup_epochs` ramps the lr linearly from `warmup_start * lr` to the schedule's value.
+    SDN's warm-up: for the first `new_layers_warmup_epochs` epochs only the parameters that
+    `model.pretrained` did not provide (the scene MLP, a replaced classifier; every parameter when
+    nothing is pretrained) train, at `new_layer_lr` (default `lr`); then all train on the schedule.
     """
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -188,6 +198,8 @@ class OptimConfig(_Section):
     warmup_start: float = Field(0.1, ge=0.0, le=1.0)
     step_per: Literal["iteration", "epoch"] = "iteration"
     classifier_lr_mult: float = Field(1.0, gt=0.0)
+    new_layers_warmup_epochs: int = Field(0, ge=0)
+    new_layer_lr: float | None = Field(None, gt=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
 
     @model_validator(mode="after")
@@ -203,6 +215,12 @@ class OptimConfig(_Section):
                              f"({self.epochs})")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("optim.nesterov needs optimizer sgd with momentum > 0")
+        if self.new_layers_warmup_epochs >= self.epochs:
+            raise ValueError(f"optim.new_layers_warmup_epochs {self.new_layers_warmup_epochs} must "
+                             f"be < optim.epochs ({self.epochs})")
+        if self.new_layer_lr is not None and self.new_layers_warmup_epochs == 0:
+            raise ValueError("optim.new_layer_lr is the lr of the new-layers warm-up: set "
+                             "optim.new_layers_warmup_epochs > 0 as well")
         if self.min_lr >= self.lr:
             raise ValueError(f"optim.min_lr {self.min_lr} must be < optim.lr {self.lr}")
         return self

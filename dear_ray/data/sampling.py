@@ -196,23 +196,39 @@ class SegmentSampler:
 
     In training a random frame of each segment, in test mode the segment's centre (MMAction2
     ``SampleFrames(clip_len=1, frame_interval=1, num_clips=num_segments)``). The frames form one
-    clip: ``clip_len = num_segments``, ``num_views = 1``.
+    clip: ``clip_len = num_segments``.
+
+    With `num_positions` > 1 (test mode only), the TSM test of DEAR / MMAction2's dense TSM
+    configs: ``DenseSampleFrames(clip_len=1, frame_interval=1, num_clips=num_segments,
+    sample_range, num_sample_positions=num_positions)``, i.e. `num_positions` evenly spaced
+    windows of `sample_range` frames, `num_segments` frames `sample_range // num_segments` apart
+    in each; one view a window (``num_views = num_positions``).
     """
 
-    def __init__(self, num_segments: int, *, test_mode: bool = False) -> None:
-        _check_positive(num_segments=num_segments)
-        self._inner = SampleFrames(1, 1, num_segments, test_mode=test_mode)
+    def __init__(self, num_segments: int, *, test_mode: bool = False, num_positions: int = 1,
+                 sample_range: int = 64) -> None:
+        _check_positive(num_segments=num_segments, num_positions=num_positions)
+        if num_positions > 1 and not test_mode:
+            raise ValueError(f"SegmentSampler: num_positions={num_positions} is a test-mode "
+                             "setting; training takes one clip a video")
+        if num_positions > 1:
+            self._inner = DenseSampleFrames(1, 1, num_segments, sample_range=sample_range,
+                                            num_sample_positions=num_positions, test_mode=True)
+        else:
+            self._inner = SampleFrames(1, 1, num_segments, test_mode=test_mode)
         self.clip_len = num_segments
         self.num_segments = num_segments
+        self.num_positions = num_positions
         self.test_mode = test_mode
 
     @property
     def num_views(self) -> int:
-        return 1
+        return self.num_positions
 
     def __call__(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        """Frame indices (num_segments,)."""
+        """Frame indices (num_positions * num_segments,), view by view."""
         return self._inner(num_frames, rng)
 
     def __repr__(self) -> str:
-        return f"SegmentSampler(num_segments={self.num_segments}, test_mode={self.test_mode})"
+        return (f"SegmentSampler(num_segments={self.num_segments}, test_mode={self.test_mode}, "
+                f"num_positions={self.num_positions})")

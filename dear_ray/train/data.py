@@ -41,13 +41,17 @@ def build_sampler(data: DataConfig, *, test_mode: bool):
         return DenseSampleFrames(data.clip_len, data.frame_interval, 1,
                                  sample_range=data.sample_range, num_sample_positions=clips,
                                  test_mode=test_mode)
-    return SegmentSampler(data.num_segments, test_mode=test_mode)
+    return SegmentSampler(data.num_segments, test_mode=test_mode, num_positions=clips,
+                          sample_range=data.sample_range)
 
 
 def build_transform(data: DataConfig, *, test_mode: bool):
-    """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output."""
+    """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output, at
+    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224)."""
     if test_mode:
-        return build_test_transform(data.crop_size, data.scale_short, data.test_views.num_crops)
+        return build_test_transform(data.test_crop_size or data.crop_size,
+                                    data.test_scale_short or data.scale_short,
+                                    data.test_views.num_crops)
     return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip)
 
 

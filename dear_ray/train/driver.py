@@ -181,8 +181,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=num_classes,
                              backbone_options=m.backbone_options, head_options=m.head_options,
                              dropout=m.dropout)
+    new_parameters = None  # nothing pretrained: every parameter is new
     if m.pretrained:
-        load_pretrained(model, m.pretrained)
+        loaded = load_pretrained(model, m.pretrained)
+        if rank == 0:
+            log.info("%s", loaded)
+        new_parameters = set(loaded.missing) | set(loaded.skipped_classifier)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     train_loader, dist_sampler = build_train_loader(
@@ -194,7 +198,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=False)
     step_module = ray.train.torch.prepare_model(
         TrainingStep(model), parallel_strategy_kwargs={"find_unused_parameters": True})
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim, new_parameters)
     scheduler = build_scheduler(optimizer, cfg.optim, iters_per_epoch)
 
     start_epoch, global_step, run_id = 0, 0, loop_config.get("run_id")

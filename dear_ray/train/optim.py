@@ -8,6 +8,10 @@
   multiplies by `1 - (1 - t / warmup_epochs)(1 - warmup_start)` (MMAction2's linear warm-up).
 - The scheduler is stepped once per training batch; with `step_per: epoch` the factor only changes
   at epoch boundaries (t is floored), with `step_per: iteration` it moves every batch.
+- SDN's new-layers warm-up (`new_layers_warmup_epochs` > 0): the parameters `model.pretrained` did
+  not provide form their own groups (`new` True); for the first warm-up epochs the other groups'
+  factor is 0 (frozen) and the new groups run at `new_layer_lr`; then every group follows the
+  schedule above.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
                                               nn.DataParallel)) else model
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+def param_groups(model: nn.Module, cfg: OptimConfig,
+                 new_parameters: set[str] | None = None) -> list[dict]:
     """Two parameter groups: the rest at `lr`, the classifier at `lr * classifier_lr_mult`.
 
-    Each group carries `name` and `lr_mult` for logging. Empty groups are left out; frozen
-    parameters (`requires_grad=False`) are not optimised.
+    Each group carries `name`, `lr_mult` and `new` for logging. Empty groups are left out; frozen
+    parameters (`requires_grad=False`) are not optimised. With `new_layers_warmup_epochs` > 0,
+    each group is split in two: the parameters named in `new_parameters` (those the pretrained
+    checkpoint did not provide; None: no checkpoint, so all) and the others.
 
     Raises:
         ValueError: a classifier name that is not a parameter of the model.
@@ -43,20 +50,23 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     if missing:
         raise ValueError(f"classifier_parameter_names() lists {missing}, which are not parameters "
                          f"of the model")
-    groups = [
-        {"name": "backbone_and_heads", "lr_mult": 1.0,
-         "params": [p for n, p in named.items() if n not in classifier and p.requires_grad]},
-        {"name": "classifier", "lr_mult": cfg.classifier_lr_mult,
-         "params": [p for n, p in named.items() if n in classifier and p.requires_grad]},
-    ]
-    for group in groups:
-        group["lr"] = cfg.lr * group["lr_mult"]
+    phased = cfg.new_layers_warmup_epochs > 0
+    new = set(named) if new_parameters is None else set(new_parameters)
+    groups = []
+    for is_new in ((False, True) if phased else (False,)):
+        for name, mult, members in (("backbone_and_heads", 1.0, lambda n: n not in classifier),
+                                    ("classifier", cfg.classifier_lr_mult, classifier.__contains__)):
+            params = [p for n, p in named.items()
+                      if members(n) and p.requires_grad and (not phased or (n in new) == is_new)]
+            groups.append({"name": f"new_{name}" if is_new else name, "lr_mult": mult,
+                           "new": is_new, "lr": cfg.lr * mult, "params": params})
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over `param_groups(model, cfg)`."""
-    groups = param_groups(model, cfg)
+def build_optimizer(model: nn.Module, cfg: OptimConfig,
+                    new_parameters: set[str] | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over `param_groups(model, cfg, new_parameters)`."""
+    groups = param_groups(model, cfg, new_parameters)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
@@ -81,8 +91,12 @@ class LrFactor:
     min_ratio: float = 0.0
     warmup_epochs: float = 0.0
     warmup_start: float = 0.1
+    hold_steps: int = 0  # SDN's new-layers warm-up: the first hold_steps steps use hold_factor
+    hold_factor: float = 1.0
 
     def __call__(self, step: int) -> float:
+        if step < self.hold_steps:
+            return self.hold_factor
         t = step / self.iters_per_epoch
         if not self.per_iteration:
             t = float(math.floor(t))
@@ -121,9 +135,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig,
     if iters_per_epoch < 1:
         raise ValueError(f"iters_per_epoch must be >= 1, got {iters_per_epoch} (is the training "
                          "list empty, or smaller than the batch size with drop_last?)")
-    factor = LrFactor(schedule=cfg.schedule, epochs=cfg.epochs, iters_per_epoch=iters_per_epoch,
-                      per_iteration=cfg.step_per == "iteration",
-                      milestones=tuple(cfg.milestones), gamma=cfg.gamma,
-                      min_ratio=cfg.min_lr / cfg.lr, warmup_epochs=cfg.warmup_epochs,
-                      warmup_start=cfg.warmup_start)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    common = dict(schedule=cfg.schedule, epochs=cfg.epochs, iters_per_epoch=iters_per_epoch,
+                  per_iteration=cfg.step_per == "iteration", milestones=tuple(cfg.milestones),
+                  gamma=cfg.gamma, min_ratio=cfg.min_lr / cfg.lr,
+                  warmup_epochs=cfg.warmup_epochs, warmup_start=cfg.warmup_start)
+    if cfg.new_layers_warmup_epochs == 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(**common))
+    hold = cfg.new_layers_warmup_epochs * iters_per_epoch
+    new_lr = cfg.new_layer_lr or cfg.lr
+    factors = [LrFactor(**common, hold_steps=hold,
+                        hold_factor=new_lr / group["lr"] if group.get("new") else 0.0)
+               for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)

@@ -171,6 +171,17 @@ def test_sweeps_validate_without_data_and_use_shared_storage(name, trials):
         assert cfg.resources.use_gpu and cfg.resources.num_workers >= 1
 
 
+def test_sdn_sweeps_start_pretrained_with_the_scene_mlp_warm_up():
+    plans = {p.name: p.config for p in expand_trials(
+        load_sweep(REPO / "jobs" / "sweeps" / "sdn_minikinetics.yaml"))}
+    assert {c.model.pretrained for c in plans.values()} == {
+        f"{SHARED}/data/checkpoints/r3d18_a_kinetics400.pth"}
+    warm = {n: (c.optim.new_layers_warmup_epochs, c.optim.new_layer_lr, c.optim.lr)
+            for n, c in plans.items()}
+    assert warm == {"baseline": (0, None, 1e-4), "scene_adv": (5, 1e-2, 1e-4),
+                    "full": (0, None, 1e-4)}
+
+
 def test_dear_sweep_follows_spec_section_3():
     plans = {p.name: p.config for p in expand_trials(
         load_sweep(REPO / "jobs" / "sweeps" / "dear_ucf101.yaml"))}
@@ -189,6 +200,11 @@ def test_dear_sweep_follows_spec_section_3():
     assert row(plans["tpn_softmax"]) == ("tpn_slowonly_r50", "sample_frames", 8, 8, 10, 3, 2e-3,
                                          False, "step", 40, 1.0)
     assert plans["tpn_dear"].optim.lr == 1e-3
+    # test views: three 256 crops at short side 256; TSM 10 dense windows, centre crop 224
+    tests = {n: (c.data.test_scale_short, c.data.test_crop_size, c.data.test_views.num_clips,
+                 c.data.test_views.num_crops) for n, c in plans.items()}
+    assert tests["i3d_bnn"] == (256, 256, 1, 3) and tests["slowfast_dear"] == (256, 256, 10, 3)
+    assert tests["tsm_rpl"] == (256, 224, 10, 1) and plans["tsm_rpl"].data.sample_range == 64
     for name, cfg in plans.items():
         assert (cfg.optim.epochs, cfg.optim.momentum, cfg.optim.weight_decay) == (50, 0.9, 1e-4)
         assert (cfg.data.batch_size, cfg.data.crop_size) == (8, 224)

@@ -125,6 +125,22 @@ def test_segments_test_mode_centres():
     assert (s.clip_len, s.num_views) == (8, 1)
 
 
+def test_segments_dense_test_positions():
+    # DEAR's TSM test: 8 frames 64 // 8 = 8 apart in a 64-frame window, at 10 window starts
+    s = SegmentSampler(8, test_mode=True, num_positions=10, sample_range=64)
+    views = s(100, None).reshape(10, 8)
+    starts = [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]  # linspace(0, 100 - 64, 10) as ints
+    np.testing.assert_array_equal(views, np.array(starts)[:, None] + np.arange(0, 64, 8))
+    assert (s.clip_len, s.num_views) == (8, 10)
+    # smaller numbers by hand: 4 segments, window 32 (stride 8), 3 positions over 69 starts
+    small = SegmentSampler(4, test_mode=True, num_positions=3, sample_range=32)
+    np.testing.assert_array_equal(small(100, None), [0, 8, 16, 24, 34, 42, 50, 58, 68, 76, 84, 92])
+    # a video shorter than the window: every position starts at 0 and offsets wrap around
+    np.testing.assert_array_equal(small(20, None), [0, 8, 16, 4, 0, 8, 16, 4, 0, 8, 16, 4])
+    with pytest.raises(ValueError, match="test-mode setting"):
+        SegmentSampler(8, num_positions=2)
+
+
 def test_segments_train():
     rng = ScriptedRng([0, 9, 1, 8, 2, 7, 3, 6])
     s = SegmentSampler(8)

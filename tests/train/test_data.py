@@ -45,6 +45,10 @@ def test_samplers_follow_the_config(synth_root):
     seg = build_sampler(cfg.override({"data.sampler": "segments", "data.num_segments": 4,
                                       "data.test_views.num_clips": 1}).data, test_mode=False)
     assert isinstance(seg, SegmentSampler) and seg(40, np.random.default_rng(0)).shape == (4,)
+    tsm = build_sampler(cfg.override({"data.sampler": "segments", "data.num_segments": 4,
+                                      "data.sample_range": 32}).data, test_mode=True)
+    assert (tsm.num_views, tsm.clip_len) == (2, 4)  # test_views.num_clips dense windows
+    np.testing.assert_array_equal(tsm(40, None), [0, 8, 16, 24, 8, 16, 24, 32])
 
 
 def test_train_loader_batches_and_distributed_shards(synth_root):
@@ -72,6 +76,22 @@ def test_eval_loader_has_multi_view_clips_and_keeps_unknown_labels(synth_root):
     assert batch["video_id"] == [r.video_id for r in records[:2]]
     with pytest.raises(ValueError, match="'hmdb' has no list file"):
         build_eval_loader(cfg, "hmdb", num_classes=k)
+
+
+def test_test_views_use_the_test_resolution(synth_root):
+    # DEAR: train at 224, test resized to 256 and cropped at 256 (here 24 -> 40 / 40)
+    cfg = _config(synth_root, **{"data.crop_size": 24, "data.test_scale_short": 40,
+                                 "data.test_crop_size": 40, "data.sampler": "segments",
+                                 "data.num_segments": 4, "data.sample_range": 8,
+                                 "data.test_views": {"num_clips": 2, "num_crops": 1}})
+    k = num_known_classes(cfg.data)
+    batch = next(iter(build_eval_loader(cfg, "test", num_classes=k)))
+    assert batch["clip"].shape[1:] == (2, 3, 4, 40, 40)  # 2 windows x 1 crop, 4 segments
+    train = next(iter(build_train_loader(cfg, num_classes=k)[0]))
+    assert train["clip"].shape[1:] == (3, 4, 24, 24)
+    with pytest.raises(ValueError, match="data.test_crop_size 48 is larger than "
+                                         "data.test_scale_short 40"):
+        cfg.override({"data.test_crop_size": 48})
 
 
 def test_worker_processes_use_forkserver(synth_root):

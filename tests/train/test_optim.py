@@ -124,3 +124,41 @@ def test_classifier_group_follows_the_schedule_with_its_multiplier():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.05])
     with pytest.raises(ValueError, match="iters_per_epoch must be >= 1"):
         build_scheduler(opt, cfg, 0)
+
+
+def test_new_layers_warm_up_trains_only_new_parameters_at_new_layer_lr():
+    """SDN: for the warm-up epochs only what the checkpoint did not provide trains (at
+    new_layer_lr), then everything follows the schedule (here step at epoch 3)."""
+    model = _Toy()
+    model.cls_head.scene_mlp = nn.Linear(3, 5)  # a new layer
+    new = {"cls_head.scene_mlp.weight", "cls_head.scene_mlp.bias",
+           "cls_head.fc_cls.weight", "cls_head.fc_cls.bias"}  # the classifier was replaced
+    cfg = _optim(lr=0.001, classifier_lr_mult=10.0, new_layers_warmup_epochs=2,
+                 new_layer_lr=0.01, epochs=5, milestones=[3], step_per="epoch")
+    opt = build_optimizer(model, cfg, new)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert set(groups) == {"backbone_and_heads", "new_backbone_and_heads", "new_classifier"}
+    assert {id(p) for p in groups["new_backbone_and_heads"]["params"]} == \
+        {id(model.cls_head.scene_mlp.weight), id(model.cls_head.scene_mlp.bias)}
+    sched = build_scheduler(opt, cfg, iters_per_epoch=3)
+    seen = []
+    for _ in range(15):
+        seen.append({n: g["lr"] for n, g in zip(groups, opt.param_groups, strict=True)})
+        opt.step()
+        sched.step()
+    expected_epoch = [
+        {"backbone_and_heads": 0.0, "new_backbone_and_heads": 0.01, "new_classifier": 0.01},
+        {"backbone_and_heads": 0.0, "new_backbone_and_heads": 0.01, "new_classifier": 0.01},
+        {"backbone_and_heads": 0.001, "new_backbone_and_heads": 0.001, "new_classifier": 0.01},
+        {"backbone_and_heads": 0.0001, "new_backbone_and_heads": 0.0001, "new_classifier": 0.001},
+        {"backbone_and_heads": 0.0001, "new_backbone_and_heads": 0.0001, "new_classifier": 0.001},
+    ]
+    for step, lrs in enumerate(seen):
+        assert lrs == pytest.approx(expected_epoch[step // 3]), step
+
+    # nothing pretrained: every parameter is new and trains during the warm-up
+    everything = build_optimizer(_Toy(), cfg)
+    assert {g["name"] for g in everything.param_groups} == {"new_backbone_and_heads",
+                                                            "new_classifier"}
+    with pytest.raises(ValueError, match="set optim.new_layers_warmup_epochs > 0"):
+        _optim(new_layer_lr=0.01)
