@@ -54,10 +54,15 @@ class DataConfig(_Section):
     Samplers (MMAction2): `sample_frames` draws a clip of `clip_len` frames every `frame_interval`
     (at test time `test_views.num_clips` evenly spaced clips); `dense` draws it inside a
     `sample_range`-frame window (at test time `test_views.num_clips` window positions); `segments`
-    takes one frame of each of `num_segments` segments (TSN/TSM; at test time
-    `test_views.num_clips` > 1 gives that many dense windows of `sample_range` frames, DEAR's TSM
-    test). Training takes one clip a video. Test views are resized to `test_scale_short` and
-    cropped to `test_crop_size` (default: the training sizes).
+    takes `num_segments` frames as one clip (TSN/TSM): with `segment_sampling: uniform` one frame
+    of each of `num_segments` equal segments (random in training, centres at test), with `dense`
+    frames `sample_range // num_segments` apart in a `sample_range`-frame window at a random start
+    (DEAR's TSM, MMAction2 `DenseSampleFrames(clip_len=1, num_clips=num_segments)`); at test time
+    `test_views.num_clips` > 1 gives that many evenly spaced dense windows in both modes (DEAR's
+    TSM test). Training takes one clip a video. `test_sampler` (default: `sampler`) draws the test
+    views (val, test, unknown sets): DEAR trains I3D with `dense` and tests it with
+    `sample_frames` (a centred clip). Test views are resized to `test_scale_short` and cropped to
+    `test_crop_size` (default: `scale_short` / `crop_size`).
     `train_crop`: `random_resized` (I3D/SlowFast/TPN), `multiscale` (TSN/TSM) or `center`.
     """
 
@@ -71,9 +76,11 @@ class DataConfig(_Section):
     classes_file: str | None = "classes.txt"
     num_classes: int | None = Field(None, ge=2)
     sampler: Literal["sample_frames", "dense", "segments"] = "sample_frames"
+    test_sampler: Literal["sample_frames", "dense", "segments"] | None = None
     clip_len: int = Field(8, ge=1)
     frame_interval: int = Field(1, ge=1)
     num_segments: int = Field(8, ge=1)
+    segment_sampling: Literal["uniform", "dense"] = "uniform"
     sample_range: int = Field(64, ge=1)
     test_views: TestViews = Field(default_factory=TestViews)
     train_crop: Literal["random_resized", "multiscale", "center"] = "random_resized"
@@ -118,6 +125,20 @@ class DataConfig(_Section):
         if test_crop > test_scale:
             raise ValueError(f"data.test_crop_size {test_crop} is larger than data.test_scale_short "
                              f"{test_scale} (unset fields take crop_size / scale_short)")
+        frames = {"segments": self.num_segments}  # frames a clip, by sampler
+        train_t = frames.get(self.sampler, self.clip_len)
+        test_t = frames.get(self.test_sampler or self.sampler, self.clip_len)
+        if train_t != test_t:
+            raise ValueError(f"data.test_sampler {self.test_sampler!r} gives clips of {test_t} "
+                             f"frames, data.sampler {self.sampler!r} of {train_t}: the model "
+                             "expects the same clip length (set clip_len = num_segments)")
+        windows = self.segment_sampling == "dense" or self.test_views.num_clips > 1
+        uses_segments = "segments" in (self.sampler, self.test_sampler)
+        if uses_segments and windows and self.sample_range < self.num_segments:
+            raise ValueError(f"data.sample_range {self.sample_range} is smaller than "
+                             f"data.num_segments {self.num_segments}: the segments sampler's dense "
+                             "windows (segment_sampling dense, or test_views.num_clips > 1) need "
+                             "sample_range >= num_segments")
         if self.mask_ratio > 0 and self.detections is None:
             raise ValueError(f"data.mask_ratio {self.mask_ratio} > 0 needs data.detections "
                              "(human boxes to mask)")

@@ -16,6 +16,9 @@ def test_defaults_validate_and_paths_are_absolute(tmp_path, monkeypatch):
     cfg = load_config({})
     assert cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 1e-4
     assert cfg.eval.stochastic_passes == 10
+    assert (cfg.data.test_crop_size, cfg.data.test_scale_short, cfg.data.segment_sampling) == \
+        (None, None, "uniform")
+    assert (cfg.optim.new_layers_warmup_epochs, cfg.optim.new_layer_lr) == (0, None)
     assert cfg.data.data_root == str(tmp_path / "data" / "synth")
     assert cfg.tracking.run_dir == str(tmp_path / "runs")
     assert cfg.run_root() == tmp_path / "runs" / "default"
@@ -79,6 +82,24 @@ def test_overrides_argument_of_load_config(tmp_path):
     ({"optim.min_lr": 0.5}, ["optim.min_lr 0.5", "optim.lr 0.01"]),
     ({"data.crop_size": 128}, ["data.crop_size 128", "data.scale_short 64"]),
     ({"data.mask_ratio": 0.5}, ["data.mask_ratio 0.5", "data.detections"]),
+    # test resolution: unset fields take crop_size 56 / scale_short 64
+    ({"data.test_crop_size": 72}, ["data.test_crop_size 72", "data.test_scale_short 64"]),
+    ({"data.test_scale_short": 48}, ["data.test_crop_size 56", "data.test_scale_short 48"]),
+    ({"data.test_crop_size": 4}, ["data.test_crop_size", "greater than or equal to 8", "4"]),
+    ({"data.segment_sampling": "tsn"}, ["data.segment_sampling", "'uniform' or 'dense'", "'tsn'"]),
+    ({"data.sampler": "segments", "data.segment_sampling": "dense", "data.sample_range": 4},
+     ["data.sample_range 4", "data.num_segments 8", "sample_range >= num_segments"]),
+    ({"data.sampler": "segments", "data.test_views.num_clips": 3, "data.sample_range": 6},
+     ["data.sample_range 6", "test_views.num_clips > 1"]),
+    ({"data.test_sampler": "segments", "data.num_segments": 4},
+     ["data.test_sampler 'segments'", "clips of 4 frames", "data.sampler 'sample_frames' of 8"]),
+    ({"data.test_sampler": "frames"}, ["data.test_sampler", "'sample_frames', 'dense' or "
+                                       "'segments'", "'frames'"]),
+    ({"optim.new_layers_warmup_epochs": 10}, ["optim.new_layers_warmup_epochs 10",
+                                              "< optim.epochs (10)"]),
+    ({"optim.new_layer_lr": 0.1}, ["optim.new_layer_lr", "new_layers_warmup_epochs > 0"]),
+    ({"optim.new_layer_lr": 0.0, "optim.new_layers_warmup_epochs": 1},
+     ["optim.new_layer_lr", "greater than 0"]),
     ({"data.num_classes": None, "data.classes_file": None}, ["data.num_classes",
                                                              "data.classes_file"]),
     ({"data.unknown": {"test": "x.txt"}}, ["data.unknown", "'test'", "known split names"]),

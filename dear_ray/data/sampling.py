@@ -13,7 +13,9 @@ the number of clips the index vector splits into (for `DenseSampleFrames` in tes
   ``randint(0, sample_position - 1)``: the last start position is never drawn), clips
   ``sample_range // num_clips`` apart; in test mode ``num_sample_positions`` evenly spaced starts.
 - `SegmentSampler`: TSN/TSM sampling, one frame per segment (MMAction2 ``SampleFrames(clip_len=1,
-  num_clips=num_segments)``), the frames forming ONE clip of ``num_segments`` frames.
+  num_clips=num_segments)``), or with ``dense=True`` the frames of dense TSM (MMAction2
+  ``DenseSampleFrames(clip_len=1, num_clips=num_segments)``, DEAR's TSM); the frames of one view
+  form ONE clip of ``num_segments`` frames.
 """
 
 from __future__ import annotations
@@ -192,33 +194,45 @@ class DenseSampleFrames(SampleFrames):
 
 
 class SegmentSampler:
-    """TSN/TSM segment sampling: one frame from each of `num_segments` equal segments.
+    """TSN/TSM sampling: `num_segments` frames forming one clip (``clip_len = num_segments``).
 
-    In training a random frame of each segment, in test mode the segment's centre (MMAction2
-    ``SampleFrames(clip_len=1, frame_interval=1, num_clips=num_segments)``). The frames form one
-    clip: ``clip_len = num_segments``.
+    Uniform (default): one frame from each of `num_segments` equal segments, a random frame of
+    each in training and the segment's centre in test mode (MMAction2 ``SampleFrames(clip_len=1,
+    frame_interval=1, num_clips=num_segments)``).
 
-    With `num_positions` > 1 (test mode only), the TSM test of DEAR / MMAction2's dense TSM
-    configs: ``DenseSampleFrames(clip_len=1, frame_interval=1, num_clips=num_segments,
-    sample_range, num_sample_positions=num_positions)``, i.e. `num_positions` evenly spaced
-    windows of `sample_range` frames, `num_segments` frames `sample_range // num_segments` apart
-    in each; one view a window (``num_views = num_positions``).
+    Dense (``dense=True``, DEAR's TSM and MMAction2's ``tsm_r50_dense`` configs, training and
+    test): ``DenseSampleFrames(clip_len=1, frame_interval=1, num_clips=num_segments,
+    sample_range, num_sample_positions=num_positions)``: `num_segments` frames
+    ``sample_range // num_segments`` apart inside a window of `sample_range` frames, the window at
+    a random start in training and at `num_positions` evenly spaced starts in test mode (offsets
+    modulo the video length).
+
+    `num_positions` > 1 (test mode only) always gives those dense windows, one view a window
+    (``num_views = num_positions``), also for the uniform mode (whose training is unchanged).
     """
 
     def __init__(self, num_segments: int, *, test_mode: bool = False, num_positions: int = 1,
-                 sample_range: int = 64) -> None:
-        _check_positive(num_segments=num_segments, num_positions=num_positions)
+                 sample_range: int = 64, dense: bool = False) -> None:
+        _check_positive(num_segments=num_segments, num_positions=num_positions,
+                        sample_range=sample_range)
         if num_positions > 1 and not test_mode:
             raise ValueError(f"SegmentSampler: num_positions={num_positions} is a test-mode "
                              "setting; training takes one clip a video")
-        if num_positions > 1:
+        windows = dense or num_positions > 1
+        if windows and sample_range < num_segments:
+            raise ValueError(f"SegmentSampler: sample_range={sample_range} is smaller than "
+                             f"num_segments={num_segments}: the frames of a window would repeat")
+        if windows:
             self._inner = DenseSampleFrames(1, 1, num_segments, sample_range=sample_range,
-                                            num_sample_positions=num_positions, test_mode=True)
+                                            num_sample_positions=num_positions,
+                                            test_mode=test_mode)
         else:
             self._inner = SampleFrames(1, 1, num_segments, test_mode=test_mode)
         self.clip_len = num_segments
         self.num_segments = num_segments
         self.num_positions = num_positions
+        self.sample_range = sample_range
+        self.dense = dense
         self.test_mode = test_mode
 
     @property
@@ -231,4 +245,5 @@ class SegmentSampler:
 
     def __repr__(self) -> str:
         return (f"SegmentSampler(num_segments={self.num_segments}, test_mode={self.test_mode}, "
-                f"num_positions={self.num_positions})")
+                f"num_positions={self.num_positions}, sample_range={self.sample_range}, "
+                f"dense={self.dense})")

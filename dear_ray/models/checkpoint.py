@@ -5,7 +5,9 @@ only: `module.` (DataParallel) is stripped, and a leading `backbone.` is added o
 the target (a full Recognizer has `backbone.*`/`cls_head.*` keys, a bare backbone has neither).
 The released DEAR checkpoints keep a few modules elsewhere; `DEAR_KEY_MAP` renames them:
 the CED head (a recognizer-level `debias_head`), TPN's auxiliary head (inside the neck), the BNN
-classifier (`bnn_cls.bnn_layer`) and the RPL reciprocal points (`Dist.centers`).
+classifier (`bnn_cls.bnn_layer`), and RPL's reciprocal points (the weight of a bias-free Linear,
+`fc_centers`, shape (K, F) with DEAR's one centre a class) and radius (a parameter of the loss
+module, `loss_cls.radius`, shape (1,); ours is a scalar, so a one-element tensor is reshaped).
 
 A dear_ray training checkpoint (a Ray Train `checkpoint_epoch_*` folder, or its `state.pt`) loads
 the same way, so `model.pretrained` can name one directly (SDN's fine-tuning step); `export_weights`
@@ -26,13 +28,15 @@ from torch import Tensor, nn
 # so a mismatch (Kinetics-400 fc_cls into a 101-class head) is skipped instead of failing.
 CLASSIFIER_KEY_PARTS = ("fc_cls", "aux_head.fc", "cls_head.points", "debias_head.f1_fc",
                         "debias_head.f2_fc", "debias_head.f3_fc")
-# released DEAR key prefix -> dear_ray's (Cogito2012/DEAR: recognizers/base.py, necks/tpn.py,
-# heads/i3d_bnn_head.py, heads/*_rpl_head.py)
+# released DEAR key prefix -> dear_ray's (Cogito2012/DEAR: recognizers/base.py `debias_head`,
+# necks/tpn.py `aux_head`, heads/*_bnn_head.py `bnn_cls` -> heads/bnn.py `bnn_layer`,
+# heads/*_rpl_head.py `fc_centers`, losses/rpl_loss.py `radius`; heads/rpl_dist.py `Dist` is unused)
 DEAR_KEY_MAP = (
     ("debias_head.", "cls_head.debias_head."),
     ("neck.aux_head.", "aux_head."),
     ("cls_head.bnn_cls.bnn_layer.", "cls_head.fc_cls."),
-    ("cls_head.Dist.centers", "cls_head.points"),
+    ("cls_head.fc_centers.weight", "cls_head.points"),
+    ("cls_head.loss_cls.radius", "cls_head.radius"),
 )
 TRAIN_STATE_FILE = "state.pt"  # dear_ray.train.checkpointing.STATE_FILE (not imported: no cycle)
 
@@ -172,6 +176,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
         if target is None or target in to_load:
             unexpected.append(key)
             continue
+        if value.shape != own[target].shape and own[target].dim() == 0 and value.numel() == 1:
+            value = value.reshape(())  # a scalar saved as (1,) (DEAR's RPL radius)
         if value.shape != own[target].shape:
             if _is_classifier(target) and not strict_classifier:
                 skipped.append(target)

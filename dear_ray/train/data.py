@@ -9,7 +9,6 @@ Evaluation loaders are not sharded: rank 0 scores every split alone.
 
 from __future__ import annotations
 
-
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -33,16 +32,19 @@ def num_known_classes(data: DataConfig) -> int:
 
 
 def build_sampler(data: DataConfig, *, test_mode: bool):
-    """The frame sampler of `data.sampler`; in test mode `test_views.num_clips` views."""
+    """The frame sampler of `data.sampler` (in test mode `data.test_sampler` when set), with
+    `test_views.num_clips` views in test mode (for `segments`: dense windows when > 1;
+    `segment_sampling` chooses uniform or dense segments)."""
     clips = data.test_views.num_clips if test_mode else 1
-    if data.sampler == "sample_frames":
+    kind = (data.test_sampler or data.sampler) if test_mode else data.sampler
+    if kind == "sample_frames":
         return SampleFrames(data.clip_len, data.frame_interval, clips, test_mode=test_mode)
-    if data.sampler == "dense":
+    if kind == "dense":
         return DenseSampleFrames(data.clip_len, data.frame_interval, 1,
                                  sample_range=data.sample_range, num_sample_positions=clips,
                                  test_mode=test_mode)
     return SegmentSampler(data.num_segments, test_mode=test_mode, num_positions=clips,
-                          sample_range=data.sample_range)
+                          sample_range=data.sample_range, dense=data.segment_sampling == "dense")
 
 
 def build_transform(data: DataConfig, *, test_mode: bool):

@@ -139,6 +139,28 @@ def test_segments_dense_test_positions():
     np.testing.assert_array_equal(small(20, None), [0, 8, 16, 4, 0, 8, 16, 4, 0, 8, 16, 4])
     with pytest.raises(ValueError, match="test-mode setting"):
         SegmentSampler(8, num_positions=2)
+    with pytest.raises(ValueError, match="sample_range=4 is smaller than num_segments=8"):
+        SegmentSampler(8, test_mode=True, num_positions=2, sample_range=4)
+
+
+def test_segments_dense_training_window():
+    # DEAR's TSM training, DenseSampleFrames(clip_len=1, num_clips=8): a random start in
+    # [0, 300 - 64) (randint(0, 236) draws 0..235), then 8 frames 8 apart
+    rng = ScriptedRng(100)
+    s = SegmentSampler(8, dense=True, sample_range=64)
+    np.testing.assert_array_equal(s(300, rng), [100, 108, 116, 124, 132, 140, 148, 156])
+    assert rng.calls == [(0, 236, None)] and (s.clip_len, s.num_views) == (8, 1)
+    # 4 segments in a 32-frame window: stride 8; a 20-frame video has one start (0) and wraps
+    small = SegmentSampler(4, dense=True, sample_range=32)
+    np.testing.assert_array_equal(small(100, ScriptedRng(5)), [5, 13, 21, 29])
+    np.testing.assert_array_equal(small(20, ScriptedRng()), [0, 8, 16, 4])
+    # test mode with one position: the window at the start (linspace(0, 68, 1) = [0]), where the
+    # uniform sampler takes the segment centres
+    np.testing.assert_array_equal(SegmentSampler(4, dense=True, sample_range=32,
+                                                 test_mode=True)(100, None), [0, 8, 16, 24])
+    np.testing.assert_array_equal(SegmentSampler(4, test_mode=True)(100, None), [12, 37, 62, 87])
+    with pytest.raises(ValueError, match="sample_range=4 is smaller than num_segments=8"):
+        SegmentSampler(8, dense=True, sample_range=4)
 
 
 def test_segments_train():

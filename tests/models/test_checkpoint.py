@@ -159,7 +159,10 @@ def _released_dear_state(model: nn.Module, rename: dict[str, str]) -> dict[str, 
 @pytest.mark.parametrize("head, rename", [
     ("dear", {"cls_head.debias_head.": "debias_head."}),
     ("bnn", {"cls_head.fc_cls.": "cls_head.bnn_cls.bnn_layer."}),
-    ("rpl", {"cls_head.points": "cls_head.Dist.centers"}),
+    # DEAR's RPL heads: points = the weight of a bias-free Linear (K, F); radius = the RPLoss
+    # module's parameter, shape (1,)
+    ("rpl", {"cls_head.points": "cls_head.fc_centers.weight",
+             "cls_head.radius": "cls_head.loss_cls.radius"}),
 ])
 def test_released_dear_key_names_load_into_our_modules(tmp_path, head, rename):
     from dear_ray.models import build_recognizer
@@ -167,17 +170,42 @@ def test_released_dear_key_names_load_into_our_modules(tmp_path, head, rename):
     options = {"temporal_kernel": 1} if head == "dear" else {}
     model = build_recognizer(backbone="i3d_tiny", head=head, num_classes=5, head_options=options)
     released = _released_dear_state(model, rename)
-    released.pop("cls_head.radius", None)  # DEAR's RPLoss has no radius parameter
+    if head == "rpl":
+        assert model.state_dict()["cls_head.radius"].shape == ()
+        released["cls_head.loss_cls.radius"] = torch.tensor([0.75])  # torch.Tensor(1) in DEAR
+        assert released["cls_head.fc_centers.weight"].shape == (5, model.cls_head.points.shape[1])
     assert all(not k.startswith(tuple(rename)) for k in released)  # really renamed
     torch.save({"state_dict": {f"module.{k}": v for k, v in released.items()}}, tmp_path / "d.pth")
     report = load_checkpoint(model, tmp_path / "d.pth")
-    assert report.unexpected == [] and report.skipped_classifier == []
-    # RPL's radius is ours only: it keeps its initial value
-    assert report.missing == (["cls_head.radius"] if head == "rpl" else [])
+    assert report.unexpected == [] and report.skipped_classifier == [] and report.missing == []
     ours = model.state_dict()
     for theirs, tensor in released.items():
         key = next((o + theirs[len(t):] for o, t in rename.items() if theirs.startswith(t)), theirs)
-        assert torch.equal(ours[key], tensor), key
+        assert torch.equal(ours[key].reshape(tensor.shape), tensor), key
+    if head == "rpl":
+        assert model.cls_head.radius.item() == 0.75
+
+
+def test_released_dear_names_with_wrong_shapes_raise_naming_the_key(tmp_path):
+    from dear_ray.models import build_recognizer
+
+    model = build_recognizer(backbone="i3d_tiny", head="dear", num_classes=5,
+                             head_options={"temporal_kernel": 1})
+    released = _released_dear_state(model, {"cls_head.debias_head.": "debias_head."})
+    released["debias_head.f2_conv3d.conv.weight"] = torch.zeros(3, 3, 1, 1, 1)
+    torch.save({"state_dict": released}, tmp_path / "bad_dear.pth")
+    before = model.state_dict()["cls_head.debias_head.f1_fc.weight"].clone()
+    with pytest.raises(CheckpointError, match=r"bad_dear.pth: shape mismatch for 1 tensor.*\n.*"
+                       r"debias_head.f2_conv3d.conv.weight -> cls_head.debias_head.f2_conv3d.conv"
+                       r".weight: checkpoint \(3, 3, 1, 1, 1\)"):
+        load_checkpoint(model, tmp_path / "bad_dear.pth")
+    assert torch.equal(model.state_dict()["cls_head.debias_head.f1_fc.weight"], before)
+    # a radius that is not one number is not reshaped
+    rpl = build_recognizer(backbone="i3d_tiny", head="rpl", num_classes=5)
+    torch.save({"cls_head.loss_cls.radius": torch.zeros(2)}, tmp_path / "radius.pth")
+    with pytest.raises(CheckpointError, match=r"cls_head.loss_cls.radius -> cls_head.radius: "
+                                              r"checkpoint \(2,\), model \(\)"):
+        load_checkpoint(rpl, tmp_path / "radius.pth")
 
 
 def test_released_tpn_aux_head_and_neck_load(tmp_path):

@@ -49,6 +49,25 @@ def test_samplers_follow_the_config(synth_root):
                                       "data.sample_range": 32}).data, test_mode=True)
     assert (tsm.num_views, tsm.clip_len) == (2, 4)  # test_views.num_clips dense windows
     np.testing.assert_array_equal(tsm(40, None), [0, 8, 16, 24, 8, 16, 24, 32])
+    # DEAR's TSM: dense windows in training too (a random start, frames 32 // 4 = 8 apart)
+    dense_cfg = cfg.override({"data.sampler": "segments", "data.num_segments": 4,
+                              "data.sample_range": 32, "data.segment_sampling": "dense"}).data
+    dense_train = build_sampler(dense_cfg, test_mode=False)
+    assert dense_train.dense and (dense_train.num_views, dense_train.clip_len) == (1, 4)
+    inds = dense_train(40, np.random.default_rng(0))
+    assert 0 <= inds[0] < 40 - 32 and np.array_equal(np.diff(inds), [8, 8, 8])
+    np.testing.assert_array_equal(build_sampler(dense_cfg, test_mode=True)(40, None),
+                                  [0, 8, 16, 24, 8, 16, 24, 32])
+    uniform_train = build_sampler(dense_cfg.model_copy(update={"segment_sampling": "uniform"}),
+                                  test_mode=False)
+    assert not uniform_train.dense
+    # DEAR's I3D: dense window in training, centred SampleFrames clips at test time
+    i3d = cfg.override({"data.sampler": "dense", "data.test_sampler": "sample_frames"}).data
+    assert isinstance(build_sampler(i3d, test_mode=False), DenseSampleFrames)
+    centred = build_sampler(i3d, test_mode=True)
+    assert type(centred) is SampleFrames and centred.num_views == 2
+    # 8 frames at interval 2 (span 16), 2 clips: avg (40 - 16 + 1) / 2 = 12.5, offsets 6 and 18
+    np.testing.assert_array_equal(centred(40, None), [*range(6, 22, 2), *range(18, 34, 2)])
 
 
 def test_train_loader_batches_and_distributed_shards(synth_root):

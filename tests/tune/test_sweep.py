@@ -162,3 +162,53 @@ def test_auto_concurrency_counts_driver_and_worker_resources(tmp_path):
     gpu = parse_sweep({"base": {**_base(tmp_path), "resources": {"use_gpu": True}},
                        "grid": {"seed": [0, 1]}})
     assert auto_concurrency(gpu, expand_trials(gpu), {"CPU": 64.0, "GPU": 3.0}) == 3
+
+
+SWEEPS = Path(__file__).resolve().parents[2] / "jobs" / "sweeps"
+
+
+def _trials(name: str) -> dict:
+    return {p.name: p.config for p in expand_trials(load_sweep(SWEEPS / f"{name}.yaml"))}
+
+
+def test_paper_sweeps_test_views_and_sampling_per_trial():
+    """DEAR's inference configs (SPEC section 3) and SDN's test transform, trial by trial; the
+    samplers they build give DEAR's frame indices for a 300-frame video."""
+    import numpy as np
+
+    from dear_ray.train.data import build_sampler
+
+    dear = _trials("dear_ucf101")
+    for name, cfg in dear.items():
+        d = cfg.data
+        backbone = name.split("_")[0]
+        expected = {  # (test scale, test crop, test sampler, segment sampling, clips, crops)
+            "i3d": (256, 256, "sample_frames", "uniform", 1, 3),
+            "tsm": (256, 224, None, "dense", 10, 1),
+            "slowfast": (256, 256, None, "uniform", 10, 3),
+            "tpn": (256, 256, None, "uniform", 10, 3),
+        }[backbone]
+        assert (d.test_scale_short, d.test_crop_size, d.test_sampler, d.segment_sampling,
+                d.test_views.num_clips, d.test_views.num_crops) == expected, name
+        assert (d.crop_size, d.scale_short) == (224, 256), name
+    # I3D: dense 64-frame window in training, one centred SampleFrames(32, 2) clip at test:
+    # offset int((300 - 64 + 1) / 2) = 118
+    i3d = dear["i3d_dear"].data
+    np.testing.assert_array_equal(build_sampler(i3d, test_mode=True)(300, None),
+                                  np.arange(118, 182, 2))
+    train = build_sampler(i3d, test_mode=False)(300, np.random.default_rng(0))
+    assert train[0] < 300 - 64 and np.array_equal(np.diff(train), np.full(31, 2))
+    # TSM: 8 frames 8 apart in a 64-frame window; at test 10 windows at linspace(0, 236, 10)
+    tsm = dear["tsm_softmax"].data
+    views = build_sampler(tsm, test_mode=True)(300, None).reshape(10, 8)
+    starts = [0, 26, 52, 78, 104, 131, 157, 183, 209, 236]
+    np.testing.assert_array_equal(views, np.array(starts)[:, None] + np.arange(0, 64, 8))
+    train = build_sampler(tsm, test_mode=False)(300, np.random.default_rng(0))
+    assert train[0] < 300 - 64 and np.array_equal(np.diff(train), np.full(7, 8))
+
+    sdn = {**_trials("sdn_minikinetics"), **_trials("sdn_finetune_diving48")}
+    assert len(sdn) == 6
+    for name, cfg in sdn.items():
+        d = cfg.data
+        assert (d.crop_size, d.test_scale_short, d.test_crop_size, d.test_views.num_crops) == \
+            (112, 112, 112, 1), name

@@ -13,7 +13,7 @@ class RPLHead(Head):
     """Logits from K learnable reciprocal points; loss of `dear_ray.losses.rpl_loss`.
 
     Args:
-        points: (K, F) parameter, the reciprocal points (DEAR: `Dist.centers`).
+        points: (K, F) parameter, the reciprocal points (DEAR: `fc_centers.weight`).
         radius: scalar parameter r.
         metric: `dot` or `l2`.
         temperature: T of the cross-entropy.
