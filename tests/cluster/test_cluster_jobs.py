@@ -100,13 +100,8 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from dear_ray.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(root, seed=0, known_classes=3, unknown_classes=2, videos_per_class=6,
-                     frames=16, size=40, workers=1)
-    return root
+def synth(sweep_synth):
+    return sweep_synth
 
 
 def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_path):

@@ -21,16 +21,12 @@ COLUMNS = {"closed_top1": "top1", "shifted_top1": "top1 shifted", "static_bias_g
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    from dear_ray.data.synth import generate_dataset
-
+def sweep(tmp_path_factory, sweep_synth):
     root = tmp_path_factory.mktemp("nb")
-    generate_dataset(root / "synth", seed=0, known_classes=3, unknown_classes=2,
-                     videos_per_class=6, frames=16, size=40, workers=1)
     spec = parse_sweep({
         "name": "nbsweep",
         "base": {
-            "data": {"data_root": str(root / "synth"), "clip_len": 8, "crop_size": 32,
+            "data": {"data_root": str(sweep_synth), "clip_len": 8, "crop_size": 32,
                      "scale_short": 32, "batch_size": 6},
             "model": {"backbone": "i3d_tiny"},
             "optim": {"epochs": 2, "lr": 0.01},

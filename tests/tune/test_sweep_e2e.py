@@ -14,13 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from dear_ray.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(root, seed=0, known_classes=3, unknown_classes=2, videos_per_class=6,
-                     frames=16, size=40, workers=1)
-    return root
+def synth(sweep_synth):
+    return sweep_synth
 
 
 def _spec(synth, run_dir):
