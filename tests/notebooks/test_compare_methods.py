@@ -1,5 +1,5 @@
 """notebooks/compare_methods.ipynb runs top to bottom against a small real sweep (Ray Tune + Ray
-Train + MLflow, two trials) and shows what MLflow holds. Slow: the sweep starts a local Ray."""
+Train + MLflow, two trials) and shows what MLflow holds. The sweep starts a local Ray: slow."""
 
 from __future__ import annotations
 
@@ -7,21 +7,30 @@ import json
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
+import ray
 from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
+from dear_ray.tracking.mlflow_runs import ROLE_TAG
 from dear_ray.tune.sweep import parse_sweep, run_sweep
 
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "compare_methods.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "compare_methods.ipynb"
+ENV_VARS = ("DEAR_RAY_TRACKING_URI", "DEAR_RAY_SWEEP", "DEAR_RAY_FIGURES", "MLFLOW_TRACKING_URI")
 COLUMNS = {"closed_top1": "top1", "shifted_top1": "top1 shifted", "static_bias_gap": "bias gap",
            "auroc": "AUROC", "open_maf1": "open maF1", "open_auc": "OpenAUC",
            "fpr_at_95_tpr": "FPR95", "ece": "ECE"}
+FIGURES = ("openness_curves", "uncertainty_histograms", "static_bias_gap")
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, sweep_synth):
+    """A finished 2-trial sweep (softmax, dear) with test, test_shifted and unknown splits, plus an
+    OLDER parent run of the same sweep name holding a stale trial, which the notebook must skip."""
     root = tmp_path_factory.mktemp("nb")
     spec = parse_sweep({
         "name": "nbsweep",
@@ -41,60 +50,114 @@ def sweep(tmp_path_factory, sweep_synth):
     })
     result = run_sweep(spec)
     assert result.failed == {}
+    # run_sweep stops the Ray it started: nothing of it may outlive the sweep
+    assert not ray.is_initialized()
+    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=20)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+    client = MlflowClient(result.tracking_uri)
+    start = client.get_run(result.parent_run_id).info.start_time - 86_400_000  # a day earlier
+    old = client.create_run(result.experiment_id, start_time=start, run_name="nbsweep",
+                            tags={ROLE_TAG: "sweep", "sweep": "nbsweep"}).info.run_id
+    stale = client.create_run(result.experiment_id, start_time=start, run_name="stale",
+                              tags={ROLE_TAG: "trial", MLFLOW_PARENT_RUN_ID: old, "trial": "stale",
+                                    "method": "stale"}).info.run_id
+    client.log_metric(stale, "closed_top1", 0.5)
+    for run_id in (stale, old):
+        client.set_terminated(run_id)
     return result
 
 
-def _execute(tmp_path: Path, env: dict[str, str], monkeypatch) -> nbformat.NotebookNode:
+def _execute(nb: nbformat.NotebookNode, cwd: Path, env: dict[str, str],
+             monkeypatch) -> nbformat.NotebookNode:
+    """Run `nb` in a python3 kernel started in `cwd` with exactly `env` among ENV_VARS."""
+    for key in ENV_VARS:
+        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this process's environment
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    # one extra cell hands the notebook's table back to the test
-    nb.cells.append(nbformat.v4.new_code_cell('print(table.to_json(orient="records"))'))
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
+
+
+def _notebook(*extra_cells: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in extra_cells)
+    return nb
+
+
+def _printed(cell: nbformat.NotebookNode) -> str:
+    return "".join(o["text"] for o in cell.outputs if o.get("name") == "stdout")
 
 
 def test_notebook_is_committed_clean():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert sum(c.cell_type == "markdown" for c in nb.cells) >= 5  # intro + one per section
+
+
+def test_default_tracking_uri_is_the_repos_whatever_the_cwd(tmp_path, monkeypatch):
+    """No variable set: `runs/mlflow.db` of the repository, even from a folder outside it;
+    MLFLOW_TRACKING_URI, then DEAR_RAY_TRACKING_URI, win over it."""
+    setup = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                 if c.cell_type == "code").source
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in (
+        setup, "print(TRACKING_URI, SWEEP, FIGURES)",
+        "import os\nos.environ['MLFLOW_TRACKING_URI'] = 'sqlite:///m.db'",
+        setup, "print(TRACKING_URI)",
+        "os.environ['DEAR_RAY_TRACKING_URI'] = 'http://host:5000'",
+        setup, "print(TRACKING_URI)")])
+    _execute(nb, tmp_path, {}, monkeypatch)
+    assert _printed(nb.cells[1]) == f"sqlite:///{REPO / 'runs' / 'mlflow.db'} demo None\n"
+    assert _printed(nb.cells[4]) == "sqlite:///m.db\n"
+    assert _printed(nb.cells[7]) == "http://host:5000\n"
+
+
+def test_notebook_names_a_missing_database(tmp_path, monkeypatch):
+    missing = tmp_path / "nothing" / "mlflow.db"
+    with pytest.raises(CellExecutionError, match=f"no MLflow database {missing}"):
+        _execute(_notebook(), tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{missing}"},
+                 monkeypatch)
+    assert not missing.exists()
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_notebook_shows_the_sweep_from_mlflow(sweep, tmp_path, monkeypatch):
+def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatch):
     figures = tmp_path / "figures"
-    nb = _execute(tmp_path, {"DEAR_RAY_TRACKING_URI": sweep.tracking_uri,
-                             "DEAR_RAY_SWEEP": "nbsweep", "DEAR_RAY_FIGURES": str(figures)},
-                  monkeypatch)
-    rows = json.loads(nb.cells[-1].outputs[0]["text"])
+    # one extra cell hands the notebook's table back to the test
+    nb = _execute(_notebook('print(table.to_json(orient="records"))'), tmp_path,
+                  {"DEAR_RAY_TRACKING_URI": sweep.tracking_uri, "DEAR_RAY_SWEEP": "nbsweep",
+                   "DEAR_RAY_FIGURES": str(figures)}, monkeypatch)
+    rows = json.loads(_printed(nb.cells[-1]))
 
-    # every run the aggregator gave a method appears once, with MLflow's numbers (in percent)
+    # one row per method of the newest parent run (trials and their post-hoc runs), none of the
+    # stale parent's, each with MLflow's numbers (in percent)
     client = MlflowClient(sweep.tracking_uri)
-    runs = [r for r in client.search_runs([sweep.experiment_id]) if "method" in r.data.tags]
-    assert sorted((r["trial"], r["method"]) for r in rows) == sorted(
-        (r.data.tags["trial"], r.data.tags["method"]) for r in runs)
-    assert {"softmax", "mc_dropout", "dear"} <= {r["method"] for r in rows}
-    for run in runs:
-        row = next(r for r in rows if (r["trial"], r["method"]) ==
-                   (run.data.tags["trial"], run.data.tags["method"]))
+    trials = client.search_runs([sweep.experiment_id],
+                                f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'")
+    posthoc = [r for t in trials for r in client.search_runs(
+        [sweep.experiment_id], f"tags.mlflow.parentRunId = '{t.info.run_id}'")]
+    runs = {(r.data.tags["trial"], r.data.tags["method"]): r for r in [*trials, *posthoc]}
+    assert sorted((r["trial"], r["method"]) for r in rows) == sorted(runs)
+    assert sorted(r["method"] for r in rows) == ["dear", "mc_dropout", "openmax", "softmax"]
+    for row in rows:
+        metrics = runs[(row["trial"], row["method"])].data.metrics
         for key, name in COLUMNS.items():
-            assert row[name] == pytest.approx(100 * run.data.metrics[key]), (row["method"], key)
+            assert row[name] == pytest.approx(100 * metrics[key]), (row["method"], key)
+        assert row["bias gap"] == pytest.approx(row["top1"] - row["top1 shifted"])
 
     pictures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
                 if "image/png" in o.get("data", {})]
-    assert len(pictures) == 3  # openness curves, histograms, static-bias gap
-    for name in ("openness_curves", "uncertainty_histograms", "static_bias_gap"):
+    assert len(pictures) == len(FIGURES)
+    for name in FIGURES:
         assert (figures / f"{name}.png").stat().st_size > 10_000, name
 
 
 @pytest.mark.slow
 def test_notebook_names_a_missing_sweep(sweep, tmp_path, monkeypatch):
-    from nbclient.exceptions import CellExecutionError
-
     with pytest.raises(CellExecutionError, match="no MLflow experiment 'nope'"):
-        _execute(tmp_path, {"DEAR_RAY_TRACKING_URI": sweep.tracking_uri,
-                            "DEAR_RAY_SWEEP": "nope"}, monkeypatch)
+        _execute(_notebook(), tmp_path, {"DEAR_RAY_TRACKING_URI": sweep.tracking_uri,
+                                         "DEAR_RAY_SWEEP": "nope"}, monkeypatch)

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from scipy.special import softmax
 
 from dear_ray.metrics import combine_unknown_classes, draw_unknown_subsets, open_set_report
+from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE
 from dear_ray.scores import OpenMax, StoreMeta, compute_scores, read_score_store, write_score_store
 from dear_ray.tracking.aggregate import find_trial_stores, report_sweep
 from dear_ray.tracking.mlflow_runs import (
@@ -129,6 +131,41 @@ def test_parent_run_gets_tables_and_plots(sweep):
     local = client.download_artifacts(sweep["parent"], "report/results_table.json")
     logged = json.loads(open(local).read())
     assert len(logged["data"]) == 4 and "open_maf1" in logged["columns"]
+
+
+def test_parent_run_gets_the_data_behind_the_plots(sweep):
+    """The openness curves and every video's uncertainty, as parquet under `report/`: what
+    notebooks/compare_methods.ipynb plots from MLflow alone."""
+    client = MlflowClient(sweep["uri"])
+    curves = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{CURVES_FILE}"))
+    scores = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{SCORES_FILE}"))
+    methods = {"edl", "mc_dropout", "openmax", "softmax"}
+    assert set(curves["method"]) == set(scores["method"]) == methods
+
+    stores = {s: read_score_store(sweep["dir"] / "stores" / "soft" / f"{s}.parquet")
+              for s in SPLITS}
+    subsets = draw_unknown_subsets(combine_unknown_classes([stores["unknown"]]), num_trials=4,
+                                   seed=3)
+    expected = open_set_report(train=stores["train"], known=stores["test"],
+                               unknown=[stores["unknown"]], score="msp",
+                               shifted=stores["test_shifted"], subsets=subsets)
+    curve = curves[curves["method"] == "softmax"]
+    for column in ("num_unknown_classes", "openness", "f1_mean", "f1_std"):
+        np.testing.assert_allclose(curve[column], getattr(expected.curve, column), err_msg=column)
+    # openness 0 (no unknown class) first, then one point per added unknown class
+    assert list(curve["num_unknown_classes"]) == list(range(UNKNOWN_CLASSES + 1))
+
+    soft = scores[scores["method"] == "softmax"]
+    assert (soft["score"] == "msp").all() and (soft["run"] == "soft").all()
+    for split, store in (("known", stores["test"]), ("unknown", stores["unknown"])):
+        msp_uncertainty = 1.0 - softmax(store.logits, axis=1).max(axis=1)  # higher = more unknown
+        np.testing.assert_allclose(soft.loc[soft["split"] == split, "uncertainty"],  # float32
+                                   msp_uncertainty, rtol=0, atol=1e-6, err_msg=split)
+    threshold = _row(sweep["table"], "softmax")["threshold"]
+    assert soft["threshold"].unique() == pytest.approx([threshold])
+    assert scores.groupby("method")["split"].value_counts().to_dict() == {
+        (m, s): SPLITS["test" if s == "known" else "unknown"]
+        for m in methods for s in ("known", "unknown")}
 
 
 def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
