@@ -57,7 +57,23 @@ class ResizeShortSide:
         return f"ResizeShortSide({self.size})"
 
 
-class MultiScaleCrop:
+class _ResizedBoxCrop:
+    """A random box (`crop_box(height, width, rng) -> (top, left, h, w)`) resized to
+    `output_size` x `output_size`."""
+
+    output_size: int
+
+    def crop_box(self, height: int, width: int, rng: np.random.Generator
+                 ) -> tuple[int, int, int, int]:
+        raise NotImplementedError
+
+    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        top, left, h, w = self.crop_box(*frames.shape[-2:], _need_rng(rng, self))
+        out = self.output_size
+        return F.resized_crop(frames, top, left, h, w, [out, out], antialias=True)
+
+
+class MultiScaleCrop(_ResizedBoxCrop):
     """MMAction2's ``MultiScaleCrop`` followed by a resize to `output_size` (TSN/TSM training).
 
     Crop sides are ``int(min(H, W) * s)`` for s in `scales`; (w, h) pairs whose scale levels differ
@@ -111,11 +127,6 @@ class MultiScaleCrop:
         gx, gy = grid[int(rng.integers(len(grid)))]
         return gy * hs, gx * ws, h, w
 
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        top, left, h, w = self.crop_box(*frames.shape[-2:], _need_rng(rng, self))
-        out = self.output_size
-        return F.resized_crop(frames, top, left, h, w, [out, out], antialias=True)
-
     def __repr__(self) -> str:
         return (
             f"MultiScaleCrop({self.output_size}, scales={self.scales}, "
@@ -124,7 +135,7 @@ class MultiScaleCrop:
         )
 
 
-class RandomResizedCrop:
+class RandomResizedCrop(_ResizedBoxCrop):
     """MMAction2's ``RandomResizedCrop`` followed by a resize to `output_size` (I3D training).
 
     Up to 10 attempts of (area fraction ~ U(area_range), log aspect ratio ~ U(log range)); the first
@@ -161,11 +172,6 @@ class RandomResizedCrop:
                 return top, left, int(h), int(w)
         side = min(height, width)
         return (height - side) // 2, (width - side) // 2, side, side
-
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        top, left, h, w = self.crop_box(*frames.shape[-2:], _need_rng(rng, self))
-        out = self.output_size
-        return F.resized_crop(frames, top, left, h, w, [out, out], antialias=True)
 
     def __repr__(self) -> str:
         return (

@@ -22,14 +22,7 @@ B, F_DIM, K = 6, 8, 4
 LABELS = torch.tensor([0, 1, 2, 3, 0, 1])
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # one intra-op thread: the CI box has 2 shared cores and oversubscription is much slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def _features(requires_grad=False):

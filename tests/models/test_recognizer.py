@@ -17,14 +17,7 @@ K, P = 4, 5
 LABELS = torch.tensor([0, 1, 2, 3])
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # one intra-op thread: the CI box has 2 shared cores and oversubscription is much slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def _clips(b=4, t=8, size=32):
