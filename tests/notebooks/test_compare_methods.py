@@ -48,12 +48,16 @@ def sweep(tmp_path_factory, sweep_synth):
                    "model.head_options": {"temporal_kernel": 1}}],
         "max_concurrent_trials": 1,
     })
+    # Processes of earlier tests (multiprocessing's forkserver and resource tracker live as long as
+    # this process) are not the sweep's.
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = run_sweep(spec)
     assert result.failed == {}
     # run_sweep stops the Ray it started: nothing of it may outlive the sweep
     assert not ray.is_initialized()
-    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=20)
-    assert not alive, [(p.pid, p.name()) for p in alive]
+    started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    _, alive = psutil.wait_procs(started, timeout=20)
+    assert not alive, [(p.pid, p.name(), p.cmdline()[:3]) for p in alive]
 
     client = MlflowClient(result.tracking_uri)
     start = client.get_run(result.parent_run_id).info.start_time - 86_400_000  # a day earlier
