@@ -58,10 +58,19 @@ def test_sweep_set_and_trials_restrict_the_sweep(tmp_path, capsys):
 
 def test_dry_run_of_paper_grid_lists_four_backbones_with_resources(capsys):
     assert main(["sweep", "--dry-run", str(REPO / "jobs/sweeps/dear_ucf101.yaml")]) == 0
-    out = capsys.readouterr().out
-    for backbone in ["i3d_r50", "tsm_r50", "slowfast_r50_8x8", "tpn_slowonly_r50"]:
-        assert backbone in out
-    assert "GPUs" in out and "trial(s)" in out
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split(maxsplit=5) for line in lines[1:-1]]
+    assert lines[0].split()[:5] == ["trial", "workers", "CPUs", "GPUs", "methods"]
+    methods = {}
+    for name, workers, cpus, gpus, reported, overrides in rows:
+        backbone = overrides.split(",")[0].removeprefix("model.backbone=")
+        methods.setdefault(backbone, []).extend(reported.split(","))
+        assert (workers, cpus, gpus) == ("1", "7", "1") and "model.pretrained=" in overrides
+    # 4 backbones x the paper's 6 methods (MC Dropout and OpenMax come from the softmax trial)
+    assert {b: sorted(m) for b, m in methods.items()} == {
+        b: ["bnn", "dear", "mc_dropout", "openmax", "rpl", "softmax"]
+        for b in ["i3d_r50", "tsm_r50", "slowfast_r50_8x8", "tpn_slowonly_r50"]}
+    assert lines[-1].startswith("16 trial(s) = 16 grid point(s)")
 
 
 def test_bad_override_and_missing_files_give_one_line_errors(tmp_path, capsys):

@@ -140,6 +140,18 @@ def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = F
     return ["vacuity", "msp"]
 
 
+def methods_for_head(head: str, *, stochastic_passes: int = 1) -> list[str]:
+    """The methods (result rows) a model trained with `head` is reported as by `dear-ray evaluate`.
+
+    A `softmax` model also yields MC Dropout (its stored `bald`, which needs `stochastic_passes`
+    > 1) and OpenMax (fitted post hoc on its train store); every other head is its own method.
+    """
+    _check_head(head)
+    if head == "softmax":
+        return ["softmax"] + ["mc_dropout"] * (stochastic_passes > 1) + ["openmax"]
+    return [head]
+
+
 def compute_scores(head: str, logits, *, sample_logits=None, evidence: str = "exp") -> dict[str, np.ndarray]:
     """Every logit-based score of `head`, as written into score stores by the training loop.
 
@@ -176,6 +188,6 @@ def default_score(method: str) -> str:
 __all__ = [
     "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "OpenMax", "OpenMaxFitError", "ScoreStore",
     "ScoreStoreError", "StoreMeta", "WeibullTail", "compute_scores", "create_score", "default_score",
-    "fit_high", "fit_weibull", "list_scores", "read_score_store", "register_score", "scores_for_head",
-    "write_score_store",
+    "fit_high", "fit_weibull", "list_scores", "methods_for_head", "read_score_store", "register_score",
+    "scores_for_head", "write_score_store",
 ]

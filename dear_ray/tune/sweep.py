@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from dear_ray.config import ExperimentConfig, load_config
+from dear_ray.scores import methods_for_head
 from dear_ray.tune._sections import (
     SWEEP_KEYS,
     SchedulerSpec,
@@ -281,15 +282,19 @@ def trial_resources_summary(cfg: ExperimentConfig) -> tuple[int, float, float]:
 
 
 def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str:
-    """The `dear-ray sweep --dry-run` listing: one line per trial, then the totals."""
-    lines = []
+    """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
+    model is reported as, its overrides), then the totals."""
     width = max((len(t.name) for t in trials), default=5)
-    header = f"{'trial':<{width}}  workers  CPUs  GPUs  overrides"
-    lines.append(header)
-    for t in trials:
+    methods = [",".join(methods_for_head(t.config.model.head,
+                                         stochastic_passes=t.config.eval.stochastic_passes))
+               for t in trials]
+    mwidth = max((len(m) for m in methods), default=7)
+    lines = [f"{'trial':<{width}}  workers  CPUs  GPUs  {'methods':<{mwidth}}  overrides"]
+    for t, method in zip(trials, methods):
         workers, cpus, gpus = trial_resources_summary(t.config)
         overrides = ", ".join(f"{k}={v}" for k, v in t.overrides.items()) or "(base)"
-        lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {overrides}")
+        lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {method:<{mwidth}}  "
+                     f"{overrides}")
     if spec is not None:
         samples = spec.num_samples
         if spec.search:

@@ -4,7 +4,7 @@ import pytest
 
 from dear_ray.metrics import METRIC_KEYS, draw_unknown_subsets, open_set_report
 from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE, evaluate_stores
-from dear_ray.scores import OpenMax, read_score_store
+from dear_ray.scores import OpenMax, methods_for_head, read_score_store
 
 
 def _load(paths):
@@ -19,6 +19,9 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     assert list(table.columns) == ["method", "score", "run", "head", "known", "unknown", *METRIC_KEYS]
     assert table[["method", "score"]].values.tolist() == [
         ["dear", "vacuity"], ["softmax", "msp"], ["mc_dropout", "bald"], ["openmax", "openmax"]]
+    # the rows `dear-ray sweep --dry-run` announces for each trained head
+    assert table.groupby("run", sort=False)["method"].apply(list).to_dict() == {
+        "dear": methods_for_head("dear"), "soft": methods_for_head("softmax", stochastic_passes=3)}
     assert np.isnan(table.loc[0, "shifted_top1"]) and not np.isnan(table.loc[1, "shifted_top1"])
 
     subsets = draw_unknown_subsets([3, 8, 11], num_trials=3, seed=4)

@@ -8,6 +8,7 @@ from dear_ray.scores import (
     create_score,
     default_score,
     list_scores,
+    methods_for_head,
     scores_for_head,
 )
 from dear_ray.scores import bald as B
@@ -65,6 +66,14 @@ def test_compute_scores_per_head():
     assert sorted(compute_scores("bnn", Z, sample_logits=SAMPLES)) == ["bald", "msp"]
     with pytest.raises(ValueError, match="head 'bnn' needs sample_logits"):
         compute_scores("bnn", Z)
+
+
+def test_methods_for_head():
+    assert methods_for_head("softmax", stochastic_passes=10) == ["softmax", "mc_dropout", "openmax"]
+    assert methods_for_head("softmax") == ["softmax", "openmax"]  # no passes, no BALD
+    assert methods_for_head("dear", stochastic_passes=10) == ["dear"]
+    with pytest.raises(ValueError, match="unknown head 'mc_dropout'"):
+        methods_for_head("mc_dropout")
 
 
 def test_default_scores():

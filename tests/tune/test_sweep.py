@@ -142,10 +142,10 @@ def test_format_trials_lists_name_overrides_and_resources(tmp_path):
                         "max_concurrent_trials": 1})
     trials = expand_trials(spec)
     lines = format_trials(trials, spec).splitlines()
-    assert lines[0].split() == ["trial", "workers", "CPUs", "GPUs", "overrides"]
+    assert lines[0].split() == ["trial", "workers", "CPUs", "GPUs", "methods", "overrides"]
     workers = trials[0].config.resources.num_workers
     cpus = workers * trials[0].config.resources.cpus_per_worker
-    assert lines[1].split()[:4] == ["head-edl", str(workers), f"{cpus:g}", "0"]
+    assert lines[1].split()[:5] == ["head-edl", str(workers), f"{cpus:g}", "0", "edl"]
     assert lines[1].endswith("model.head=edl")
     assert "2 trial(s) = 2 grid point(s) x 1 sample(s)" in lines[-1]
     assert "max concurrent 1" in lines[-1]
