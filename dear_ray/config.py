@@ -46,6 +46,25 @@ class TestViews(_Section):
     num_crops: Literal[1, 3, 10] = 1
 
 
+class MultiScaleCropConfig(_Section):
+    """`train_crop: multiscale` (MMAction2 `MultiScaleCrop`): crop sides are the short side times
+    one of `scales` (width and height levels at most `max_wh_scale_gap` apart; 0 = square crops),
+    placed at one of `num_fixed_crops` positions (5: corners and centre), then resized to
+    `crop_size`. Defaults are MMAction2's TSM training crop; DEAR's I3D uses scales (1, 0.8) with
+    gap 0 and 5 positions, SDN's corner crop five scales 0.84 apart with gap 0 and 5 positions."""
+
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    max_wh_scale_gap: int = Field(1, ge=0)
+    num_fixed_crops: Literal[5, 13] = 13
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 < s <= 1.0 for s in value):
+            raise ValueError(f"expected one or more scales in (0, 1], got {list(value)}")
+        return value
+
+
 class DataConfig(_Section):
     """Where the videos are and how clips are drawn from them.
 
@@ -63,7 +82,8 @@ class DataConfig(_Section):
     views (val, test, unknown sets): DEAR trains I3D with `dense` and tests it with
     `sample_frames` (a centred clip). Test views are resized to `test_scale_short` and cropped to
     `test_crop_size` (default: `scale_short` / `crop_size`).
-    `train_crop`: `random_resized` (I3D/SlowFast/TPN), `multiscale` (TSN/TSM) or `center`.
+    `train_crop`: `random_resized` (SlowFast/TPN), `multiscale` (TSN/TSM, DEAR's I3D, SDN; see
+    `multiscale`) or `center`.
     """
 
     dataset: str = "synth"
@@ -84,6 +104,7 @@ class DataConfig(_Section):
     sample_range: int = Field(64, ge=1)
     test_views: TestViews = Field(default_factory=TestViews)
     train_crop: Literal["random_resized", "multiscale", "center"] = "random_resized"
+    multiscale: MultiScaleCropConfig = Field(default_factory=MultiScaleCropConfig)
     flip: bool = True
     crop_size: int = Field(56, ge=8)
     scale_short: int = Field(64, ge=8)

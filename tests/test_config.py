@@ -86,6 +86,8 @@ def test_overrides_argument_of_load_config(tmp_path):
     ({"data.test_crop_size": 72}, ["data.test_crop_size 72", "data.test_scale_short 64"]),
     ({"data.test_scale_short": 48}, ["data.test_crop_size 56", "data.test_scale_short 48"]),
     ({"data.test_crop_size": 4}, ["data.test_crop_size", "greater than or equal to 8", "4"]),
+    ({"data.multiscale.scales": [1.0, 1.2]}, ["data.multiscale.scales", "(0, 1]", "[1.0, 1.2]"]),
+    ({"data.multiscale.num_fixed_crops": 4}, ["data.multiscale.num_fixed_crops", "5 or 13", "4"]),
     ({"data.segment_sampling": "tsn"}, ["data.segment_sampling", "'uniform' or 'dense'", "'tsn'"]),
     ({"data.sampler": "segments", "data.segment_sampling": "dense", "data.sample_range": 4},
      ["data.sample_range 4", "data.num_segments 8", "sample_range >= num_segments"]),

@@ -339,6 +339,7 @@ def build_train_transform(
     flip: bool = True,
     *,
     scales: Sequence[float] = TSM_SCALES,
+    max_wh_scale_gap: int = 1,
     num_fixed_crops: int = 13,
     area_range: tuple[float, float] = (0.08, 1.0),
 ) -> VideoTransform:
@@ -347,11 +348,12 @@ def build_train_transform(
     Args:
         crop_size: output side.
         scale_short: short side after the first resize.
-        kind: ``"multiscale"`` (TSN/TSM: `MultiScaleCrop` with `scales`, gap 1, fixed positions),
+        kind: ``"multiscale"`` (`MultiScaleCrop` at fixed positions: TSN/TSM, DEAR's I3D, SDN),
             ``"random_resized"`` (I3D/SlowFast/TPN: `RandomResizedCrop`), ``"center"`` (no random
             crop).
         flip: horizontal flip with probability 0.5.
         scales: MultiScaleCrop scales (TSM uses (1, .875, .75, .66)).
+        max_wh_scale_gap: MultiScaleCrop's largest gap between width and height scale levels.
         num_fixed_crops: MultiScaleCrop fixed positions, 5 or 13 (MMAction2's TSM configs: 13).
         area_range: RandomResizedCrop area fraction range.
 
@@ -360,7 +362,7 @@ def build_train_transform(
     """
     _check_sizes(crop_size, scale_short)
     if kind == "multiscale":
-        crop = MultiScaleCrop(crop_size, scales, 1, False, num_fixed_crops)
+        crop = MultiScaleCrop(crop_size, scales, max_wh_scale_gap, False, num_fixed_crops)
     elif kind == "random_resized":
         crop = RandomResizedCrop(crop_size, area_range)
     elif kind == "center":

@@ -54,7 +54,10 @@ def build_transform(data: DataConfig, *, test_mode: bool):
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,
                                     data.test_views.num_crops)
-    return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip)
+    ms = data.multiscale
+    return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip,
+                                 scales=ms.scales, max_wh_scale_gap=ms.max_wh_scale_gap,
+                                 num_fixed_crops=ms.num_fixed_crops)
 
 
 def split_is_known(split: str) -> bool:

@@ -68,13 +68,14 @@ def test_out_of_range_index_is_a_programming_error(good_video):
 
 
 def test_corrupted_bytes_never_escape_as_other_errors(video_dir, tmp_path):
-    """Overwrite spans of a good file with noise: decoding either works or raises VideoDecodeError."""
+    """Overwrite 200-byte spans of a good file with noise, every 100 bytes from byte 200 to the
+    end: decoding either works or raises VideoDecodeError. The encoder's container metadata
+    differs from run to run, so the spans sweep the whole file rather than sit at random places."""
     data = bytearray((video_dir / "good" / "v_good.mkv").read_bytes())
     rng = np.random.default_rng(1)
-    outcomes = set()
-    for k in range(12):
+    outcomes = []
+    for k, pos in enumerate(range(200, len(data) - 100, 100)):
         bad = bytearray(data)
-        pos = int(rng.integers(200, len(data) - 100))
         bad[pos : pos + 200] = rng.bytes(200)
         path = tmp_path / f"c{k}.mkv"
         path.write_bytes(bytes(bad))
@@ -82,10 +83,11 @@ def test_corrupted_bytes_never_escape_as_other_errors(video_dir, tmp_path):
             n = len(open_video(path))
             frames = read_frames(path, np.arange(n))
             assert frames.shape == (n, 48, 64, 3)
-            outcomes.add("ok")
+            outcomes.append("ok")
         except VideoDecodeError:
-            outcomes.add("error")
-    assert outcomes == {"ok", "error"}  # both occur with this seed; nothing else escaped
+            outcomes.append("error")
+    # 20 runs of the fixture: 7-10 errors and 13-20 clean decodes out of 23-28 spans
+    assert outcomes.count("ok") >= 3 and outcomes.count("error") >= 3, outcomes
 
 
 def test_error_pickles_with_path_and_reason(tmp_path):

@@ -212,3 +212,39 @@ def test_paper_sweeps_test_views_and_sampling_per_trial():
         d = cfg.data
         assert (d.crop_size, d.test_scale_short, d.test_crop_size, d.test_views.num_crops) == \
             (112, 112, 112, 1), name
+
+
+def _crop_boxes(data, height: int, width: int, draws: int = 400) -> set[tuple[int, int, int, int]]:
+    import numpy as np
+
+    from dear_ray.data.transforms import MultiScaleCrop, RandomResizedCrop
+    from dear_ray.train.data import build_transform
+
+    (crop,) = [op for op in build_transform(data, test_mode=False).ops
+               if isinstance(op, (MultiScaleCrop, RandomResizedCrop))]
+    rng = np.random.default_rng(0)
+    return {crop.crop_box(height, width, rng) for _ in range(draws)}
+
+
+def test_paper_sweeps_training_crops():
+    """DEAR's training crops: I3D MultiScaleCrop(scales (1, 0.8), square, 5 fixed positions), TSM
+    MMAction2's TSM MultiScaleCrop (13 positions, w/h one level apart); SDN's MultiScaleCornerCrop
+    (5 squares 2^(-1/4) apart at the corners and centre of 240-px frames)."""
+    dear = _trials("dear_ucf101")
+    # frames resized to short side 256: 256 x 340
+    i3d = _crop_boxes(dear["i3d_dear"].data, 256, 340)
+    assert {(h, w) for _, _, h, w in i3d} == {(256, 256), (204, 204)}
+    assert {(t, l) for t, l, h, _ in i3d if h == 204} == \
+        {(0, 0), (0, 136), (52, 0), (52, 136), (26, 68)}  # 4 corners + centre, (340-204)//4 steps
+    tsm = _crop_boxes(dear["tsm_bnn"].data, 256, 340, draws=2000)
+    assert {(h, w) for _, _, h, w in tsm} >= {(256, 224), (224, 256), (192, 168)}
+    assert not {(h, w) for _, _, h, w in tsm} & {(256, 192), (192, 256)}  # gap 1 only
+    assert len({(t, l) for t, l, h, w in tsm if (h, w) == (192, 168)}) == 13
+    for name in ("slowfast_softmax", "tpn_dear"):
+        assert dear[name].data.train_crop == "random_resized", name
+
+    sdn = {**_trials("sdn_minikinetics"), **_trials("sdn_finetune_diving48")}
+    for name, cfg in sdn.items():
+        boxes = _crop_boxes(cfg.data, 240, 320, draws=1000)
+        assert {(h, w) for _, _, h, w in boxes} == {(s, s) for s in (240, 201, 169, 142, 120)}, name
+        assert len({(t, l) for t, l, h, _ in boxes if h == 120}) == 5, name
