@@ -83,7 +83,8 @@ class DataConfig(_Section):
     `sample_frames` (a centred clip). Test views are resized to `test_scale_short` and cropped to
     `test_crop_size` (default: `scale_short` / `crop_size`).
     `train_crop`: `random_resized` (SlowFast/TPN), `multiscale` (TSN/TSM, DEAR's I3D, SDN; see
-    `multiscale`) or `center`.
+    `multiscale`) or `center`. `color_jitter`: MMAction2's `ColorJitter(color_space_aug=True)`
+    on training clips (TPN's configs; `dear_ray.data.color`).
     """
 
     dataset: str = "synth"
@@ -105,6 +106,7 @@ class DataConfig(_Section):
     test_views: TestViews = Field(default_factory=TestViews)
     train_crop: Literal["random_resized", "multiscale", "center"] = "random_resized"
     multiscale: MultiScaleCropConfig = Field(default_factory=MultiScaleCropConfig)
+    color_jitter: bool = False
     flip: bool = True
     crop_size: int = Field(56, ge=8)
     scale_short: int = Field(64, ge=8)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from dear_ray.data.color import ColorJitter
+
 MEAN_RGB = (123.675, 116.28, 103.53)
 STD_RGB = (58.395, 57.12, 57.375)
 TRAIN_KINDS = ("multiscale", "random_resized", "center")
@@ -256,6 +258,8 @@ class VideoTransform:
         ops: callables ``(frames (N, 3, H, W) uint8, rng) -> frames``, applied in order.
         multi_crop: optional ``frames -> list of crops`` applied after `ops` (ThreeCrop, TenCrop).
         multi_view: always return ``(V, C, T, H, W)``, even for V = 1.
+        color: optional `ColorJitter`, applied to the float views (0-255) before normalisation,
+            one draw a call.
         mean: per-channel RGB mean (0-255 scale).
         std: per-channel RGB std.
     """
@@ -266,12 +270,14 @@ class VideoTransform:
         *,
         multi_crop=None,
         multi_view: bool = False,
+        color: ColorJitter | None = None,
         mean: Sequence[float] = MEAN_RGB,
         std: Sequence[float] = STD_RGB,
     ) -> None:
         self.ops = list(ops)
         self.multi_crop = multi_crop
         self.multi_view = multi_view
+        self.color = color
         self.mean = list(mean)
         self.std = list(std)
 
@@ -307,6 +313,7 @@ class VideoTransform:
         h, w = crops[0].shape[-2:]
         mean = torch.tensor(self.mean).view(1, 1, 3, 1, 1, 1)
         inv_std = 1.0 / torch.tensor(self.std).view(1, 1, 3, 1, 1, 1)
+        jitter = self.color.draw(_need_rng(rng, self.color), t) if self.color is not None else None
         out = []
         for j in range(len(arrays)):
             # (num_clips, num_crops, 3, T, h, w), clip-major; one float copy, normalised in place
@@ -315,6 +322,8 @@ class VideoTransform:
                 # uint8 NCHW-contiguous first: copying from a channels-last source is ~3x slower
                 src = c[j * n : (j + 1) * n].contiguous().view(num_clips, t, 3, h, w)
                 views[:, k].copy_(src.permute(0, 2, 1, 3, 4))
+            if jitter is not None:
+                views = self.color.apply(views.view(-1, 3, t, h, w), jitter).view(views.shape)
             views.sub_(mean).mul_(inv_std)
             views = views.view(-1, 3, t, h, w)
             out.append(views[0] if not self.multi_view and views.shape[0] == 1 else views)
@@ -322,6 +331,7 @@ class VideoTransform:
 
     def __repr__(self) -> str:
         parts = [repr(o) for o in self.ops] + ([repr(self.multi_crop)] if self.multi_crop else [])
+        parts += [repr(self.color)] if self.color is not None else []
         return f"VideoTransform([{', '.join(parts)}], multi_view={self.multi_view})"
 
 
@@ -342,6 +352,7 @@ def build_train_transform(
     max_wh_scale_gap: int = 1,
     num_fixed_crops: int = 13,
     area_range: tuple[float, float] = (0.08, 1.0),
+    color_jitter: bool = False,
 ) -> VideoTransform:
     """Training preset: resize short side, random crop to `crop_size`, optional flip, normalise.
 
@@ -356,6 +367,7 @@ def build_train_transform(
         max_wh_scale_gap: MultiScaleCrop's largest gap between width and height scale levels.
         num_fixed_crops: MultiScaleCrop fixed positions, 5 or 13 (MMAction2's TSM configs: 13).
         area_range: RandomResizedCrop area fraction range.
+        color_jitter: MMAction2's `ColorJitter(color_space_aug=True)` after the flip (TPN).
 
     Returns:
         A single-view `VideoTransform`: ``(C, T, crop, crop)`` for one clip.
@@ -370,7 +382,7 @@ def build_train_transform(
     else:
         raise ValueError(f"unknown train transform kind {kind!r}; known: {', '.join(TRAIN_KINDS)}")
     ops = [ResizeShortSide(scale_short), crop] + ([Flip(0.5)] if flip else [])
-    return VideoTransform(ops)
+    return VideoTransform(ops, color=ColorJitter() if color_jitter else None)
 
 
 def build_test_transform(crop_size: int = 224, scale_short: int = 256, crops: int = 1) -> VideoTransform:

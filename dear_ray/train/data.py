@@ -57,7 +57,7 @@ def build_transform(data: DataConfig, *, test_mode: bool):
     ms = data.multiscale
     return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip,
                                  scales=ms.scales, max_wh_scale_gap=ms.max_wh_scale_gap,
-                                 num_fixed_crops=ms.num_fixed_crops)
+                                 num_fixed_crops=ms.num_fixed_crops, color_jitter=data.color_jitter)
 
 
 def split_is_known(split: str) -> bool:

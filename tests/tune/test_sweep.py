@@ -240,8 +240,10 @@ def test_paper_sweeps_training_crops():
     assert {(h, w) for _, _, h, w in tsm} >= {(256, 224), (224, 256), (192, 168)}
     assert not {(h, w) for _, _, h, w in tsm} & {(256, 192), (192, 256)}  # gap 1 only
     assert len({(t, l) for t, l, h, w in tsm if (h, w) == (192, 168)}) == 13
-    for name in ("slowfast_softmax", "tpn_dear"):
-        assert dear[name].data.train_crop == "random_resized", name
+    for name, cfg in dear.items():
+        tpn = name.startswith("tpn")
+        assert cfg.data.color_jitter is tpn, name  # TPN's ColorJitter(color_space_aug=True)
+        assert (cfg.data.train_crop == "random_resized") is (tpn or name.startswith("slowfast")), name
 
     sdn = {**_trials("sdn_minikinetics"), **_trials("sdn_finetune_diving48")}
     for name, cfg in sdn.items():
