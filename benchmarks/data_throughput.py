@@ -112,6 +112,14 @@ def main() -> None:
                 for frames in decoded:
                     transform(frames, rng)
 
+        jitter = build_train_transform(224, 256, kind="random_resized", color_jitter=True)
+
+        def run_transform_jitter():
+            rng = np.random.default_rng(0)
+            for _ in range(args.rounds):
+                for frames in decoded:
+                    jitter(frames, rng)
+
         def run_pyav():
             for _ in range(args.rounds):
                 for p in paths:
@@ -124,6 +132,7 @@ def main() -> None:
             "decord get_batch (same frames)": timed(run_decord, n),
             "VideoDataset (decode+sample+transform)": timed(run_dataset, n),
             "transform only (pre-decoded)": timed(run_transform, n),
+            "transform + ColorJitter (TPN, pre-decoded)": timed(run_transform_jitter, n),
             "PyAV whole-video decode": timed(run_pyav, n),
         }
 
