@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dear_ray.losses._checks import accuracy
 from dear_ray.models.backbones import create_backbone
 from dear_ray.models.heads import HEADS, Head, HeadInputs, create_aux_head, create_head, head_option_names
 
