@@ -53,6 +53,7 @@ from dear_ray.tune._sections import (
     slug,
 )
 
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A parsed sweep file. `base` is the validated base config; `only` (when not empty) keeps

@@ -1,0 +1,14 @@
+"""The frozen base of every config section, and names shared by the sections."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")  # trial, run and unknown-set names
+KNOWN_SPLITS = ("train", "val", "test", "test_shifted")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)

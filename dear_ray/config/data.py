@@ -1,0 +1,156 @@
+"""The `data` section: where the videos are, how clips are sampled and transformed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dear_ray.config._base import KNOWN_SPLITS
+from dear_ray.config._base import NAME as _NAME
+from dear_ray.config._base import Section as _Section
+
+
+class TestViews(_Section):
+    """Test-time views: `num_clips` temporal clips x `num_crops` spatial crops (1, 3 or 10)."""
+
+    num_clips: int = Field(1, ge=1)
+    num_crops: Literal[1, 3, 10] = 1
+
+
+class MultiScaleCropConfig(_Section):
+    """`train_crop: multiscale` (MMAction2 `MultiScaleCrop`): crop sides are the short side times
+    one of `scales` (width and height levels at most `max_wh_scale_gap` apart; 0 = square crops),
+    placed at one of `num_fixed_crops` positions (5: corners and centre), then resized to
+    `crop_size`. Defaults are MMAction2's TSM training crop; DEAR's I3D uses scales (1, 0.8) with
+    gap 0 and 5 positions, SDN's corner crop five scales 0.84 apart with gap 0 and 5 positions."""
+
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    max_wh_scale_gap: int = Field(1, ge=0)
+    num_fixed_crops: Literal[5, 13] = 13
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 < s <= 1.0 for s in value):
+            raise ValueError(f"expected one or more scales in (0, 1], got {list(value)}")
+        return value
+
+
+class DataConfig(_Section):
+    """Where the videos are and how clips are drawn from them.
+
+    `unknown` maps an unknown data set's name (the name of its score store split) to its list file.
+    The classifier's width is `num_classes` when given, else the number of lines of `classes_file`.
+    Samplers (MMAction2): `sample_frames` draws a clip of `clip_len` frames every `frame_interval`
+    (at test time `test_views.num_clips` evenly spaced clips); `dense` draws it inside a
+    `sample_range`-frame window (at test time `test_views.num_clips` window positions); `segments`
+    takes `num_segments` frames as one clip (TSN/TSM): with `segment_sampling: uniform` one frame
+    of each of `num_segments` equal segments (random in training, centres at test), with `dense`
+    frames `sample_range // num_segments` apart in a `sample_range`-frame window at a random start
+    (DEAR's TSM, MMAction2 `DenseSampleFrames(clip_len=1, num_clips=num_segments)`); at test time
+    `test_views.num_clips` > 1 gives that many evenly spaced dense windows in both modes (DEAR's
+    TSM test). Training takes one clip a video. `test_sampler` (default: `sampler`) draws the test
+    views (val, test, unknown sets): DEAR trains I3D with `dense` and tests it with
+    `sample_frames` (a centred clip). Test views are resized to `test_scale_short` and cropped to
+    `test_crop_size` (default: `scale_short` / `crop_size`).
+    `train_crop`: `random_resized` (SlowFast/TPN), `multiscale` (TSN/TSM, DEAR's I3D, SDN; see
+    `multiscale`) or `center`. `color_jitter`: MMAction2's `ColorJitter(color_space_aug=True)`
+    on training clips (TPN's configs; `dear_ray.data.color`).
+    """
+
+    dataset: str = "synth"
+    data_root: str = "data/synth"
+    train_list: str | None = "train.txt"
+    val_list: str | None = "val.txt"
+    test_list: str | None = "test.txt"
+    test_shifted_list: str | None = "test_shifted.txt"
+    unknown: dict[str, str] = Field(default_factory=lambda: {"unknown": "unknown.txt"})
+    classes_file: str | None = "classes.txt"
+    num_classes: int | None = Field(None, ge=2)
+    sampler: Literal["sample_frames", "dense", "segments"] = "sample_frames"
+    test_sampler: Literal["sample_frames", "dense", "segments"] | None = None
+    clip_len: int = Field(8, ge=1)
+    frame_interval: int = Field(1, ge=1)
+    num_segments: int = Field(8, ge=1)
+    segment_sampling: Literal["uniform", "dense"] = "uniform"
+    sample_range: int = Field(64, ge=1)
+    test_views: TestViews = Field(default_factory=TestViews)
+    train_crop: Literal["random_resized", "multiscale", "center"] = "random_resized"
+    multiscale: MultiScaleCropConfig = Field(default_factory=MultiScaleCropConfig)
+    color_jitter: bool = False
+    flip: bool = True
+    crop_size: int = Field(56, ge=8)
+    scale_short: int = Field(64, ge=8)
+    test_crop_size: int | None = Field(None, ge=8)
+    test_scale_short: int | None = Field(None, ge=8)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+    multiprocessing_context: Literal["forkserver", "spawn"] = "forkserver"
+    max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    scene_labels: str | None = None
+    detections: str | None = None
+    mask_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("data_root")
+    @classmethod
+    def _absolute_root(cls, value: str) -> str:
+        if not value:
+            raise ValueError("expected a folder path, got an empty string")
+        return str(Path(value).expanduser().absolute())
+
+    @field_validator("unknown")
+    @classmethod
+    def _unknown_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name in KNOWN_SPLITS or not _NAME.match(name):
+                raise ValueError(f"unknown set name {name!r}: expected letters, digits, '_.=-' and "
+                                 f"not one of the known split names {list(KNOWN_SPLITS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.num_classes is None and self.classes_file is None:
+            raise ValueError("give data.num_classes or data.classes_file (one class name a line)")
+        if self.crop_size > self.scale_short:
+            raise ValueError(f"data.crop_size {self.crop_size} is larger than data.scale_short "
+                             f"{self.scale_short}: the short side is resized before cropping")
+        test_crop = self.test_crop_size or self.crop_size
+        test_scale = self.test_scale_short or self.scale_short
+        if test_crop > test_scale:
+            raise ValueError(f"data.test_crop_size {test_crop} is larger than data.test_scale_short "
+                             f"{test_scale} (unset fields take crop_size / scale_short)")
+        frames = {"segments": self.num_segments}  # frames a clip, by sampler
+        train_t = frames.get(self.sampler, self.clip_len)
+        test_t = frames.get(self.test_sampler or self.sampler, self.clip_len)
+        if train_t != test_t:
+            raise ValueError(f"data.test_sampler {self.test_sampler!r} gives clips of {test_t} "
+                             f"frames, data.sampler {self.sampler!r} of {train_t}: the model "
+                             "expects the same clip length (set clip_len = num_segments)")
+        windows = self.segment_sampling == "dense" or self.test_views.num_clips > 1
+        uses_segments = "segments" in (self.sampler, self.test_sampler)
+        if uses_segments and windows and self.sample_range < self.num_segments:
+            raise ValueError(f"data.sample_range {self.sample_range} is smaller than "
+                             f"data.num_segments {self.num_segments}: the segments sampler's dense "
+                             "windows (segment_sampling dense, or test_views.num_clips > 1) need "
+                             "sample_range >= num_segments")
+        if self.mask_ratio > 0 and self.detections is None:
+            raise ValueError(f"data.mask_ratio {self.mask_ratio} > 0 needs data.detections "
+                             "(human boxes to mask)")
+        return self
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A list/classes/side-input path made absolute against `data_root`."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.data_root) / p
+
+    def split_lists(self) -> dict[str, Path]:
+        """Every configured split -> its list file: train, val, test, test_shifted, unknown sets."""
+        known = {"train": self.train_list, "val": self.val_list, "test": self.test_list,
+                 "test_shifted": self.test_shifted_list}
+        out = {k: self.resolve(v) for k, v in known.items() if v is not None}
+        out.update({k: self.resolve(v) for k, v in self.unknown.items()})
+        return out
