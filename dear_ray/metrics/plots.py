@@ -1,4 +1,9 @@
-"""PNG plots of the evaluation (matplotlib, Agg canvas; no pyplot state is touched)."""
+"""Plots of the evaluation (matplotlib).
+
+`draw_*(ax, ...)` draws into a given Axes (a notebook's `plt.subplots`, a grid of panels);
+`plot_*(..., path)` draws into a new figure on an Agg canvas and saves it as PNG (no pyplot
+state is touched).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -26,21 +32,32 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def draw_openness_curves(ax: Axes, curves: Mapping[str, object], *,
+                         title: str = "Open-set macro-F1 vs openness") -> Axes:
+    """Several methods' openness curves on `ax`, in percent: mean line and a +-1 std band each.
+
+    A curve is anything with `openness`, `f1_mean` and `f1_std` arrays (fractions): an
+    `OpennessCurve`, or one label's rows of `evaluate`'s `openness_curves.parquet` (a DataFrame).
+    """
+    if not curves:
+        raise ValueError("openness curves: no curves given")
+    for name, curve in curves.items():
+        x = 100 * np.asarray(curve.openness, dtype=np.float64)
+        mean = 100 * np.asarray(curve.f1_mean, dtype=np.float64)
+        std = 100 * np.asarray(curve.f1_std, dtype=np.float64)
+        (line,) = ax.plot(x, mean, marker=".", label=name, linewidth=1.5)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel="openness (%)", ylabel="open-set macro-F1 (%)", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", ncol=2 if len(curves) > 6 else 1)
+    return ax
+
+
 def plot_openness_curves(curves: Mapping[str, OpennessCurve], path: str | Path, *,
                          title: str = "Open-set macro-F1 vs openness") -> Path:
-    """Several methods' openness curves on one axis: mean line and a +-1 std band each."""
-    if not curves:
-        raise ValueError("plot_openness_curves: no curves given")
+    """`draw_openness_curves` saved as a PNG."""
     fig = _figure((7, 4.5))
-    ax = fig.add_subplot()
-    for name, curve in curves.items():
-        x = 100 * np.asarray(curve.openness)
-        mean, std = np.asarray(curve.f1_mean), np.asarray(curve.f1_std)
-        (line,) = ax.plot(x, mean, label=name, linewidth=1.5)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set(xlabel="openness (%)", ylabel="open-set macro-F1", title=title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    draw_openness_curves(fig.add_subplot(), curves, title=title)
     return _save(fig, path)
 
 
@@ -52,10 +69,10 @@ def shared_bin_edges(known_scores, unknown_scores, bins: int = 50) -> np.ndarray
     return np.histogram_bin_edges(pooled, bins=bins)
 
 
-def plot_uncertainty_histograms(known_scores, unknown_scores, path: str | Path, *, bins: int = 50,
+def draw_uncertainty_histograms(ax: Axes, known_scores, unknown_scores, *, bins: int = 50,
                                 score_name: str = "uncertainty", threshold: float | None = None,
-                                title: str | None = None) -> Path:
-    """Known vs unknown score histograms on ONE shared bin scale, as densities.
+                                title: str | None = None) -> Axes:
+    """Known vs unknown score histograms on `ax`, on ONE shared bin scale, as densities.
 
     Both histograms use the same bin edges over the pooled range, so their positions compare
     directly (DEAR's script normalised each set to its own range, which hides the overlap).
@@ -63,14 +80,22 @@ def plot_uncertainty_histograms(known_scores, unknown_scores, path: str | Path, 
     known = np.asarray(known_scores, dtype=np.float64)
     unknown = np.asarray(unknown_scores, dtype=np.float64)
     edges = shared_bin_edges(known, unknown, bins)
-    fig = _figure((6, 4))
-    ax = fig.add_subplot()
     ax.hist(known, bins=edges, density=True, alpha=0.55, label=f"known (n={known.size})")
     ax.hist(unknown, bins=edges, density=True, alpha=0.55, label=f"unknown (n={unknown.size})")
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
     ax.set(xlabel=f"{score_name} (higher = more unknown)", ylabel="density", title=title or score_name)
-    ax.legend()
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_uncertainty_histograms(known_scores, unknown_scores, path: str | Path, *, bins: int = 50,
+                                score_name: str = "uncertainty", threshold: float | None = None,
+                                title: str | None = None) -> Path:
+    """`draw_uncertainty_histograms` saved as a PNG."""
+    fig = _figure((6, 4))
+    draw_uncertainty_histograms(fig.add_subplot(), known_scores, unknown_scores, bins=bins,
+                                score_name=score_name, threshold=threshold, title=title)
     return _save(fig, path)
 
 

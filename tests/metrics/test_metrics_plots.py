@@ -45,3 +45,29 @@ def test_bad_plot_inputs(tmp_path):
         plot_confusion_matrix(np.zeros((2, 3)), tmp_path / "m.png")
     with pytest.raises(ValueError, match="class_names: 2 names for a 3x3 matrix"):
         plot_confusion_matrix(np.zeros((3, 3)), tmp_path / "m.png", class_names=["a", "b"])
+
+
+def test_draw_functions_fill_given_axes_from_curves_or_their_parquet_rows():
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from dear_ray.metrics.plots import draw_openness_curves, draw_uncertainty_histograms
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 30)
+    curve = open_set_f1_curve(y, y, rng.random(30), rng.integers(0, 4, 20), rng.integers(0, 3, 20),
+                              rng.random(20) + 0.3, 0.7, num_trials=3, num_known=3)
+    rows = pd.DataFrame({"label": "b", "openness": curve.openness, "f1_mean": curve.f1_mean,
+                         "f1_std": curve.f1_std})  # the layout of evaluate's CURVES_FILE
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert draw_openness_curves(left, {"a": curve, **dict(iter(rows.groupby("label")))}) is left
+    a, b = left.get_lines()
+    assert [line.get_label() for line in (a, b)] == ["a", "b"]
+    for line in (a, b):
+        np.testing.assert_allclose(line.get_xdata(), 100 * curve.openness)
+        np.testing.assert_allclose(line.get_ydata(), 100 * curve.f1_mean)
+    draw_uncertainty_histograms(right, [0.0, 0.1, 0.2], [0.5, 2.0], bins=4, threshold=0.3)
+    known, unknown = right.patches[:4], right.patches[4:]
+    assert [p.get_x() for p in known] == [p.get_x() for p in unknown] == [0.0, 0.5, 1.0, 1.5]
+    assert right.get_lines()[0].get_xdata()[0] == 0.3
