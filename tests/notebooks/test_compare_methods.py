@@ -146,7 +146,10 @@ def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatc
         [sweep.experiment_id], f"tags.mlflow.parentRunId = '{t.info.run_id}'")]
     runs = {(r.data.tags["trial"], r.data.tags["method"]): r for r in [*trials, *posthoc]}
     assert sorted((r["trial"], r["method"]) for r in rows) == sorted(runs)
-    assert sorted(r["method"] for r in rows) == ["dear", "mc_dropout", "openmax", "softmax"]
+    # OpenMax needs 2 correctly classified training videos a class, which a 2-epoch model on 6
+    # videos a class does not always have: then the aggregator warns and writes no openmax run
+    methods = sorted(r["method"] for r in rows)
+    assert methods in (["dear", "mc_dropout", "openmax", "softmax"], ["dear", "mc_dropout", "softmax"])
     for row in rows:
         metrics = runs[(row["trial"], row["method"])].data.metrics
         for key, name in COLUMNS.items():
