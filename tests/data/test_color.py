@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dear_ray.data.color import EIG_VAL, EIG_VEC, GRAY, ColorJitter, hue_matrix
+from dear_ray.data.color import EIG_VAL, EIG_VEC, GRAY, ColorJitter, frame_maps, hue_matrix
 from dear_ray.data.transforms import MEAN_RGB, STD_RGB, build_train_transform
 
 
@@ -109,3 +109,19 @@ def test_apply_checks_shapes():
         ColorJitter().apply(torch.zeros(3, 3, 4, 4), p)
     with pytest.raises(ValueError, match="drawn for 3 frames, clips have 4"):
         ColorJitter().apply(torch.zeros(1, 3, 4, 2, 2), p)
+
+
+def test_frame_maps_compose_each_frames_chain():
+    rng = np.random.default_rng(3)
+    p = ColorJitter().draw(rng, num_frames=5)
+    on, off = np.ones(5, bool), np.zeros(5, bool)
+    # nothing applied: identity matrices, the lighting offset alone
+    quiet = replace(p, apply_brightness=off, apply_contrast=off, apply_saturation=off, apply_hue=off)
+    matrices, offsets = frame_maps(quiet)
+    np.testing.assert_allclose(matrices, np.broadcast_to(np.eye(3), (5, 3, 3)), atol=1e-7)
+    np.testing.assert_allclose(offsets, np.broadcast_to(p.lighting, (5, 3)), atol=1e-6)
+    # brightness then contrast: (x + b) * a
+    bc = replace(quiet, apply_brightness=on, apply_contrast=on)
+    matrices, offsets = frame_maps(bc)
+    np.testing.assert_allclose(matrices[0], p.contrast * np.eye(3), rtol=1e-6)
+    np.testing.assert_allclose(offsets[0], p.brightness * p.contrast + p.lighting, rtol=1e-5)
