@@ -138,7 +138,7 @@ class MultiScaleCrop(_ResizedBoxCrop):
 
 
 class RandomResizedCrop(_ResizedBoxCrop):
-    """MMAction2's ``RandomResizedCrop`` followed by a resize to `output_size` (I3D training).
+    """MMAction2's ``RandomResizedCrop`` followed by a resize to `output_size` (SlowFast/TPN training).
 
     Up to 10 attempts of (area fraction ~ U(area_range), log aspect ratio ~ U(log range)); the first
     box that fits is placed uniformly; otherwise the centred square of the short side.
@@ -360,7 +360,7 @@ def build_train_transform(
         crop_size: output side.
         scale_short: short side after the first resize.
         kind: ``"multiscale"`` (`MultiScaleCrop` at fixed positions: TSN/TSM, DEAR's I3D, SDN),
-            ``"random_resized"`` (I3D/SlowFast/TPN: `RandomResizedCrop`), ``"center"`` (no random
+            ``"random_resized"`` (SlowFast/TPN: `RandomResizedCrop`), ``"center"`` (no random
             crop).
         flip: horizontal flip with probability 0.5.
         scales: MultiScaleCrop scales (TSM uses (1, .875, .75, .66)).
