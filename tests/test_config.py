@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,72 @@ def test_experiment_name_defaults_to_config_name():
     cfg = load_config({"name": "abc"})
     assert cfg.experiment_name() == "abc"
     assert cfg.override({"tracking.experiment": "e"}).experiment_name() == "e"
+
+
+# ------------------------------------------------------------------------------------------------
+# Fidelity fields (issue 10): names, defaults, validation
+
+
+def test_fidelity_fields_defaults():
+    cfg = load_config({})
+    assert cfg.data.mean == (123.675, 116.28, 103.53)      # MMAction2 img_norm_cfg
+    assert cfg.data.std == (58.395, 57.12, 57.375)
+    assert (cfg.data.mask_min_human_fraction, cfg.data.mask_min_box_score) == (0.7, 0.3)
+    assert (cfg.eval.average_clips, cfg.eval.precision) == ("released", "fp32")
+    assert (cfg.optim.dampening, cfg.optim.param_groups, cfg.optim.sdn_mask_step) == \
+        (0.0, "default", "separate")
+    assert cfg.optim.warmup_per is None
+
+
+def test_flip_resolves_from_the_dataset_and_round_trips(tmp_path):
+    synth = load_config({})
+    assert synth.data.flip is False                 # mirror-pair motion classes
+    ucf = synth.override({"data.dataset": "ucf101"})
+    assert ucf.data.flip is True                    # "auto" survives the override's to_dict
+    assert synth.to_dict()["data"]["flip"] is None
+    assert load_config(save_config(ucf, tmp_path / "c.yaml")) == ucf
+    explicit = load_config({"data": {"flip": True}})
+    assert explicit.data.flip is True and explicit.to_dict()["data"]["flip"] is True
+    assert explicit.override({"data.dataset": "ucf101"}).data.flip is True
+    assert load_config({"data": {"dataset": "ucf101", "flip": False}}).data.flip is False
+    again = pickle.loads(pickle.dumps(synth))      # Ray ships configs to workers pickled
+    assert again == synth and again.to_dict()["data"]["flip"] is None
+
+
+def test_normalisation_validation():
+    sdn = load_config({"data": {"mean": [114.7748, 107.7354, 99.4750], "std": [1, 1, 1]}})
+    assert sdn.data.mean == (114.7748, 107.7354, 99.4750) and sdn.data.std == (1.0, 1.0, 1.0)
+    with pytest.raises(ConfigError, match=r"data\.std: .*stds > 0"):
+        load_config({"data": {"std": [1, 0, 1]}})
+    with pytest.raises(ConfigError, match=r"data\.mean: .*0-255"):
+        load_config({"data": {"mean": [0.485, 0.456, 300.0]}})
+    with pytest.raises(ConfigError, match=r"data\.mean"):
+        load_config({"data": {"mean": [1.0, 2.0]}})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("data.mask_min_human_fraction", 1.5), ("data.mask_min_box_score", -0.1),
+    ("eval.average_clips", "mean"), ("eval.precision", "bf16"),
+    ("optim.param_groups", "tsm"), ("optim.sdn_mask_step", "both"),
+    ("optim.dampening", 1.0), ("optim.warmup_per", "batch")])
+def test_fidelity_fields_reject_bad_values(field, value):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config({}, overrides={field: value})
+
+
+def test_optim_cross_field_checks():
+    assert load_config({"optim": {"dampening": 0.9}}).optim.dampening == 0.9   # SDN's SGD
+    with pytest.raises(ConfigError, match=r"optim\.dampening 0\.9 needs optimizer sgd without "
+                                          r"nesterov"):
+        load_config({"optim": {"dampening": 0.9, "nesterov": True}})
+    with pytest.raises(ConfigError, match=r"optim\.dampening"):
+        load_config({"optim": {"dampening": 0.5, "optimizer": "adamw"}})
+    with pytest.raises(ConfigError, match=r"optim\.param_groups 'tsm_fc_lr5' sets the classifier"):
+        load_config({"optim": {"param_groups": "tsm_fc_lr5", "classifier_lr_mult": 5}})
+    with pytest.raises(ConfigError, match=r"optim\.warmup_per 'iteration' needs optim\.warmup"):
+        load_config({"optim": {"warmup_per": "iteration"}})
+    ok = load_config({"optim": {"schedule": "cosine", "warmup_epochs": 2, "step_per": "epoch",
+                                "warmup_per": "iteration", "param_groups": "tsm_fc_lr5_classifier",
+                                "sdn_mask_step": "joint"}})
+    assert (ok.optim.warmup_per, ok.optim.param_groups, ok.optim.sdn_mask_step) == \
+        ("iteration", "tsm_fc_lr5_classifier", "joint")

@@ -77,9 +77,30 @@ class OptimConfig(_Section):
 
     The schedule is evaluated per iteration (`step_per: iteration`, fractional epochs) or once per
     epoch; `warmup_epochs` ramps the lr linearly from `warmup_start * lr` to the schedule's value.
+    `warmup_per` (default: as `step_per`) says whether the warm-up moves every iteration or once per
+    epoch: mmcv 1.x's `LrUpdaterHook` with `by_epoch=True, warmup='linear', warmup_by_epoch=True`
+    (DEAR's SlowFast `CosineAnnealing`) is `step_per: epoch, warmup_per: iteration`, with
+    `warmup_start` = mmcv's `warmup_ratio` (default 0.1).
     SDN's warm-up: for the first `new_layers_warmup_epochs` epochs only the parameters that
     `model.pretrained` did not provide (the scene MLP, a replaced classifier; every parameter when
     nothing is pretrained) train, at `new_layer_lr` (default `lr`); then all train on the schedule.
+    SDN's train.py runs the warm-up while its 1-based epoch i satisfies `i < warm_up_epochs`, so
+    SDN's `--warm_up_epochs 5` is `new_layers_warmup_epochs: 4` here.
+
+    `dampening`: torch SGD's dampening; SDN's train.py passes its `--dampening` (default 0.9) unless
+    `--nesterov` (then 0). Must be 0 with `nesterov` (as torch requires).
+    `param_groups`: `default` (the classifier at `lr * classifier_lr_mult`, everything else at `lr`
+    and `weight_decay`); `tsm_fc_lr5` (released: MMAction2 0.x / DEAR
+    mmaction/core/optimizer/tsm_optimizer_constructor.py with `fc_lr5=True`, the TSM DNN and DEAR
+    configs): in module order, the first conv's weight at (lr, wd), every bias of a conv or Linear
+    at (2 lr, 0), other conv and Linear weights at (lr, wd), BatchNorm/GroupNorm parameters at
+    (lr, 0), and the LAST conv/Linear weight and bias in module order at (5 lr, wd) and
+    (10 lr, 0): in DEAR's model that is the debias head's f3 fc, not fc_cls (a quirk);
+    `tsm_fc_lr5_classifier` (corrected): the same, with the 5x / 10x on `cls_head.fc_cls`.
+    DEAR's TSM BNN and RPL configs use plain SGD (`default`, multiplier 1).
+    `sdn_mask_step`: SDN's human-mask confusion loss as a `separate` second SGD step on an
+    independent masked batch (released, SDN libs/train_epoch.py) or `joint`ly added to the same
+    step on the masked copy of the same clip (dear_ray's earlier behaviour).
     """
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -95,7 +116,11 @@ class OptimConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     warmup_start: float = Field(0.1, ge=0.0, le=1.0)
     step_per: Literal["iteration", "epoch"] = "iteration"
+    warmup_per: Literal["iteration", "epoch"] | None = None
     classifier_lr_mult: float = Field(1.0, gt=0.0)
+    dampening: float = Field(0.0, ge=0.0, lt=1.0)
+    param_groups: Literal["default", "tsm_fc_lr5", "tsm_fc_lr5_classifier"] = "default"
+    sdn_mask_step: Literal["separate", "joint"] = "separate"
     new_layers_warmup_epochs: int = Field(0, ge=0)
     new_layer_lr: float | None = Field(None, gt=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
@@ -113,6 +138,16 @@ class OptimConfig(_Section):
                              f"({self.epochs})")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("optim.nesterov needs optimizer sgd with momentum > 0")
+        if self.dampening > 0 and (self.optimizer != "sgd" or self.nesterov):
+            raise ValueError(f"optim.dampening {self.dampening} needs optimizer sgd without "
+                             "nesterov (torch's Nesterov SGD requires dampening 0; SDN passes 0 "
+                             "then)")
+        if self.param_groups != "default" and self.classifier_lr_mult != 1.0:
+            raise ValueError(f"optim.param_groups {self.param_groups!r} sets the classifier's "
+                             f"multipliers itself: leave optim.classifier_lr_mult at 1 (got "
+                             f"{self.classifier_lr_mult})")
+        if self.warmup_per is not None and self.warmup_epochs == 0:
+            raise ValueError(f"optim.warmup_per {self.warmup_per!r} needs optim.warmup_epochs > 0")
         if self.new_layers_warmup_epochs >= self.epochs:
             raise ValueError(f"optim.new_layers_warmup_epochs {self.new_layers_warmup_epochs} must "
                              f"be < optim.epochs ({self.epochs})")
@@ -131,11 +166,21 @@ class EvalConfig(_Section):
     unknown set that is configured); `train` is run with the test pipeline (it fixes the
     threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
     `every_n_epochs`: validation on `val` every n epochs (0: never).
+    `average_clips`: how the test views (clips x crops) of a video are combined: `score` = mean
+    of the logits, `prob` = mean of the per-view softmax, `released` = what DEAR's scripts do per
+    head and split (MMAction2 0.x `test_cfg.average_clips` in DEAR's configs: the EDL family
+    averages logits; softmax uses `prob` for the `train` split (the threshold script) and the
+    mean logits on the test splits; bnn and rpl `prob`; sdn as SDN's test code), resolved by
+    `dear_ray.train.evaluation.average_clips_for(head, split, setting)`.
+    `precision`: the score stores are computed in fp32 (no autocast, DEAR's fp32 tests) unless
+    `amp` (the training autocast, bf16 / fp16), whatever `resources.amp` says for training.
     """
 
     splits: list[str] | None = None
     stochastic_passes: int = Field(10, ge=1)
     every_n_epochs: int = Field(1, ge=0)
+    average_clips: Literal["released", "score", "prob"] = "released"
+    precision: Literal["fp32", "amp"] = "fp32"
 
 
 class ResourcesConfig(_Section):

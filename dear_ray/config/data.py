@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_serializer, field_validator, model_validator
 
 from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
@@ -58,6 +58,21 @@ class DataConfig(_Section):
     `train_crop`: `random_resized` (SlowFast/TPN), `multiscale` (TSN/TSM, DEAR's I3D, SDN; see
     `multiscale`) or `center`. `color_jitter`: MMAction2's `ColorJitter(color_space_aug=True)`
     on training clips (TPN's configs; `dear_ray.data.color`).
+
+    Normalisation (`mean`, `std`; RGB on the 0-255 scale, applied as (x - mean) / std after the
+    crop): the defaults are MMAction2 0.x's `img_norm_cfg` in every DEAR config; SDN
+    (libs/mean.py `get_mean(1, 'activitynet')`, `Normalize(mean, [1, 1, 1])` without its
+    `--std_norm`) subtracts the ActivityNet mean (114.7748, 107.7354, 99.4750) and divides by
+    nothing: its sweeps set that.
+    `flip`: random horizontal flip of training clips. None (the default) resolves at validation to
+    False for `dataset: synth` (its motion classes come in mirror pairs, left/right and cw/ccw, so
+    a flip changes the label) and True otherwise (MMAction2's `Flip(flip_ratio=0.5)`, SDN's
+    `MultiScaleCornerCrop` + `RandomHorizontalFlip`); consumers always read a bool. A resolved
+    value is written back as null, so overriding `dataset` re-resolves it.
+    SDN's masked batch (`mask_min_human_fraction`, `mask_min_box_score`; SDN
+    datasets/kinetics.py `is_video_valid_det`): a frame counts when one of its human boxes scores
+    strictly above `mask_min_box_score`; a video may give masked clips when counted frames /
+    frames >= `mask_min_human_fraction`. (Masking itself fills boxes scoring >= 0.3.)
     """
 
     dataset: str = "synth"
@@ -80,7 +95,9 @@ class DataConfig(_Section):
     train_crop: Literal["random_resized", "multiscale", "center"] = "random_resized"
     multiscale: MultiScaleCropConfig = Field(default_factory=MultiScaleCropConfig)
     color_jitter: bool = False
-    flip: bool = True
+    flip: bool | None = None
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     crop_size: int = Field(56, ge=8)
     scale_short: int = Field(64, ge=8)
     test_crop_size: int | None = Field(None, ge=8)
@@ -92,6 +109,30 @@ class DataConfig(_Section):
     scene_labels: str | None = None
     detections: str | None = None
     mask_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    mask_min_human_fraction: float = Field(0.7, ge=0.0, le=1.0)
+    mask_min_box_score: float = Field(0.3, ge=0.0, le=1.0)
+
+    _flip_auto: bool = PrivateAttr(False)  # flip was None and resolved from the dataset
+
+    @field_validator("mean")
+    @classmethod
+    def _mean(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(not 0.0 <= m <= 255.0 for m in value):
+            raise ValueError(f"expected three per-channel RGB means on the 0-255 scale, got "
+                             f"{list(value)}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(not s > 0.0 for s in value):
+            raise ValueError(f"expected three per-channel RGB stds > 0 on the 0-255 scale (1 = no "
+                             f"division, as SDN), got {list(value)}")
+        return value
+
+    @field_serializer("flip")
+    def _dump_flip(self, value: bool) -> bool | None:
+        return None if self._flip_auto else value
 
     @field_validator("data_root")
     @classmethod
@@ -111,6 +152,9 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
+        if self.flip is None:  # frozen model: set the resolved value once, here
+            object.__setattr__(self, "flip", self.dataset != "synth")
+            self._flip_auto = True
         if self.num_classes is None and self.classes_file is None:
             raise ValueError("give data.num_classes or data.classes_file (one class name a line)")
         if self.crop_size > self.scale_short:

@@ -8,10 +8,21 @@ the CED head (a recognizer-level `debias_head`), TPN's auxiliary head (inside th
 classifier (`bnn_cls.bnn_layer`), and RPL's reciprocal points (the weight of a bias-free Linear,
 `fc_centers`, shape (K, F) with DEAR's one centre a class) and radius (a parameter of the loss
 module, `loss_cls.radius`, shape (1,); ours is a scalar, so a one-element tensor is reshaped).
+SDN's checkpoints (vt-vl-lab/SDN models/resnet.py: the whole 3D-ResNet is one module, saved by
+libs/train_epoch.py as {'state_dict': DataParallel(model).state_dict(), ...}) keep the action
+classifier as `fc.*` and the scene-adversarial MLP as `place_mlp.<i>.fc/bn.*` and
+`place_mlp.p_last_fc.*`; `SDN_KEY_MAP` puts them under `cls_head.`. SDN's human-mask adversarial
+head `hm_mlp.*` (its `--is_mask_adv` GRL head) has no counterpart here (SPEC 1.7: the mask-confusion
+loss acts on fc_cls), so those keys are listed as `ignored`, not silently dropped.
+
+SlowFast: the classifier reads the pooled pathways FAST-first (MMAction2's SlowFastHead, DEAR's
+SlowFast heads; dear_ray's SlowFast backbone returns its maps in that order), so the columns of a
+zoo checkpoint's `fc_cls.weight` / `fc_centers.weight` / `bnn_layer.weight_*` load unchanged.
 
 A dear_ray training checkpoint (a Ray Train `checkpoint_epoch_*` folder, or its `state.pt`) loads
 the same way, so `model.pretrained` can name one directly (SDN's fine-tuning step); `export_weights`
-writes its weights as a plain MMAction2-style `.pth` for use elsewhere.
+writes its weights as a plain `.pth` under the MMAction2 / DEAR key names (`DEAR_KEY_MAP` and the
+TPN neck reversed), which those codebases' heads read to the same logits.
 """
 
 from __future__ import annotations
@@ -38,6 +49,18 @@ DEAR_KEY_MAP = (
     ("cls_head.fc_centers.weight", "cls_head.points"),
     ("cls_head.loss_cls.radius", "cls_head.radius"),
 )
+# SDN's key prefix -> dear_ray's (vt-vl-lab/SDN models/resnet.py `fc`, `place_mlp`); only applied
+# to keys that start with it (a top-level `fc.` is SDN's or torchvision's classifier)
+SDN_KEY_MAP = (
+    ("fc.", "cls_head.fc_cls."),
+    ("place_mlp.", "cls_head.place_mlp."),
+)
+# checkpoint key prefixes with no place in dear_ray by design: reported as `ignored`
+IGNORED_KEY_PREFIXES = {
+    "hm_mlp.": "SDN's human-mask adversarial head (--is_mask_adv); dear_ray's mask-confusion loss "
+               "acts on fc_cls (SPEC 1.7)",
+}
+EXPORT_LAYOUTS = ("mmaction2", "dear_ray")
 TRAIN_STATE_FILE = "state.pt"  # dear_ray.train.checkpointing.STATE_FILE (not imported: no cycle)
 
 
@@ -55,6 +78,8 @@ class LoadReport:
         missing: model keys the checkpoint did not provide (they keep their initial values).
         unexpected: checkpoint keys (after stripping `module.`) with no place in the model.
         skipped_classifier: model classifier keys whose checkpoint tensor had another shape.
+        ignored: checkpoint keys of modules dear_ray leaves out by design (`IGNORED_KEY_PREFIXES`,
+            SDN's `hm_mlp.*`).
     """
 
     path: Path
@@ -62,6 +87,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     skipped_classifier: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     def summary(self, max_keys: int = 10) -> str:
         """A readable multi-line account, listing at most `max_keys` keys per category."""
@@ -78,6 +104,10 @@ class LoadReport:
             lines.append(f"  missing in checkpoint ({len(self.missing)}): {keys(self.missing)}")
         if self.unexpected:
             lines.append(f"  unexpected in checkpoint ({len(self.unexpected)}): {keys(self.unexpected)}")
+        for prefix, why in IGNORED_KEY_PREFIXES.items():
+            hits = [k for k in self.ignored if k.startswith(prefix)]
+            if hits:
+                lines.append(f"  ignored ({len(hits)}, {why}): {keys(hits)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -132,7 +162,7 @@ def _strip_module(key: str) -> str:
 def _target_key(key: str, model_keys: set[str]) -> str | None:
     """The model key a checkpoint key maps to: itself (or its `DEAR_KEY_MAP` rename), with
     `backbone.` added, or with it removed."""
-    for old, new in DEAR_KEY_MAP:
+    for old, new in DEAR_KEY_MAP + SDN_KEY_MAP:
         if key.startswith(old) and key not in model_keys:
             key = new + key[len(old):]
             break
@@ -170,8 +200,11 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
     own = model.state_dict()
     model_keys = set(own)
     to_load: dict[str, Tensor] = {}
-    unexpected, skipped, mismatched = [], [], []
+    unexpected, skipped, mismatched, ignored = [], [], [], []
     for key, value in state.items():
+        if key.startswith(tuple(IGNORED_KEY_PREFIXES)):
+            ignored.append(key)
+            continue
         target = _target_key(key, model_keys)
         if target is None or target in to_load:
             unexpected.append(key)
@@ -192,24 +225,56 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
     model.load_state_dict(to_load, strict=False)
     missing = [k for k in own if k not in to_load and k not in skipped]
     return LoadReport(path=path, loaded=list(to_load), missing=missing, unexpected=unexpected,
-                      skipped_classifier=skipped)
+                      skipped_classifier=skipped, ignored=ignored)
 
 
-def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+def to_mmaction2_layout(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a dear_ray Recognizer state dict to the MMAction2 / DEAR module names.
+
+    `DEAR_KEY_MAP` reversed (`cls_head.debias_head.` -> `debias_head.`, `aux_head.` ->
+    `neck.aux_head.`, the BNN layer -> `cls_head.bnn_cls.bnn_layer.`, RPL points ->
+    `cls_head.fc_centers.weight`, the radius -> `cls_head.loss_cls.radius` of shape (1,)) and TPN's
+    `backbone.neck.` -> `neck.` (MMAction2's recognizer holds the neck). Everything else (backbone
+    keys, `cls_head.fc_cls.*`, SlowFast's fast-first fc columns) is already MMAction2's.
+    `load_checkpoint` reads the result back.
+    """
+    renames = [(ours, theirs) for theirs, ours in DEAR_KEY_MAP] + [("backbone.neck.", "neck.")]
+    is_bnn = any(k.startswith("cls_head.fc_cls.weight_mu") for k in state)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for ours, theirs in renames:
+            if ours == "cls_head.fc_cls." and not is_bnn:
+                continue  # a plain fc_cls keeps its name; only the Bayesian layer moves
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        if key == "cls_head.loss_cls.radius" and value.dim() == 0:
+            value = value.reshape(1)  # DEAR's RPLoss radius is torch.Tensor(1)
+        out[key] = value
+    return out
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, *, layout: str = "mmaction2") -> Path:
     """Write a dear_ray training checkpoint's model weights as `{"state_dict": ...}` to `out`.
 
-    The result is what MMAction2 and DEAR tools load, and what `model.pretrained` reads like any
-    model-zoo file (a different class count skips the classifier). The optimizer, scheduler and
-    RNG states stay behind.
+    With `layout="mmaction2"` (default) the keys are MMAction2 / DEAR's (`to_mmaction2_layout`), so
+    their recognizers load it and their heads give the same logits (SlowFast's fc columns are
+    fast-first in both); `dear_ray` keeps dear_ray's names. Either is what `model.pretrained` reads
+    like any model-zoo file (a different class count skips the classifier). The optimizer,
+    scheduler and RNG states stay behind.
 
     Args:
         checkpoint: a `checkpoint_epoch_*` folder written by `dear_ray.train` (or its `state.pt`).
         out: the `.pth` file to write (folders are created).
+        layout: `mmaction2` or `dear_ray`.
 
     Raises:
         FileNotFoundError: no checkpoint at `checkpoint`.
         CheckpointError: it is not a dear_ray training checkpoint.
+        ValueError: an unknown layout.
     """
+    if layout not in EXPORT_LAYOUTS:
+        raise ValueError(f"export_weights: layout must be one of {EXPORT_LAYOUTS}, got {layout!r}")
     path = _checkpoint_file(Path(checkpoint))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -220,6 +285,9 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
                               "'format_version' and 'model' written by dear_ray.train)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"epoch": int(obj.get("epoch", -1)), "source": str(path)}
-    torch.save({"state_dict": dict(obj["model"]), "meta": meta}, out)
+    meta = {"epoch": int(obj.get("epoch", -1)), "source": str(path), "layout": layout}
+    state = dict(obj["model"])
+    if layout == "mmaction2":
+        state = to_mmaction2_layout(state)
+    torch.save({"state_dict": state, "meta": meta}, out)
     return out

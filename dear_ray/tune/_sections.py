@@ -1,4 +1,5 @@
-"""Parsers of the sections of a sweep file (`dear_ray.tune.sweep`); errors name file and key."""
+"""Parsers of the sections of a sweep file (`dear_ray.tune.sweep`), errors naming file and key;
+and the dry run's per-trial summary of the settings that decide fidelity (`fidelity_summary`)."""
 
 from __future__ import annotations
 
@@ -177,3 +178,70 @@ def nonnegative_int(value: Any, src: str, key: str) -> int:
 
 def slug(text: str) -> str:
     return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.=-]+", "-", text)).strip("-")
+
+
+# --------------------------------------------------------------------------------------------
+# The dry run's per-trial summary of the settings that decide fidelity to the released code
+
+_NORMS = {  # (mean, std) on 0-255 RGB -> the name shown
+    ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)): "mmaction2",
+    ((114.7748, 107.7354, 99.475), (1.0, 1.0, 1.0)): "sdn_activitynet",
+}
+
+
+def fidelity_summary(cfg: Any) -> str:
+    """`key=value` pairs of one trial's settings that issue 10 made explicit: dropout, nesterov,
+    SGD dampening, parameter groups (for the TSM constructor: the tensors given 5x / 10x, found
+    on the model built on the meta device), schedule and warm-up stepping, normalisation, flip,
+    how test views are averaged, evaluation precision; for sdn the mask step and the new-layers
+    warm-up. `cfg` is an `ExperimentConfig`."""
+    o, d, e = cfg.optim, cfg.data, cfg.eval
+    pairs = [("dropout", f"{cfg.model.dropout:g}"), ("nesterov", str(o.nesterov)),
+             ("dampening", f"{o.dampening:g}"), ("groups", _groups_summary(cfg))]
+    sched = f"{o.schedule}{list(o.milestones) if o.schedule == 'step' else ''}/{o.step_per}"
+    if o.warmup_epochs:
+        sched += f"+warmup{o.warmup_epochs:g}/{o.warmup_per or o.step_per}"
+    pairs += [("lr", sched.replace(" ", "")),
+              ("norm", _NORMS.get((d.mean, d.std), f"mean{list(d.mean)}/std{list(d.std)}")),
+              ("flip", str(d.flip)), ("views", _views_summary(cfg)), ("precision", e.precision)]
+    if cfg.model.head == "sdn":
+        pairs.append(("mask_step", o.sdn_mask_step))
+    if o.new_layers_warmup_epochs:
+        pairs.append(("new_layers_warmup", f"{o.new_layers_warmup_epochs}ep"))
+    return " ".join(f"{k}={v}" for k, v in pairs)
+
+
+def _groups_summary(cfg: Any) -> str:
+    o = cfg.optim
+    if o.param_groups == "default":
+        return "default" + (f"(classifier_x{o.classifier_lr_mult:g})"
+                            if o.classifier_lr_mult != 1 else "")
+    import torch
+
+    from dear_ray.models import build_recognizer
+    from dear_ray.train.optim import tsm_fc_lr5_rules
+
+    m = cfg.model
+    with torch.device("meta"):  # structure only: no memory, no initialisation cost
+        model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=2,
+                                 backbone_options=m.backbone_options,
+                                 head_options=m.head_options, dropout=m.dropout)
+    target = "last" if o.param_groups == "tsm_fc_lr5" else "classifier"
+    promoted = sorted({n.rsplit(".", 1)[0] for n, (g, _, _) in
+                       tsm_fc_lr5_rules(model, target=target).items()
+                       if g in ("lr5_weight", "lr10_bias")})
+    return f"{o.param_groups}(5x/10x:{','.join(promoted)})"
+
+
+def _views_summary(cfg: Any) -> str:
+    setting = cfg.eval.average_clips
+    if setting != "released":
+        return setting
+    try:
+        from dear_ray.train.evaluation import average_clips_for
+    except ImportError:  # an install without the evaluation module's per-head mapping
+        return setting
+    per_split = {s: average_clips_for(cfg.model.head, s, setting) for s in cfg.eval_splits()}
+    if len(set(per_split.values())) == 1:
+        return f"released->{next(iter(per_split.values()))}"
+    return "released->" + ",".join(f"{s}:{v}" for s, v in per_split.items())

@@ -44,6 +44,7 @@ from dear_ray.tune._sections import (
     SchedulerSpec,
     SearchDim,
     SweepError,
+    fidelity_summary,
     nonnegative_int,
     parse_cases,
     parse_grid,
@@ -284,18 +285,22 @@ def trial_resources_summary(cfg: ExperimentConfig) -> tuple[int, float, float]:
 
 def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str:
     """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
-    model is reported as, its overrides), then the totals."""
+    model is reported as, its overrides, then after ` | ` the resolved fidelity settings of
+    `fidelity_summary`: dropout, nesterov, dampening, parameter groups, schedule, normalisation,
+    flip, view averaging, evaluation precision), then the totals."""
     width = max((len(t.name) for t in trials), default=5)
     methods = [",".join(methods_for_head(t.config.model.head,
                                          stochastic_passes=t.config.eval.stochastic_passes))
                for t in trials]
     mwidth = max((len(m) for m in methods), default=7)
-    lines = [f"{'trial':<{width}}  workers  CPUs  GPUs  {'methods':<{mwidth}}  overrides"]
-    for t, method in zip(trials, methods):
+    overrides = [", ".join(f"{k}={v}" for k, v in t.overrides.items()) or "(base)" for t in trials]
+    owidth = max((len(o) for o in overrides), default=9)
+    lines = [f"{'trial':<{width}}  workers  CPUs  GPUs  {'methods':<{mwidth}}  "
+             f"{'overrides':<{owidth}} | fidelity"]
+    for t, method, over in zip(trials, methods, overrides, strict=True):
         workers, cpus, gpus = trial_resources_summary(t.config)
-        overrides = ", ".join(f"{k}={v}" for k, v in t.overrides.items()) or "(base)"
         lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {method:<{mwidth}}  "
-                     f"{overrides}")
+                     f"{over:<{owidth}} | {fidelity_summary(t.config)}")
     if spec is not None:
         samples = spec.num_samples
         if spec.search:

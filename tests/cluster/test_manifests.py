@@ -178,7 +178,7 @@ def test_sdn_sweeps_start_pretrained_with_the_scene_mlp_warm_up():
         f"{SHARED}/data/checkpoints/r3d18_a_kinetics400.pth"}
     warm = {n: (c.optim.new_layers_warmup_epochs, c.optim.new_layer_lr, c.optim.lr)
             for n, c in plans.items()}
-    assert warm == {"baseline": (0, None, 1e-4), "scene_adv": (5, 1e-2, 1e-4),
+    assert warm == {"baseline": (0, None, 1e-4), "scene_adv": (4, 1e-2, 1e-4),
                     "full": (0, None, 1e-4)}
 
 
@@ -193,12 +193,15 @@ def test_dear_sweep_follows_spec_section_3():
                      c.optim.classifier_lr_mult)
     assert row(plans["i3d_rpl"]) == ("i3d_r50", "dense", 32, 2, 1, 3, 1e-3, True, "step", 40, 1.0)
     assert row(plans["tsm_bnn"])[:2] == ("tsm_r50", "segments")
-    assert row(plans["tsm_bnn"])[6:] == (1e-3, False, "step", 20, 5.0)
+    # DEAR's TSM BNN config: plain SGD, no fc_lr5 (issue 10 item 12)
+    assert row(plans["tsm_bnn"])[6:] == (1e-3, False, "step", 20, 1.0)
+    assert plans["tsm_bnn"].optim.param_groups == "default"
+    assert plans["tsm_softmax"].optim.param_groups == "tsm_fc_lr5"
     assert row(plans["slowfast_softmax"]) == ("slowfast_r50_8x8", "sample_frames", 32, 2, 10, 3,
                                               1e-3, True, "cosine", 40, 1.0)
     assert plans["slowfast_softmax"].optim.warmup_epochs == 5
     assert row(plans["tpn_softmax"]) == ("tpn_slowonly_r50", "sample_frames", 8, 8, 10, 3, 2e-3,
-                                         False, "step", 40, 1.0)
+                                         True, "step", 40, 1.0)  # nesterov in every DEAR TPN config
     assert plans["tpn_dear"].optim.lr == 1e-3
     # test views: three 256 crops at short side 256; TSM 10 dense windows, centre crop 224
     tests = {n: (c.data.test_scale_short, c.data.test_crop_size, c.data.test_views.num_clips,

@@ -205,8 +205,11 @@ def test_slowfast_samples_every_tau_and_tau_over_alpha_frame():
 def test_slowfast_output_frame_rates():
     model = create_backbone("slowfast_tiny").eval()  # tau 4, alpha 4
     with torch.no_grad():
-        slow, fast = model.forward_features(torch.randn(1, 3, 16, 32, 32)).maps
+        out = model.forward_features(torch.randn(1, 3, 16, 32, 32))
+    fast, slow = out.maps  # fast-first, as MMAction2's SlowFastHead concatenates them
     assert slow.shape[2] == 4 and fast.shape[2] == 16
+    assert slow.shape[1] == 256 and fast.shape[1] == 64  # stage-4 widths 4 x 8 x 2^3, 4 x 2 x 2^3
+    assert out.debias_map is slow
 
 
 def test_shortcut_a_is_strided_identity_plus_zero_channels():

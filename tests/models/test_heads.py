@@ -240,3 +240,88 @@ def test_aux_head_is_half_cross_entropy():
     assert loss.item() == pytest.approx(0.5 * F.cross_entropy(head(x), LABELS).item())
     assert head.conv.conv.weight.shape == (12, 6, 1, 3, 3) and head.fc.in_features == 12
     assert stats["loss_aux"] == pytest.approx(loss.item())
+
+
+def _std(t):
+    return float(t.detach().std())
+
+
+@pytest.mark.parametrize(("backbone", "std"), [("i3d_tiny", 0.01), ("slowfast_tiny", 0.01),
+                                               ("tpn_tiny", 0.01), ("tsm_tiny", 0.001)])
+def test_classifier_and_reciprocal_point_init_std_follow_the_released_heads(backbone, std):
+    """MMAction2 0.x / DEAR: I3DHead, SlowFastHead, TPNHead and their RPL variants init_std 0.01;
+    TSMHead and TSMRPLHead 0.001 (mmcv normal_init of fc_cls / fc_centers); DEAR's DebiasHead 0.01
+    on every backbone."""
+    from dear_ray.models import build_recognizer
+
+    torch.manual_seed(0)
+    for head in ("softmax", "rpl", "dear"):
+        options = {"temporal_kernel": 1} if head == "dear" else {}
+        model = build_recognizer(backbone=backbone, head=head, num_classes=16, head_options=options)
+        weight = model.cls_head.points if head == "rpl" else model.cls_head.fc_cls.weight
+        assert _std(weight) == pytest.approx(std, rel=0.1), head
+        if head == "dear":
+            assert _std(model.cls_head.debias_head.f1_fc.weight) == pytest.approx(0.01, rel=0.1)
+    explicit = build_recognizer(backbone=backbone, head="rpl", num_classes=16,
+                                head_options={"init_std": 0.05})
+    assert _std(explicit.cls_head.points) == pytest.approx(0.05, rel=0.1)
+    with pytest.raises(ValueError, match="init_std must be > 0"):
+        create_head("rpl", in_features=F_DIM, num_classes=K, init_std=0.0)
+
+
+def test_ced_f3_conv2d_keeps_mmcv_convmodule_kaiming_init():
+    """DEAR's DebiasHead.init_weights re-inits only Conv3d (xavier-uniform), Linear and BN3d; f3's
+    Conv2d keeps mmcv 1.x ConvModule's kaiming_normal(fan_out, relu): std sqrt(2 / (9 * width))."""
+    torch.manual_seed(0)
+    c, width = 32, 64
+    head = create_debias_head(in_channels=c, num_classes=K)
+    f3 = head.f3_conv2d.conv.weight.detach()
+    assert _std(f3) == pytest.approx((2 / (9 * width)) ** 0.5, rel=0.05)
+    f1 = head.f1_conv3d.conv.weight.detach()  # xavier-uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    bound = (6 / (27 * c + 27 * width)) ** 0.5
+    assert float(f1.abs().max()) <= bound and float(f1.abs().max()) > 0.95 * bound
+    assert torch.equal(head.f3_conv2d.bn.weight, torch.ones(width))
+    xavier = create_debias_head(in_channels=c, num_classes=K, f3_init="xavier").f3_conv2d.conv.weight.detach()
+    assert float(xavier.abs().max()) <= (6 / (9 * c + 9 * width)) ** 0.5
+    with pytest.raises(ValueError, match="f3_init must be one of"):
+        create_debias_head(in_channels=c, num_classes=K, f3_init="normal")
+
+
+@pytest.mark.parametrize("name", ["edl_avu", "dear"])
+def test_no_avu_term_with_the_mse_form_as_released(name):
+    """DEAR's EvidenceLoss.mse_loss computes no AvU term (its `with_avuloss` branch there is a stub):
+    L = sum_k (Y_k - p_k)^2 + p_k (1 - p_k) / (S + 1), nothing else (dear: + the CED term)."""
+    extra = {"debias_channels": 6, "temporal_kernel": 1} if name == "dear" else {}
+    head = create_head(name, in_features=F_DIM, num_classes=K, loss_type="mse", **extra)
+    f = _features()
+    inputs = _inputs(f, debias_map=_debias_map(t=2)) if name == "dear" else _inputs(f)
+    torch.manual_seed(1)
+    loss, stats = head.loss(inputs)
+    alpha = torch.exp(torch.clamp(head(f), -10, 10)) + 1
+    s = alpha.sum(1, keepdim=True)
+    p = alpha / s
+    y = F.one_hot(LABELS, K).float()
+    expected = ((y - p) ** 2 + p * (1 - p) / (s + 1)).sum(1).mean()
+    if name == "dear":
+        expected = expected + stats["loss_ced"]
+    assert "loss_avu" not in stats
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with_avu = create_head(name, in_features=F_DIM, num_classes=K, loss_type="mse", mse_avu=True, **extra)
+    with_avu.load_state_dict(head.state_dict())
+    torch.manual_seed(1)
+    loss_avu, stats_avu = with_avu.loss(inputs)
+    assert "loss_avu" in stats_avu
+    assert loss_avu.item() == pytest.approx(loss.item() + stats_avu["loss_avu"], rel=1e-5)
+
+
+def test_bnn_test_pass_options():
+    head = create_head("bnn", in_features=F_DIM, num_classes=K, test_samples=3, test_mean_weight=False)
+    assert not head.mc_dropout and create_head("softmax", in_features=F_DIM, num_classes=K).mc_dropout
+    f = _features()
+    torch.manual_seed(2)
+    out = head(f, sample=True)
+    torch.manual_seed(2)
+    draws = [F.linear(f, *head.fc_cls.sample()) for _ in range(3)]
+    assert torch.allclose(out, torch.stack(draws).mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="test_samples must be a positive integer"):
+        create_head("bnn", in_features=F_DIM, num_classes=K, test_samples=0)

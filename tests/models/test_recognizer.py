@@ -208,6 +208,7 @@ class _NoDebiasBackbone(nn.Module):
     """A contract-following backbone without a debias map (none of the registered ones)."""
 
     num_features, debias_channels, aux_channels = 8, 0, 0
+    segmental, head_init_std = False, 0.01
 
     def __init__(self):
         super().__init__()

@@ -162,3 +162,137 @@ def test_new_layers_warm_up_trains_only_new_parameters_at_new_layer_lr():
                                                             "new_classifier"}
     with pytest.raises(ValueError, match="set optim.new_layers_warmup_epochs > 0"):
         _optim(new_layer_lr=0.01)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 10 items 12-14: TSM parameter groups, mmcv's epoch cosine after an iteration warm-up,
+# SDN's SGD dampening
+
+
+def _tsm_dear():
+    from dear_ray.models import build_recognizer
+
+    torch.manual_seed(0)
+    return build_recognizer(backbone="tsm_tiny", head="dear", num_classes=3,
+                            head_options={"temporal_kernel": 1})
+
+
+def _released_tsm_table(names: list[str], last_fc: str) -> dict[str, tuple[float, float]]:
+    """(lr multiplier, wd multiplier) per parameter, derived by hand from MMAction2 0.x
+    TSMOptimizerConstructor(fc_lr5=True) read on DEAR's TSM model: the stem conv (no bias) at
+    (1, 1); every BatchNorm weight/bias at (1, 0); every other conv / Linear weight at (1, 1) and
+    bias at (2, 0); the last Linear registered (`last_fc`) at 5x weight / 10x bias (wd 1 / 0)."""
+    table = {}
+    for n in names:
+        module, leaf = n.rsplit(".", 1)
+        if n == "backbone.conv1.conv.weight":
+            table[n] = (1.0, 1.0)
+        elif module.endswith("bn"):               # ConvModule norms: `<...>.bn.weight|bias`
+            table[n] = (1.0, 0.0)
+        elif module == last_fc:
+            table[n] = (5.0, 1.0) if leaf == "weight" else (10.0, 0.0)
+        else:
+            table[n] = (1.0, 1.0) if leaf == "weight" else (2.0, 0.0)
+    return table
+
+
+def _lr_wd(opt, model) -> dict[str, tuple[float, float]]:
+    by_id = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    return {n: by_id[id(p)] for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(("mode", "last_fc"), [
+    ("tsm_fc_lr5", "cls_head.debias_head.f3_fc"),   # released: the debias head's f3 fc
+    ("tsm_fc_lr5_classifier", "cls_head.fc_cls")])  # corrected: the classifier
+def test_tsm_fc_lr5_groups_on_the_dear_model_match_the_hand_table(mode, last_fc):
+    model = _tsm_dear()
+    lr, wd = 1e-3, 1e-4
+    opt = build_optimizer(model, _optim(lr=lr, weight_decay=wd, param_groups=mode))
+    got = _lr_wd(opt, model)
+    expected = {n: (lr * a, wd * b)
+                for n, (a, b) in _released_tsm_table(list(got), last_fc).items()}
+    assert len(got) == 68
+    wrong = [n for n in got if got[n] != pytest.approx(expected[n], abs=1e-15)]
+    assert wrong == []
+    counts = {g["name"]: len(g["params"]) for g in opt.param_groups}
+    # 1 stem conv; 16 block convs + 3 CED convs + fc_cls and two of the three CED fcs; their 3
+    # biases; 17 backbone + 3 CED BatchNorms x (weight, bias); the promoted fc
+    assert counts == {"first_conv_weight": 1, "normal_weight": 22, "normal_bias": 3, "bn": 40,
+                      "lr5_weight": 1, "lr10_bias": 1}
+    assert [g["name"] for g in opt.param_groups] == list(counts)   # MMAction2's group order
+
+
+def test_tsm_fc_lr5_on_the_softmax_model_promotes_fc_cls():
+    from dear_ray.models import build_recognizer
+
+    model = build_recognizer(backbone="tsm_tiny", head="softmax", num_classes=3)
+    got = _lr_wd(build_optimizer(model, _optim(lr=1.0, weight_decay=1.0,
+                                               param_groups="tsm_fc_lr5")), model)
+    assert got == _released_tsm_table(list(got), "cls_head.fc_cls")
+    assert len(got) == 53
+
+
+def test_tsm_fc_lr5_first_conv_bias_and_unknown_parameter_holders():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 1)           # first conv, with a bias
+            self.norm = nn.GroupNorm(2, 4)
+            self.cls_head = nn.Module()
+            self.cls_head.fc_cls = nn.Linear(4, 2)
+            self.tail = nn.Conv1d(2, 2, 1)           # a conv after the last Linear
+
+    from dear_ray.train.optim import tsm_fc_lr5_rules
+
+    rules = {n: r[0] for n, r in tsm_fc_lr5_rules(Net()).items()}
+    # MMAction2 pops the last normal weight / bias whatever module they belong to
+    assert rules == {"stem.weight": "first_conv_weight", "stem.bias": "first_conv_bias",
+                     "norm.weight": "bn", "norm.bias": "bn",
+                     "cls_head.fc_cls.weight": "normal_weight",
+                     "cls_head.fc_cls.bias": "normal_bias",
+                     "tail.weight": "lr5_weight", "tail.bias": "lr10_bias"}
+    fixed = {n: r[0] for n, r in tsm_fc_lr5_rules(Net(), target="classifier").items()}
+    assert (fixed["cls_head.fc_cls.weight"], fixed["tail.weight"]) == ("lr5_weight",
+                                                                      "normal_weight")
+    from dear_ray.models import build_recognizer
+
+    rpl = build_recognizer(backbone="tsm_tiny", head="rpl", num_classes=3)
+    with pytest.raises(ValueError, match=r"module cls_head \(.*\) holds parameters"):
+        build_optimizer(rpl, _optim(param_groups="tsm_fc_lr5"))
+
+
+def test_mmcv_epoch_cosine_after_iteration_linear_warm_up():
+    """mmcv 1.x CosineAnnealing(by_epoch=True, min_lr=0, warmup='linear', warmup_by_epoch=True,
+    warmup_iters=2, warmup_ratio=0.1), 4 epochs of 2 iterations (DEAR's SlowFast, shortened):
+    lr(i) = cos_e * (1 - (1 - i/4) * 0.9) for global iteration i < 4, else cos_e, with
+    cos_e = (1 + cos(pi e / 4)) / 2 at the epoch e = i // 2."""
+    c1, c3 = 0.5 * (1 + math.cos(math.pi / 4)), 0.5 * (1 + math.cos(3 * math.pi / 4))
+    expected = [0.1, 0.325, c1 * 0.55, c1 * 0.775, 0.5, 0.5, c3, c3]
+    cfg = _optim(lr=1.0, epochs=4, schedule="cosine", warmup_epochs=2, warmup_start=0.1,
+                 step_per="epoch", warmup_per="iteration")
+    assert _lrs(cfg, iters=2, steps=8) == pytest.approx(expected)
+    # the sweep's former form (cosine per iteration) and the all-per-epoch form both differ
+    per_iteration = _lrs(cfg.model_copy(update={"step_per": "iteration", "warmup_per": None}),
+                         iters=2, steps=8)
+    per_epoch = _lrs(cfg.model_copy(update={"warmup_per": None}), iters=2, steps=8)
+    assert per_iteration[1] != pytest.approx(expected[1])
+    assert per_epoch[1] == pytest.approx(0.1) and expected[1] != pytest.approx(0.1)
+
+
+def test_sgd_dampening_as_sdn():
+    """SDN train.py: SGD(momentum 0.9, dampening 0.9). torch's buffer starts at the first grad,
+    then b <- 0.9 b + (1 - 0.9) g. Gradients 1 then 3 on a scalar at lr 0.1, no weight decay:
+    p1 = -0.1 * 1; b2 = 0.9 * 1 + 0.1 * 3 = 1.2; p2 = p1 - 0.1 * 1.2 = -0.22."""
+    model = _Toy()
+    cfg = _optim(lr=0.1, weight_decay=0.0, dampening=0.9)
+    opt = build_optimizer(model, cfg)
+    assert all(g["dampening"] == 0.9 for g in opt.param_groups)
+    p = model.backbone.bias
+    with torch.no_grad():
+        p.zero_()
+    for grad in (1.0, 3.0):
+        for q in model.parameters():
+            q.grad = torch.zeros_like(q)
+        p.grad = torch.full_like(p, grad)
+        opt.step()
+    assert p.detach().tolist() == pytest.approx([-0.22] * 3)

@@ -142,11 +142,14 @@ def test_format_trials_lists_name_overrides_and_resources(tmp_path):
                         "max_concurrent_trials": 1})
     trials = expand_trials(spec)
     lines = format_trials(trials, spec).splitlines()
-    assert lines[0].split() == ["trial", "workers", "CPUs", "GPUs", "methods", "overrides"]
+    assert lines[0].split() == ["trial", "workers", "CPUs", "GPUs", "methods", "overrides", "|",
+                                "fidelity"]
     workers = trials[0].config.resources.num_workers
     cpus = workers * trials[0].config.resources.cpus_per_worker
     assert lines[1].split()[:5] == ["head-edl", str(workers), f"{cpus:g}", "0", "edl"]
-    assert lines[1].endswith("model.head=edl")
+    overrides, fidelity = lines[1].split(" | ")
+    assert overrides.rstrip().endswith("model.head=edl")
+    assert fidelity.startswith("dropout=0.5 nesterov=False dampening=0 groups=default")
     assert "2 trial(s) = 2 grid point(s) x 1 sample(s)" in lines[-1]
     assert "max concurrent 1" in lines[-1]
 
@@ -250,3 +253,116 @@ def test_paper_sweeps_training_crops():
         boxes = _crop_boxes(cfg.data, 240, 320, draws=1000)
         assert {(h, w) for _, _, h, w in boxes} == {(s, s) for s in (240, 201, 169, 142, 120)}, name
         assert len({(t, l) for t, l, h, _ in boxes if h == 120}) == 5, name
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 10: the paper sweeps' released settings, trial by trial, and the dry run that shows them
+
+
+def test_dear_sweep_dropout_nesterov_groups_and_schedules_as_dear_configs():
+    """DEAR b752998 configs/recognition/*: every *_bnn.py has dropout_ratio=0; every TPN config
+    nesterov=True; the TSM dnn / edlnokl_avuc_debias configs use TSMOptimizerConstructor with
+    fc_lr5 and the TSM bnn / rpl configs plain SGD; SlowFast CosineAnnealing (by epoch) after a
+    5-epoch linear warm-up per iteration (warmup_by_epoch, ratio 0.1)."""
+    dear = _trials("dear_ucf101")
+    assert len(dear) == 16
+    for name, cfg in dear.items():
+        backbone, head = name.split("_")
+        o = cfg.optim
+        assert cfg.model.dropout == (0.0 if head == "bnn" else 0.5), name
+        assert o.nesterov is (backbone in ("i3d", "slowfast", "tpn")), name
+        groups = "tsm_fc_lr5" if backbone == "tsm" and head in ("softmax", "dear") else "default"
+        assert (o.param_groups, o.classifier_lr_mult, o.dampening) == (groups, 1.0, 0.0), name
+        if backbone == "slowfast":
+            assert (o.schedule, o.step_per, o.warmup_per, o.warmup_epochs, o.warmup_start) == \
+                ("cosine", "epoch", "iteration", 5, 0.1), name
+        else:
+            assert (o.schedule, o.milestones, o.step_per, o.warmup_epochs) == \
+                ("step", [20, 40], "epoch", 0), name
+        assert cfg.data.mean == (123.675, 116.28, 103.53), name
+        assert cfg.data.std == (58.395, 57.12, 57.375), name
+        assert cfg.data.flip is True, name
+        assert (cfg.eval.average_clips, cfg.eval.precision) == ("released", "fp32"), name
+
+
+def test_sdn_sweeps_dampening_normalisation_and_mask_batch():
+    """SDN b92b9ca: train.py passes dampening=opt.dampening (0.9) without nesterov; libs/mean.py
+    ActivityNet mean on 0-255 with Normalize(mean, [1, 1, 1]); datasets/kinetics.py masks only
+    videos with a box scored > 0.3 in >= 70% of the frames; libs/train_epoch.py a second step."""
+    sdn = {**_trials("sdn_minikinetics"), **_trials("sdn_finetune_diving48")}
+    for name, cfg in sdn.items():
+        assert (cfg.optim.dampening, cfg.optim.nesterov) == (0.9, False), name
+        assert cfg.data.mean == (114.7748, 107.7354, 99.475) and cfg.data.std == (1, 1, 1), name
+        assert cfg.data.flip is True, name                      # RandomHorizontalFlip
+        assert (cfg.eval.average_clips, cfg.eval.precision) == ("released", "fp32"), name
+    full = sdn["full"]
+    assert (full.data.mask_min_human_fraction, full.data.mask_min_box_score) == (0.7, 0.3)
+    assert full.optim.sdn_mask_step == "separate"
+
+
+def test_sdn_scene_adv_warm_up_lasts_sdns_four_epochs():
+    """SDN train.py: `for i in range(1, n_epochs + 1): if i < warm_up_epochs:` the first optimiser
+    (new layers only). With the README's --warm_up_epochs 5 that is epochs 1..4; the full model's
+    --warm_up_epochs 0 gives none. The sweep's scheduler must freeze the pretrained parameters for
+    exactly those epochs."""
+    from torch import nn
+
+    from dear_ray.train.optim import build_optimizer, build_scheduler
+
+    sdn_warm = {name: sum(1 for i in range(1, 10 + 1) if i < warm) for name, warm in
+                (("scene_adv", 5), ("full", 0), ("baseline", 0))}
+    assert sdn_warm == {"scene_adv": 4, "full": 0, "baseline": 0}
+    trials = _trials("sdn_minikinetics")
+
+    class Toy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Linear(2, 2)
+            self.cls_head = nn.Module()
+            self.cls_head.fc_cls = nn.Linear(2, 2)
+            self.cls_head.scene_mlp = nn.Linear(2, 2)
+
+        def classifier_parameter_names(self) -> set[str]:
+            return {"cls_head.fc_cls.weight", "cls_head.fc_cls.bias"}
+
+    for name, expected in sdn_warm.items():
+        cfg = trials[name].optim
+        opt = build_optimizer(Toy(), cfg, {"cls_head.scene_mlp.weight", "cls_head.scene_mlp.bias"})
+        sched = build_scheduler(opt, cfg, iters_per_epoch=2)
+        frozen_epochs = 0
+        for epoch in range(10):
+            pretrained = [g for g in opt.param_groups if not g["new"]]
+            frozen_epochs += all(g["lr"] == 0.0 for g in pretrained)
+            for _ in range(2):
+                opt.step()
+                sched.step()
+        assert frozen_epochs == expected, name
+
+
+def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
+    """The dry run of the paper sweep names, per trial, the settings issue 10 changed."""
+    trials = expand_trials(load_sweep(SWEEPS / "dear_ucf101.yaml"))
+    dear = {t.name: line.split(" | ")[1] for t, line in
+            zip(trials, format_trials(trials).splitlines()[1:-1], strict=True)}
+    assert "dropout=0 nesterov=True" in dear["i3d_bnn"]
+    assert "dropout=0.5 nesterov=True" in dear["tpn_softmax"]
+    assert "groups=tsm_fc_lr5(5x/10x:cls_head.debias_head.f3_fc)" in dear["tsm_dear"]
+    assert "groups=tsm_fc_lr5(5x/10x:cls_head.fc_cls)" in dear["tsm_softmax"]
+    assert "groups=default " in dear["tsm_rpl"]
+    assert "lr=cosine/epoch+warmup5/iteration" in dear["slowfast_dear"]
+    assert all("norm=mmaction2 flip=True views=released" in v and "precision=fp32" in v
+               for v in dear.values())
+    sdn = load_sweep(SWEEPS / "sdn_minikinetics.yaml")
+    lines = format_trials(expand_trials(sdn), sdn).splitlines()
+    scene_adv = next(line for line in lines if line.startswith("scene_adv"))
+    assert "dampening=0.9" in scene_adv and "norm=sdn_activitynet" in scene_adv
+    assert scene_adv.endswith("mask_step=separate new_layers_warmup=4ep")
+    # a trial off the released settings shows them as they are
+    spec = parse_sweep({"base": {**_base(tmp_path), "model": {"backbone": "tsm_tiny"},
+                                 "optim": {"param_groups": "tsm_fc_lr5_classifier"},
+                                 "data": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+                                 "eval": {"average_clips": "prob", "precision": "amp"}},
+                        "grid": {"model.head": ["dear"]}})
+    (line,) = format_trials(expand_trials(spec)).splitlines()[1:-1]
+    assert "groups=tsm_fc_lr5_classifier(5x/10x:cls_head.fc_cls)" in line
+    assert "norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False views=prob precision=amp" in line

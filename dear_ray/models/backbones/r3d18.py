@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ._layers import init_resnet_weights
 from ._registry import register_backbone
-from .output import BackboneOutput
+from .output import HEAD_INIT_STD, BackboneOutput
 from .resnet3d import build_preset
 
 
@@ -83,6 +83,8 @@ class ResNet3dA(nn.Module):
         self.num_features = inplanes
         self.debias_channels = inplanes
         self.aux_channels = 0
+        self.segmental = False
+        self.head_init_std = HEAD_INIT_STD
 
     def forward_features(self, x: Tensor) -> BackboneOutput:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

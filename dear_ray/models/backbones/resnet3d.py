@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ._layers import ConvModule, init_resnet_weights
 from ._registry import register_backbone
-from .output import BackboneOutput
+from .output import HEAD_INIT_STD, BackboneOutput
 
 
 class Bottleneck3d(nn.Module):
@@ -166,6 +166,8 @@ class ResNet3d(nn.Module):
         self.num_features = self.stage_channels[-1]
         self.debias_channels = self.num_features
         self.aux_channels = 0
+        self.segmental = False
+        self.head_init_std = HEAD_INIT_STD
         self._residual_bns = residual_bns
 
     @staticmethod

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._registry import register_backbone
-from .output import BackboneOutput
+from .output import HEAD_INIT_STD, BackboneOutput
 from .resnet3d import ResNet3d, build_preset, resnet3d
 
 
@@ -42,6 +42,8 @@ class ResNet3dSlowFast(nn.Module):
         self.num_features = slow_path.num_features + fast_path.num_features
         self.debias_channels = slow_path.num_features
         self.aux_channels = 0
+        self.segmental = False
+        self.head_init_std = HEAD_INIT_STD
 
     def sample_pathways(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Splits a clip `(B, 3, T, H, W)` into the slow input (frames 0, tau, 2 tau, ...) and the fast
@@ -56,8 +58,14 @@ class ResNet3dSlowFast(nn.Module):
         return x[:, :, : t // tau * tau : tau], x[:, :, : t // fast_stride * fast_stride : fast_stride]
 
     def forward_features(self, x: Tensor) -> BackboneOutput:
-        """`x` `(B, 3, T, H, W)` -> maps (slow `(B, 2048, T/tau, H/32, W/32)`, fast `(B, 256, T*alpha/tau,
-        ...)`); debias_map is the slow map."""
+        """`x` `(B, 3, T, H, W)` -> maps (fast `(B, 256, T*alpha/tau, H/32, W/32)`, slow `(B, 2048,
+        T/tau, ...)`); debias_map is the slow map.
+
+        The maps are FAST-first: MMAction2 0.x's (and 1.x's) SlowFastHead and DEAR's SlowFast heads
+        unpack the backbone's `(x_slow, x_fast)` as `x_fast, x_slow = x` and concatenate
+        `(x_slow, x_fast)`, i.e. the fast pathway's pooled features come first, so a zoo
+        checkpoint's `fc_cls.weight` columns are `[fast (256) | slow (2048)]`.
+        """
         slow, fast = self.sample_pathways(x)
         sp, fp = self.slow_path, self.fast_path
         slow = sp.maxpool(sp.conv1(slow))
@@ -68,7 +76,7 @@ class ResNet3dSlowFast(nn.Module):
             fast = getattr(fp, name)(fast)
             if i < len(sp.res_layers) - 1:
                 slow = torch.cat((slow, getattr(sp, f"{name}_lateral")(fast)), dim=1)
-        return BackboneOutput(maps=(slow, fast), debias_map=slow, aux_map=None)
+        return BackboneOutput(maps=(fast, slow), debias_map=slow, aux_map=None)
 
     def forward(self, x: Tensor) -> BackboneOutput:
         return self.forward_features(x)

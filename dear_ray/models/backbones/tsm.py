@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ._layers import ConvModule, init_resnet_weights
 from ._registry import register_backbone
-from .output import BackboneOutput
+from .output import TSM_HEAD_INIT_STD, BackboneOutput
 from .resnet3d import build_preset
 
 
@@ -112,6 +112,8 @@ class ResNetTSM(nn.Module):
         self.num_features = inplanes
         self.debias_channels = inplanes
         self.aux_channels = 0
+        self.segmental = True  # MMAction2's TSMHead: dropout and fc per segment, then consensus
+        self.head_init_std = TSM_HEAD_INIT_STD
 
     def forward_features(self, x: Tensor) -> BackboneOutput:
         if x.dim() != 5 or x.shape[2] != self.num_segments:

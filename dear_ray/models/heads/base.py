@@ -89,18 +89,24 @@ class Head(nn.Module):
         uses_debias_map: the loss reads `HeadInputs.debias_map`.
         uses_scene: the loss reads `HeadInputs.scene` (required).
         uses_masked_features: the loss reads `HeadInputs.masked_features` (optional).
+        mc_dropout: a stochastic test pass (`Recognizer.predict(stochastic_passes=S)`) keeps the
+            recognizer's dropout on (MC dropout). False for `bnn`: DEAR's scripts turn dropout on
+            at test only for its "dnn" configs (experiments/ood_detection.py, get_threshold.py
+            `apply_dropout`), so a BNN pass only samples weights.
     """
 
     uses_debias_map: bool = False
     uses_scene: bool = False
     uses_masked_features: bool = False
+    mc_dropout: bool = True
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
 
     def forward(self, features: torch.Tensor, *, sample: bool = False) -> torch.Tensor:
-        """Logits (B, K) from features (B, F); `sample=True` draws random weights (bnn only)."""
+        """Logits (B, K) from features (B, F); `sample=True` gives one stochastic test pass's
+        logits (bnn: weight draws; the other heads ignore it)."""
         raise NotImplementedError
 
     def loss(self, inputs: HeadInputs) -> tuple[torch.Tensor, dict[str, float]]:

@@ -23,6 +23,8 @@ from dear_ray.models.backbones._layers import ConvModule
 from dear_ray.models.heads.base import check_positive, register_head
 from dear_ray.models.heads.edl import EDLHead, create_edl_head
 
+CED_F3_INITS = ("kaiming", "xavier")
+
 
 class CEDOutput(NamedTuple):
     """alphas: the three branches' Dirichlet parameters, each (B, K); features: their pooled
@@ -89,8 +91,15 @@ def create_debias_head(
     temporal_kernel: int = 3,
     dropout: float = 0.5,
     init_std: float = 0.01,
+    f3_init: str = "kaiming",
 ) -> DebiasHead:
-    """Build the CED branches. Init as DEAR: convs xavier-uniform, BN weight 1, fcs N(0, init_std^2).
+    """Build the CED branches, initialised as DEAR's DebiasHead (heads/debias_head.py at b752998).
+
+    DEAR's `init_weights` re-initialises only `nn.Linear` (normal, std `init_std`), `nn.Conv3d`
+    (xavier-uniform, gain 1) and `nn.BatchNorm3d` (weight 1, bias 0). Its f3 `nn.Conv2d` is not
+    matched, so it keeps the init mmcv 1.x's ConvModule gives it at construction:
+    `kaiming_init(conv, mode='fan_out', nonlinearity='relu', distribution='normal')`, i.e.
+    N(0, 2 / (width * 3 * 3)), and its BatchNorm2d weight 1, bias 0.
 
     Args:
         in_channels: C of the debias map.
@@ -99,9 +108,13 @@ def create_debias_head(
             has ~226M parameters, so a smaller width makes the head affordable.
         temporal_kernel: 1 (original release) or 3 (default, 2023 fix).
         dropout: before the three fcs.
-        init_std: std of the fcs' normal init.
+        init_std: std of the fcs' normal init (DEAR's configs: 0.01 on every backbone, TSM too).
+        f3_init: `kaiming` (the released init of f3's Conv2d, see above) or `xavier` (xavier-uniform
+            like the Conv3d branches; dear_ray's earlier init).
     """
     width = 2 * in_channels if width is None else width
+    if f3_init not in CED_F3_INITS:
+        raise ValueError(f"create_debias_head: f3_init must be one of {CED_F3_INITS}, got {f3_init!r}")
     check_positive("create_debias_head", in_channels=in_channels, num_classes=num_classes, width=width)
     if temporal_kernel not in (1, 3):
         raise ValueError(f"create_debias_head: temporal_kernel must be 1 or 3, got {temporal_kernel!r}")
@@ -114,8 +127,10 @@ def create_debias_head(
                       *(nn.Linear(width, num_classes) for _ in range(3)), dropout=dropout,
                       temporal_kernel=k)
     for m in head.modules():
-        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+        if isinstance(m, nn.Conv3d) or (isinstance(m, nn.Conv2d) and f3_init == "xavier"):
             nn.init.xavier_uniform_(m.weight)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -127,37 +142,50 @@ def create_debias_head(
 
 def _dear(mode: str, *, in_features: int, num_classes: int, debias_channels: int, evidence: str,
           loss_type: str, disentangle: bool, temporal_kernel: int, width: int | None,
-          ced_weight: float, init_std: float) -> EDLHead:
+          ced_weight: float, init_std: float, ced_init_std: float, ced_f3_init: str,
+          mse_avu: bool) -> EDLHead:
     if debias_channels < 1:
         raise ValueError(f"the dear heads need a backbone with a debias map (debias_channels > 0), "
                          f"got debias_channels={debias_channels}")
     debias_head = create_debias_head(in_channels=debias_channels, num_classes=num_classes, width=width,
-                                     temporal_kernel=temporal_kernel, init_std=init_std)
+                                     temporal_kernel=temporal_kernel, init_std=ced_init_std,
+                                     f3_init=ced_f3_init)
     return create_edl_head(in_features=in_features, num_classes=num_classes, evidence=evidence,
                            loss_type=loss_type, avu=True, disentangle=disentangle,
                            init_std=init_std, debias_head=debias_head, ced_mode=mode,
-                           ced_weight=ced_weight)
+                           ced_weight=ced_weight, mse_avu=mse_avu)
 
 
 @register_head("dear")
 def dear(*, in_features: int, num_classes: int, debias_channels: int, evidence: str = "exp",
          loss_type: str = "log", disentangle: bool = False, temporal_kernel: int = 3,
-         width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01) -> EDLHead:
-    """DEAR as released: `edl_avu` + CED in joint mode (SPEC 1.3). The paper's numbers used
-    `temporal_kernel=1`."""
+         width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01,
+         ced_init_std: float = 0.01, ced_f3_init: str = "kaiming", mse_avu: bool = False) -> EDLHead:
+    """DEAR as released: `edl_avu` + CED in joint mode (SPEC 1.3).
+
+    Options beyond `edl_avu`'s: `temporal_kernel` (1 = the head of the paper's numbers, 3 = the
+    2023 fix), `width` (the CED convs' output channels, default 2C), `ced_weight` (0.1),
+    `init_std` (fc_cls; the recognizer passes the backbone's, 0.001 on TSM), `ced_init_std` (the
+    CED fcs: 0.01, DEAR's DebiasHead config on every backbone, TSM too), `ced_f3_init` (`kaiming`,
+    released, or `xavier`; see `create_debias_head`), `mse_avu` (see `EDLHead`).
+    """
     return _dear("joint", in_features=in_features, num_classes=num_classes,
                  debias_channels=debias_channels, evidence=evidence, loss_type=loss_type,
                  disentangle=disentangle, temporal_kernel=temporal_kernel, width=width,
-                 ced_weight=ced_weight, init_std=init_std)
+                 ced_weight=ced_weight, init_std=init_std, ced_init_std=ced_init_std,
+                 ced_f3_init=ced_f3_init, mse_avu=mse_avu)
 
 
 @register_head("dear_alt")
 def dear_alt(*, in_features: int, num_classes: int, debias_channels: int, evidence: str = "exp",
              loss_type: str = "log", disentangle: bool = False, temporal_kernel: int = 3,
-             width: int | None = None, ced_weight: float = CED_WEIGHT,
-             init_std: float = 0.01) -> EDLHead:
-    """`edl_avu` + CED with the alternating HSIC min-max (parity of `iteration`, SPEC 1.3)."""
+             width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01,
+             ced_init_std: float = 0.01, ced_f3_init: str = "kaiming",
+             mse_avu: bool = False) -> EDLHead:
+    """`edl_avu` + CED with the alternating HSIC min-max (parity of `iteration`, SPEC 1.3); the
+    options are `dear`'s."""
     return _dear("alternating", in_features=in_features, num_classes=num_classes,
                  debias_channels=debias_channels, evidence=evidence, loss_type=loss_type,
                  disentangle=disentangle, temporal_kernel=temporal_kernel, width=width,
-                 ced_weight=ced_weight, init_std=init_std)
+                 ced_weight=ced_weight, init_std=init_std, ced_init_std=ced_init_std,
+                 ced_f3_init=ced_f3_init, mse_avu=mse_avu)

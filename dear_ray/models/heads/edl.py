@@ -35,11 +35,14 @@ class EDLHead(Head):
         debias_head: the CED branch (`DebiasHead`), or None.
         ced_mode: `joint` (`dear`) or `alternating` (`dear_alt`).
         ced_weight: the CED loss factor (0.1).
+        mse_avu: with `loss_type="mse"`, still add the AvU term. DEAR's EvidenceLoss.mse_loss
+            (losses/edl_loss.py at b752998) computes none (its AvU lines there are a stub), so the
+            released default is False: `avu` applies to the `log` and `digamma` forms only.
     """
 
     def __init__(self, fc_cls: nn.Linear, *, evidence: str, loss_type: str, kl: bool, avu: bool,
                  disentangle: bool, debias_head: nn.Module | None = None, ced_mode: str = "joint",
-                 ced_weight: float = CED_WEIGHT) -> None:
+                 ced_weight: float = CED_WEIGHT, mse_avu: bool = False) -> None:
         super().__init__(fc_cls.out_features)
         self.fc_cls = fc_cls
         self.evidence = evidence
@@ -50,6 +53,7 @@ class EDLHead(Head):
         self.debias_head = debias_head
         self.ced_mode = ced_mode
         self.ced_weight = ced_weight
+        self.mse_avu = mse_avu
         self.uses_debias_map = debias_head is not None
 
     def forward(self, features: torch.Tensor, *, sample: bool = False) -> torch.Tensor:
@@ -64,7 +68,7 @@ class EDLHead(Head):
         stats = {"loss_cls": edl_stats["loss_edl"], "loss_kl": edl_stats["loss_kl"],
                  "uncertainty": edl_stats["uncertainty"], "evidence": edl_stats["evidence"],
                  "acc": accuracy(logits, labels)}
-        if self.avu:
+        if self.avu and (self.loss_type != "mse" or self.mse_avu):
             loss_avu, avu_stats = avu_loss(alpha, labels, anneal=inputs.anneal,
                                            disentangle=self.disentangle)
             loss = loss + loss_avu
@@ -104,8 +108,10 @@ def create_edl_head(
     debias_head: nn.Module | None = None,
     ced_mode: str = "joint",
     ced_weight: float = CED_WEIGHT,
+    mse_avu: bool = False,
 ) -> EDLHead:
-    """The one builder behind `edl`, `edl_avu`, `dear` and `dear_alt` (see EDLHead for the args)."""
+    """The one builder behind `edl`, `edl_avu`, `dear` and `dear_alt` (see EDLHead for the args;
+    `init_std` is fc_cls's normal-init std)."""
     check_positive("create_edl_head", in_features=in_features, num_classes=num_classes)
     for field, value, allowed in (("evidence", evidence, EVIDENCE_FUNCTIONS),
                                   ("loss_type", loss_type, EDL_LOSS_TYPES), ("ced_mode", ced_mode, CED_MODES)):
@@ -115,7 +121,8 @@ def create_edl_head(
         raise ValueError("create_edl_head: disentangle=True needs avu=True (use the edl_avu head)")
     return EDLHead(linear_classifier(in_features, num_classes, init_std), evidence=evidence,
                    loss_type=loss_type, kl=kl, avu=avu, disentangle=disentangle,
-                   debias_head=debias_head, ced_mode=ced_mode, ced_weight=ced_weight)
+                   debias_head=debias_head, ced_mode=ced_mode, ced_weight=ced_weight,
+                   mse_avu=bool(mse_avu))
 
 
 @register_head("edl")
@@ -128,8 +135,10 @@ def edl(*, in_features: int, num_classes: int, evidence: str = "exp", loss_type:
 
 @register_head("edl_avu")
 def edl_avu(*, in_features: int, num_classes: int, evidence: str = "exp", loss_type: str = "log",
-            kl: bool = False, disentangle: bool = False, init_std: float = 0.01) -> EDLHead:
-    """EDL + AvU calibration loss (`disentangle` picks SPEC 1.2's variant)."""
+            kl: bool = False, disentangle: bool = False, init_std: float = 0.01,
+            mse_avu: bool = False) -> EDLHead:
+    """EDL + AvU calibration loss (`disentangle` picks SPEC 1.2's variant; with `loss_type: mse`
+    DEAR adds no AvU term unless `mse_avu`)."""
     return create_edl_head(in_features=in_features, num_classes=num_classes, evidence=evidence,
                            loss_type=loss_type, kl=kl, avu=True, disentangle=disentangle,
-                           init_std=init_std)
+                           init_std=init_std, mse_avu=mse_avu)

@@ -48,8 +48,14 @@ def create_rpl_head(
     metric: str = "dot",
     temperature: float = 1.0,
     weight: float = 0.1,
+    init_std: float = 0.01,
 ) -> RPLHead:
-    """A reciprocal-point head: points ~ 0.1 N(0, 1) (as ARPL/DEAR), radius 0.
+    """A reciprocal-point head: points ~ N(0, init_std^2), radius 0.
+
+    DEAR's RPL heads (heads/*_rpl_head.py) keep the points as the weight of a bias-free Linear
+    `fc_centers` initialised by mmcv `normal_init(std=init_std)`: 0.01 for I3D, SlowFast and TPN
+    and 0.001 for TSM (their configs and the TSMRPLHead default). `build_recognizer` passes the
+    backbone's `head_init_std` (0.001 on TSM) unless `head_options` sets `init_std`.
 
     Args:
         in_features: F.
@@ -57,12 +63,15 @@ def create_rpl_head(
         metric: `dot` (DEAR's variant, the default) or `l2` (ARPL's squared distances).
         temperature: T > 0.
         weight: factor of the radius term.
+        init_std: std of the points' normal init, > 0.
     """
     check_positive("create_rpl_head", in_features=in_features, num_classes=num_classes)
     if metric not in RPL_METRICS:
         raise ValueError(f"create_rpl_head: metric must be one of {RPL_METRICS}, got {metric!r}")
     if temperature <= 0:
         raise ValueError(f"create_rpl_head: temperature must be > 0, got {temperature}")
-    points = nn.Parameter(0.1 * torch.randn(num_classes, in_features))
+    if init_std <= 0:
+        raise ValueError(f"create_rpl_head: init_std must be > 0, got {init_std}")
+    points = nn.Parameter(init_std * torch.randn(num_classes, in_features))
     return RPLHead(points, nn.Parameter(torch.zeros(())), metric=metric, temperature=temperature,
                    weight=weight)

@@ -69,10 +69,20 @@ class SDNHead(Head):
         loss = loss_cls + loss_scene
         stats.update({"loss_cls": float(loss_cls.detach()), "acc": accuracy(logits, inputs.labels)})
         if inputs.masked_features is not None:
-            loss_mask, mask_stats = sdn_mask_loss(self.fc_cls(inputs.masked_features))
-            loss = loss + self.mask_weight * loss_mask
+            loss_mask, mask_stats = self.mask_loss(inputs.masked_features)
+            loss = loss + loss_mask
             stats.update(mask_stats)
         return loss, stats
+
+    def mask_loss(self, masked_features: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """mask_weight * L_mask(fc_cls(f_masked)) (`dear_ray.losses.sdn_mask_loss`); stats
+        `loss_mask` (unweighted) and `mask_entropy`.
+
+        Args:
+            masked_features: (B, F) pooled features of human-masked clips, after dropout.
+        """
+        loss_mask, stats = sdn_mask_loss(self.fc_cls(masked_features))
+        return self.mask_weight * loss_mask, stats
 
     def classifier_parameter_names(self) -> set[str]:
         return {"fc_cls.weight", "fc_cls.bias"}
