@@ -69,6 +69,13 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--root", type=Path, required=True, help="data root the list's paths are under")
     check.add_argument("--workers", type=_positive_int, default=2)
     check.add_argument("--csv", type=Path, default=None, help="also write the bad files as CSV")
+    check.add_argument("--classes", type=Path, default=None,
+                       help="classes file (one name a line): labels must be < its line count "
+                            "(default: classes.txt under --root if present)")
+    check.add_argument("--num-classes", type=_positive_int, default=None,
+                       help="labels must lie in [0, N) (instead of --classes)")
+    check.add_argument("--unknown", action="store_true",
+                       help="the list is an unknown set with its own class ids: no label range check")
     check.set_defaults(func=_cmd_data_check)
 
 
@@ -105,12 +112,19 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
         help="override a config field by dotted path, e.g. --set optim.lr=0.01 (YAML value)",
     )
+    train.add_argument("--resume", action="store_true",
+                       help="continue the newest unfinished run of this config's name instead of "
+                            "starting a new one (NAME, NAME-2, NAME-3...)")
     train.set_defaults(func=_cmd_train)
 
     sweep = sub.add_parser("sweep", help="run a sweep YAML with Ray Tune, then aggregate the results")
     sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. jobs/sweeps/demo.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate and list the trials, run nothing")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue a sweep: finished trials are reused, new and unfinished ones run")
+    sweep.add_argument("--restart-changed", action="store_true",
+                       help="with --resume: train trials whose settings changed again from scratch "
+                            "(without it such a resume is refused with the diff)")
     sweep.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
         help="override a field of the sweep's base config, e.g. --set data.data_root=/mnt/data")
@@ -157,16 +171,137 @@ def _parse_overrides(items: list[str]) -> dict:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dear_ray.config import load_config
     from dear_ray.train.driver import run_training
+    from dear_ray.train.preflight import preflight
 
-    cfg = load_config(args.config, overrides=_parse_overrides(args.overrides))
-    result = run_training(cfg)
+    overrides = _parse_overrides(args.overrides)
+    _refuse_sweep_file(args.config)
+    cfg = load_config(args.config, overrides=overrides)
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+
+    preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
+    name = _train_run_name(cfg, resume=args.resume)
+    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg)
+    try:
+        result = run_training(cfg, trial_name=name, callbacks=[_epoch_printer(name, cfg)])
+    except Exception as err:  # noqa: BLE001 - Ray wraps the worker's error in its own types
+        if os.environ.get("DEAR_RAY_DEBUG") or isinstance(err, (CliError, ValueError)):
+            raise
+        logs = private.log_dir if private is not None else "the cluster's Ray logs"
+        raise CliError(f"training run {name} failed: {_short_error(err)}\n  run folder: "
+                       f"{cfg.run_root() / 'ray' / name}; workers' output: {logs} "
+                       "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
+    finally:
+        if private is not None:
+            private.stop()
     for key, value in sorted(result.items()):
         print(f"{key}: {value}")
     return 0
 
 
+def _start_private_ray(key_dir: Path, cfg):
+    """A private local Ray for `dear-ray train` (unless RAY_ADDRESS names a cluster)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    from dear_ray.tune.local_ray import PrivateRay
+
+    need = max(1, cfg.resources.num_workers) * cfg.resources.cpus_per_worker + 1
+    private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)))
+    private.start()
+    print(f"Ray logs (workers' output): {private.log_dir}", flush=True)
+    return private
+
+
+def _epoch_printer(name: str, cfg):
+    """A Ray Train callback printing one short line per epoch (rank 0's report)."""
+    from ray.train import UserCallback
+
+    total = cfg.optim.epochs
+
+    class _EpochLine(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            m = metrics[0] if metrics else {}
+            if "epoch" not in m:
+                return
+            parts = [f"[{name}] epoch {int(m['epoch']) + 1}/{total}"]
+            for key, fmt in (("train_loss", "loss {:.3f}"), ("train_top1", "top-1 {:.1%}"),
+                             ("val_top1", "val {:.1%}"), ("test_top1", "test {:.1%}"),
+                             ("clips_per_s", "{:.0f} clips/s")):
+                if isinstance(m.get(key), (int, float)):
+                    parts.append(fmt.format(m[key]))
+            print("  ".join(parts), flush=True)
+
+    return _EpochLine()
+
+
+def _short_error(err: BaseException) -> str:
+    from dear_ray.tune.runner import _short_error as short
+
+    cause = err
+    while getattr(cause, "__cause__", None) is not None:
+        cause = cause.__cause__
+    return short(cause)
+
+
+def _refuse_sweep_file(path: Path) -> None:
+    """A sweep YAML given to `train` gets a pointer to `sweep`, not five unknown-field errors."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return  # load_config reports it
+    if isinstance(raw, dict) and "base" in raw and ({"grid", "cases", "search"} & set(raw)):
+        raise CliError(f"{path} is a sweep file (it has 'base' and "
+                       f"{'/'.join(sorted({'grid', 'cases', 'search'} & set(raw)))}): run it with "
+                       f"`dear-ray sweep {path}`; `dear-ray train` takes one experiment config")
+
+
+def _train_run_name(cfg, *, resume: bool) -> str:
+    """NAME for the first run of a config name, then NAME-2, NAME-3...; `resume`: the newest one.
+
+    Each `dear-ray train` is a new Train run and MLflow run; a finished run is never reopened.
+    """
+    import re
+
+    storage = cfg.run_root() / "ray"
+    pattern = re.compile(rf"^{re.escape(cfg.name)}(?:-(\d+))?$")
+    taken = {}
+    if storage.is_dir():
+        for entry in storage.iterdir():
+            match = pattern.match(entry.name)
+            if match and entry.is_dir():
+                taken[int(match.group(1) or 1)] = entry.name
+    if resume:
+        if not taken:
+            raise CliError(f"--resume: no earlier run of {cfg.name!r} under {storage}")
+        newest = taken[max(taken)]
+        if _run_finished(cfg, newest):
+            raise CliError(f"--resume: run {newest} already finished; run without --resume to "
+                           "start a new one")
+        print(f"resuming run {newest}", flush=True)
+        return newest
+    n = max(taken) + 1 if taken else 1
+    name = cfg.name if n == 1 else f"{cfg.name}-{n}"
+    if taken:
+        print(f"new run {name} (earlier runs of {cfg.name!r}: {len(taken)}; --resume continues "
+              "the newest)", flush=True)
+    return name
+
+
+def _run_finished(cfg, run_name: str) -> bool:
+    from mlflow import MlflowClient
+
+    from dear_ray.tracking.mlflow_runs import find_run, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.experiment_name())
+    run_id = exp and find_run(uri, exp.experiment_id, run_name=run_name)
+    return bool(run_id) and client.get_run(run_id).info.status == "FINISHED"
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dear_ray.tune import expand_trials, format_trials, load_sweep, restrict_sweep, run_sweep
+    from dear_ray.tune import expand_trials, format_trials, load_sweep, restrict_sweep
 
     spec = load_sweep(args.sweep)
     if args.overrides or args.trials:
@@ -174,7 +309,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_trials(expand_trials(spec), spec))
         return 0
-    result = run_sweep(spec, resume=args.resume)
+    if args.restart_changed and not args.resume:
+        raise CliError("--restart-changed goes with --resume")
+    from dear_ray.tune.runner import execute_sweep
+
+    result = execute_sweep(spec, resume=args.resume, restart_changed=args.restart_changed)
     from dear_ray.demo import print_results
 
     print_results(result)
@@ -243,7 +382,14 @@ def _cmd_data_lists(args: argparse.Namespace) -> int:
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from dear_ray.data.check import check_videos
 
-    report = check_videos(args.list_file, args.root, workers=args.workers, csv_path=args.csv)
+    num_classes = args.num_classes
+    classes = args.classes or (args.root / "classes.txt")
+    if num_classes is None and not args.unknown and (args.classes or classes.is_file()):
+        from dear_ray.data.annotations import read_class_names
+
+        num_classes = len(read_class_names(classes))
+    report = check_videos(args.list_file, args.root, workers=args.workers, csv_path=args.csv,
+                          num_classes=None if args.unknown else num_classes)
     print(report.format())
     return 1 if report.num_bad else 0
 

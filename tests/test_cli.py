@@ -102,3 +102,81 @@ def test_export_writes_the_weights_of_a_training_checkpoint(tmp_path, capsys):
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
     assert main(["export", str(tmp_path), str(tmp_path / "x.pth")]) == 2
     assert "has no state.pt" in capsys.readouterr().err
+
+
+def _tiny_config(tmp_path, root, **sections):
+    import yaml
+
+    cfg = {"name": "tiny", "data": {"data_root": str(root), "clip_len": 8, "crop_size": 32,
+                                    "scale_short": 32, "batch_size": 6},
+           "optim": {"epochs": 1}, "eval": {"every_n_epochs": 0, "stochastic_passes": 2},
+           "resources": {"num_workers": 1, "cpus_per_worker": 1},
+           "tracking": {"run_dir": str(tmp_path / "runs")}}
+    for key, value in sections.items():
+        cfg[key].update(value)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_with_a_missing_data_root_fails_before_ray_naming_the_field(tmp_path, capsys):
+    import ray
+
+    path = _tiny_config(tmp_path, tmp_path / "no_data")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dear-ray: error: PreflightError: data.data_root: folder ")
+    assert str(tmp_path / "no_data") in err and len(err.splitlines()) == 1
+    assert not ray.is_initialized()
+    assert not (tmp_path / "runs" / "tiny" / "ray").exists()
+
+
+def test_train_refuses_a_sweep_file_with_a_pointer_to_sweep(capsys):
+    assert main(["train", str(REPO / "jobs/sweeps/demo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "is a sweep file" in err and "dear-ray sweep" in err and "unknown field" not in err
+
+
+def test_train_run_names_are_numbered_and_resume_takes_the_newest(tmp_path, capsys):
+    from dear_ray.cli import CliError, _train_run_name
+    from dear_ray.config import load_config
+
+    cfg = load_config({"name": "exp", "eval": {"every_n_epochs": 0},
+                       "tracking": {"run_dir": str(tmp_path / "runs")}})
+    assert _train_run_name(cfg, resume=False) == "exp"
+    with pytest.raises(CliError, match="no earlier run"):
+        _train_run_name(cfg, resume=True)
+    storage = tmp_path / "runs" / "exp" / "ray"
+    (storage / "exp").mkdir(parents=True)
+    (storage / "exp-2").mkdir()
+    (storage / "expanded").mkdir()  # another config's name: not counted
+    assert _train_run_name(cfg, resume=False) == "exp-3"
+    assert _train_run_name(cfg, resume=True) == "exp-2"  # no MLflow run: not finished
+
+
+def test_sweep_on_an_unwritable_store_fails_at_once_and_leaves_no_run(tmp_path, capsys,
+                                                                     monkeypatch):
+    (tmp_path / "store" / "mlflow.db").mkdir(parents=True)  # a folder where the file should be
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/store/mlflow.db")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nbase: {{tracking: {{run_dir: {tmp_path / 'runs'}}}}}\n"
+                     "grid: {model.head: [softmax]}\n")
+    assert main(["sweep", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "TrackingError" in err and "mlflow.db" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs" / "s").exists()
+
+
+def test_data_check_rejects_a_label_out_of_range(tmp_path, capsys):
+    from dear_ray.data.synth import generate_dataset
+
+    root = tmp_path / "d"
+    generate_dataset(root, seed=0, workers=1, known_classes=2, unknown_classes=1,
+                     videos_per_class=2, frames=4, size=32)
+    lines = (root / "test.txt").read_text().splitlines()
+    lines[0] = lines[0].rsplit(" ", 1)[0] + " 99"
+    (root / "test.txt").write_text("\n".join(lines) + "\n")
+    assert main(["data", "check", str(root / "test.txt"), "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "test.txt:1: label 99 is out of range" in err
+    assert main(["data", "check", str(root / "unknown.txt"), "--root", str(root), "--unknown"]) == 0

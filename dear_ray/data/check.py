@@ -98,7 +98,8 @@ def check_video(path: str | os.PathLike, num_frames: int = 3) -> str | None:
 
 def check_videos(list_file: str | os.PathLike, data_root: str | os.PathLike, *, workers: int = 2,
                  progress: bool = True, num_frames: int = 3,
-                 csv_path: str | os.PathLike | None = None) -> CheckReport:
+                 csv_path: str | os.PathLike | None = None,
+                 num_classes: int | None = None) -> CheckReport:
     """Decode every video of an annotation list; collect the ones that fail.
 
     Args:
@@ -108,15 +109,19 @@ def check_videos(list_file: str | os.PathLike, data_root: str | os.PathLike, *, 
         progress: show a tqdm progress bar (on stderr).
         num_frames: frames decoded per video, spread over its length.
         csv_path: when given, the bad files are also written there (`CheckReport.to_csv`).
+        num_classes: K: labels must lie in [0, K) (the list names the line of one that does
+            not); None checks no range (an unknown set's own class ids).
 
     Returns:
         A `CheckReport`; missing files are reported as bad, not raised.
 
     Raises:
-        AnnotationError: the list itself is malformed (names the file and line).
+        AnnotationError: the list itself is malformed, or a label is out of range (names the file
+            and line).
         FileNotFoundError: the list file does not exist.
     """
-    records = read_annotation_list(list_file, data_root, check_exists=False)
+    records = read_annotation_list(list_file, data_root, num_classes=num_classes,
+                                   check_exists=False)
     paths = [str(r.path) for r in records]
     bar = tqdm(total=len(paths), desc=f"checking {Path(list_file).name}", unit="video",
                disable=not progress)

@@ -91,7 +91,10 @@ def check_tracking_uri(tracking_uri: str, *, timeout: float = 3.0) -> None:
 
     - http(s): GET `<uri>/health` (MLflow server), falling back to the REST API's experiment
       search when the server has no `/health` route; unreachable or an error status raises.
-    - sqlite: the database's folder is created if missing.
+    - sqlite: the database's folder is created if missing; the file must take a write (probed
+      with a 2 s busy timeout, so a read-only or locked store fails in seconds, not after
+      minutes of SQLAlchemy retries); a new store's schema is created here, under a file lock
+      (`prepare_sqlite_store`).
     - a plain directory store is refused, as MLflow 3.17 itself does unless
       `MLFLOW_ALLOW_FILE_STORE=true`.
 
@@ -104,17 +107,65 @@ def check_tracking_uri(tracking_uri: str, *, timeout: float = 3.0) -> None:
     elif scheme == "sqlite":
         db_path = tracking_uri[len("sqlite:///"):] if tracking_uri.startswith("sqlite:///") else ""
         if db_path and db_path != ":memory:":
-            try:
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise TrackingError(f"MLflow tracking URI {tracking_uri}: cannot create the "
-                                    f"database folder {Path(db_path).parent}: {err}") from err
+            prepare_sqlite_store(tracking_uri, Path(db_path))
     elif scheme in ("", "file"):
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
             raise TrackingError(
                 f"MLflow tracking URI {tracking_uri} is a plain directory store, which MLflow 3.17 "
                 "refuses unless MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///path/mlflow.db or a "
                 "tracking server (http://host:port)")
+
+
+def prepare_sqlite_store(tracking_uri: str, db_path: Path, *, attempts: int = 5) -> None:
+    """Make sure the SQLite store at `db_path` can be written, creating its schema if new.
+
+    MLflow's table creation is not locked: two processes creating the same new store at once make
+    one of them die with `table runs already exists` (PLATFORM.md). The first use is therefore
+    done here under an exclusive `fcntl` lock on `<db>.lock`, retried a few times.
+
+    Raises:
+        TrackingError: the folder or the file cannot be written, or the schema cannot be made.
+    """
+    import fcntl
+    import sqlite3
+    import time
+
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrackingError(f"MLflow tracking URI {tracking_uri}: cannot create the database "
+                            f"folder {db_path.parent}: {err.strerror or err}") from err
+    if db_path.exists() and not db_path.is_file():
+        raise TrackingError(f"MLflow tracking URI {tracking_uri}: {db_path} is not a file")
+    try:
+        conn = sqlite3.connect(str(db_path), timeout=2.0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only store
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise TrackingError(f"MLflow tracking URI {tracking_uri}: the SQLite file {db_path} cannot "
+                            f"be written ({err}); check its permissions and its folder's, or set "
+                            "tracking.uri / MLFLOW_TRACKING_URI to a writable store") from err
+    lock_path = db_path.with_name(db_path.name + ".lock")
+    for attempt in range(attempts):
+        try:
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    MlflowClient(tracking_uri).search_experiments(max_results=1)
+                    return
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        except OSError as err:
+            raise TrackingError(f"MLflow tracking URI {tracking_uri}: cannot lock {lock_path}: "
+                                f"{err.strerror or err}") from err
+        except Exception as err:  # noqa: BLE001 - MLflow/SQLAlchemy raise many types here
+            if attempt == attempts - 1:
+                raise TrackingError(f"MLflow tracking URI {tracking_uri}: cannot create or open "
+                                    f"the store: {err}") from err
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _check_http_server(uri: str, timeout: float) -> None:

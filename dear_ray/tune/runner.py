@@ -13,6 +13,7 @@ duplicates its run; rank 0 logs into it by run id.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -53,6 +54,7 @@ class SweepResult:
         trials: names of every trial Tune ran or restored.
         timings: seconds spent in `setup_s` (validation, MLflow), `ray_init_s`, `tune_fit_s`
             (all trials) and `report_s` (closing runs, the aggregator).
+        reused: finished trials of an earlier run that a resume did not train again.
     """
 
     name: str
@@ -64,6 +66,7 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
     trials: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"sweep {self.name}: {len(self.trials)} trial(s), {len(self.failed)} failed; "
@@ -77,26 +80,50 @@ def experiment_name(spec: SweepSpec) -> str:
     return spec.experiment
 
 
-def execute_sweep(spec: SweepSpec, *, resume: bool = False) -> SweepResult:
+def execute_sweep(spec: SweepSpec, *, resume: bool = False,
+                  restart_changed: bool = False) -> SweepResult:
     """Run every trial of `spec` with Ray Tune, then aggregate; see `dear_ray.tune.sweep.run_sweep`.
 
+    Resuming works per trial, from `<sweep_dir>/trials.json` (each trial's resolved config, written
+    when it is first scheduled): a trial whose MLflow child run FINISHED is reused; a new trial, an
+    unfinished one (its Train run continues from its last checkpoint) and a failed one run again.
+    A trial whose resolved config differs from the recorded one is refused with the diff unless
+    `restart_changed`, which starts it over (its checkpoints and stores are deleted, its old MLflow
+    run is kept, renamed `<trial> (replaced ...)`).
+
     Raises:
-        TrackingError: the tracking server is unreachable (before anything starts).
-        SweepError: the sweep already ran and `resume` is False.
+        TrackingError: the tracking store is unusable (before anything starts).
+        SweepError: the sweep already ran and `resume` is False; or a trial's config changed.
+        PreflightError: a data, checkpoint or run-dir problem found before Ray starts.
     """
     from ray import tune
+
+    from dear_ray.train.preflight import preflight
 
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     plans = expand_trials(spec)
     tracking_uri = resolve_tracking_uri(spec.base)
     check_tracking_uri(tracking_uri)
+    preflight([p.config for p in plans], tracking_uri=tracking_uri)
     sweep_dir = spec.sweep_dir
     tune_path = sweep_dir / "ray" / TUNE_DIR_NAME
-    restoring = resume and tune.Tuner.can_restore(str(tune_path))
-    if tune_path.exists() and not resume:
-        raise SweepError(f"{spec.source}: sweep {spec.name!r} already has results in {tune_path}; "
+    state = sweep_dir / TRIALS_FILE
+    if (tune_path.exists() or state.exists()) and not resume:
+        raise SweepError(f"{spec.source}: sweep {spec.name!r} already has results in {sweep_dir}; "
                          "resume it (--resume) or delete that folder to start over")
+    # every trial gets the resolved URI, so workers need no environment variable
+    trial_configs = {p.name: p.config.override({"tracking.uri": tracking_uri}).to_dict()
+                     for p in plans}
+    recorded = _read_trials_state(state) if resume else {}
+    changed = {name: diff for name in trial_configs if name in recorded
+               and (diff := config_diff(recorded[name], trial_configs[name]))}
+    if changed and not restart_changed:
+        lines = [f"  {name}: " + "; ".join(diff) for name, diff in changed.items()]
+        raise SweepError(f"{spec.source}: --resume: the resolved config of {len(changed)} trial(s) "
+                         "changed since they ran:\n" + "\n".join(lines) + "\nrestore the old "
+                         "settings, or pass --restart-changed to train those trials again from "
+                         "scratch (their old MLflow runs are kept, marked replaced)")
 
     exp_name = experiment_name(spec)
     experiment_id = ensure_experiment(
@@ -104,19 +131,29 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False) -> SweepResult:
         artifact_location=artifact_location_for(tracking_uri, spec.base.tracking.run_dir))
     parent_run_id = start_parent_run(tracking_uri, experiment_id, sweep=spec.name, resume=resume)
     client = MlflowClient(tracking_uri)
+    for name in changed:
+        _replace_trial(client, tracking_uri, experiment_id, parent_run_id, sweep_dir, name)
+    reused = [] if not resume else [
+        name for name in trial_configs if name not in changed and _finished(
+            client, tracking_uri, experiment_id, parent_run_id, name)]
+    to_run = [p for p in plans if p.name not in reused]
+    _write_trials_state(state, {**recorded, **{p.name: trial_configs[p.name] for p in to_run}})
     _log_sweep_to_parent(tracking_uri, parent_run_id, spec, plans)
-    # every trial gets the resolved URI, so workers need no environment variable
-    trial_configs = {p.name: p.config.override({"tracking.uri": tracking_uri}).to_dict()
-                     for p in plans}
-    trainable = tune.with_resources(_make_trial_driver(trial_configs, spec.name, parent_run_id),
-                                    dict(spec.trial_resources))
     timings["setup_s"] = time.perf_counter() - clock
+    if reused:
+        print(f"reusing {len(reused)} finished trial(s) of an earlier run: {', '.join(reused)} "
+              f"(delete {sweep_dir} to start over)", flush=True)
 
-    try:
-        outcomes = _fit(spec, plans, trainable, tune_path, restoring, timings)
-    except BaseException:
-        client.set_terminated(parent_run_id, status="KILLED")
-        raise
+    outcomes: dict[str, tuple[str | None, dict]] = {}
+    if to_run:
+        trainable = tune.with_resources(
+            _make_trial_driver(trial_configs, spec.name, parent_run_id), dict(spec.trial_resources))
+        try:
+            outcomes = _fit(spec, to_run, trainable, _next_tune_path(tune_path), timings,
+                            trial_configs)
+        except BaseException:
+            client.set_terminated(parent_run_id, status="KILLED")
+            raise
     clock = time.perf_counter()
     failed = {name: err for name, (err, _) in outcomes.items() if err is not None}
     _close_child_runs(tracking_uri, experiment_id, parent_run_id, outcomes, trial_configs)
@@ -127,48 +164,144 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False) -> SweepResult:
 
     table = report_sweep(sweep_dir, tracking_uri=tracking_uri, experiment=exp_name)
     client.log_metric(parent_run_id, "failed_trials", float(len(failed)))
+    _describe_parent(client, parent_run_id, table, sweep_dir / "report" / "results.md")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
     timings["report_s"] = time.perf_counter() - clock
     result = SweepResult(spec.name, sweep_dir, tracking_uri, experiment_id, parent_run_id,
-                         table, failed, sorted(outcomes), timings)
+                         table, failed, sorted(set(outcomes) | set(reused)), timings,
+                         reused=reused)
     log.info(result.summary())
     return result
 
 
-def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path, restoring: bool,
-         timings: dict[str, float]) -> dict[str, tuple[str | None, dict]]:
-    """Connect Ray, run (or restore) the Tuner, and stop the Ray this call started."""
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted fields whose values differ between two resolved config dicts: `field: old -> new`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += config_diff(old.get(key, _MISSING), new.get(key, _MISSING),
+                               f"{prefix}{key}." if prefix or key else "")
+        return out
+    if old == new:
+        return []
+    field_name = prefix.rstrip(".")
+    show = (lambda v: "(unset)" if v is _MISSING else repr(v))
+    return [f"{field_name}: {show(old)} -> {show(new)}"]
+
+
+_MISSING = object()
+TRIALS_FILE = "trials.json"
+
+
+def _read_trials_state(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SweepError(f"{path}: unreadable trial state ({err}); delete it to resume without "
+                         "config checks") from err
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _write_trials_state(path: Path, trials: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(trials, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def _next_tune_path(tune_path: Path) -> Path:
+    """`_tune` for a sweep's first run, `_tune_2`, `_tune_3`... for each resumed run."""
+    if not tune_path.exists():
+        return tune_path
+    n = 2
+    while tune_path.with_name(f"{tune_path.name}_{n}").exists():
+        n += 1
+    return tune_path.with_name(f"{tune_path.name}_{n}")
+
+
+def _finished(client: MlflowClient, tracking_uri: str, experiment_id: str, parent_run_id: str,
+              trial: str) -> bool:
+    run_id = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent_run_id)
+    return run_id is not None and client.get_run(run_id).info.status == "FINISHED"
+
+
+def _replace_trial(client: MlflowClient, tracking_uri: str, experiment_id: str,
+                   parent_run_id: str, sweep_dir: Path, trial: str) -> None:
+    """Start a trial over: delete its checkpoints and stores, rename its old MLflow run."""
+    import shutil
+
+    run_id = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent_run_id)
+    if run_id is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        client.set_tag(run_id, "mlflow.runName", f"{trial} (replaced {stamp})")
+        client.set_tag(run_id, "replaced", "true")
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+    for folder in (sweep_dir / "ray" / trial, sweep_dir / "stores" / trial):
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"restarting trial {trial} from scratch (its config changed)", flush=True)
+
+
+def _describe_parent(client: MlflowClient, parent_run_id: str, table: pd.DataFrame | None,
+                     markdown: Path) -> None:
+    """The results table as the parent run's description (rendered on its MLflow page), and the
+    headline metrics per trial and method (`<trial>/<method>[/<unknown set>]/<metric>`)."""
+    if table is None or table.empty:
+        return
+    if markdown.is_file():
+        client.set_tag(parent_run_id, "mlflow.note.content", markdown.read_text()[:60000])
+    metrics = {}
+    for _, row in table.iterrows():
+        label = "/".join(str(row[c]) for c in ("trial", "method", "unknown_set")
+                         if c in row and isinstance(row[c], str))
+        for key in HEADLINE_METRICS:
+            value = row.get(key)
+            if isinstance(value, (int, float)) and value == value:
+                metrics[re.sub(r"[^\w./ -]", "_", f"{label}/{key}")] = float(value)
+    for key, value in metrics.items():
+        client.log_metric(parent_run_id, key, value)
+
+
+HEADLINE_METRICS = ("closed_top1", "shifted_top1", "auroc", "open_maf1", "binarized_auc")
+
+
+def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
+         timings: dict[str, float], trial_configs: dict[str, dict]
+         ) -> dict[str, tuple[str | None, dict]]:
+    """Connect Ray, run the Tuner over `plans`, and stop the Ray this call started."""
     from ray import tune
 
     clock = time.perf_counter()
-    started_ray = _connect_ray(spec)
+    private = _connect_ray(spec)
     try:
         import ray
 
         timings["ray_init_s"] = time.perf_counter() - clock
         clock = time.perf_counter()
+        if private is not None:
+            print(f"Ray logs (workers' output, Train and Tune): {private.log_dir}", flush=True)
         concurrency = spec.max_concurrent_trials or \
             auto_concurrency(spec, plans, ray.cluster_resources())
-        if restoring:
-            log.info("restoring sweep %s from %s", spec.name, tune_path)
-            tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_param_space(spec, plans),
-                tune_config=_tune_config(spec, plans, concurrency),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR_NAME, storage_path=str(tune_path.parent),
-                    failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
-            )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(spec, plans),
+            tune_config=_tune_config(spec, plans, concurrency),
+            run_config=tune.RunConfig(
+                name=tune_path.name, storage_path=str(tune_path.parent), verbose=0,
+                callbacks=[ConsoleLines(trial_configs)],
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
+        )
         outcomes = _trial_outcomes(tuner.fit())
         timings["tune_fit_s"] = time.perf_counter() - clock
         return outcomes
     finally:
-        if started_ray:
-            import ray
-
+        if private is not None:
+            private.stop()
+        elif ray.is_initialized() and _joined_cluster[0]:
             ray.shutdown()
+            _joined_cluster[0] = False
 
 
 def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str):
@@ -228,26 +361,91 @@ def _tune_config(spec: SweepSpec, plans: list[TrialPlan], concurrency: int):
         metric=metric, mode=mode, trial_name_creator=trial_name, trial_dirname_creator=trial_name)
 
 
-def _connect_ray(spec: SweepSpec) -> bool:
-    """Join the given cluster or start a local one; True if this call made the connection.
+_joined_cluster = [False]
+
+
+def _connect_ray(spec: SweepSpec):
+    """Join the given cluster or start a private local one (`PrivateRay`, returned).
 
     A cluster address (the sweep's `ray.address`, or `RAY_ADDRESS` as set by `ray job submit`)
-    is joined; otherwise a fresh local instance starts (`address="local"`, so a leftover cluster
-    is never picked up) with the dashboard on, which Train-in-Tune needs to release finished
-    runs' CPUs. An already initialised Ray is used as is and left running.
+    is joined (None is returned; the connection is closed afterwards); otherwise a private local
+    instance starts (`dear_ray.tune.local_ray`: its own temp dir and address, the dashboard on,
+    which Train-in-Tune needs to release finished runs' CPUs). An already initialised Ray is used
+    as is and left running.
     """
     import ray
 
     if ray.is_initialized():
-        return False
+        return None
     address = spec.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=spec.ray_num_cpus or os.cpu_count(),
-                 include_dashboard=True)
-    return True
+        ray.init(address=address, log_to_driver=False,
+                 logging_config=ray.LoggingConfig(log_level="WARNING"))
+        _joined_cluster[0] = True
+        return None
+    from dear_ray.tune.local_ray import PrivateRay
+
+    private = PrivateRay(spec.sweep_dir, num_cpus=spec.ray_num_cpus or os.cpu_count() or 1)
+    private.start()
+    return private
+
+
+class ConsoleLines:
+    """A Tune callback printing one short line per trial epoch, start, end and failure.
+
+    Replaces Tune's own result tables (`verbose=0`); the full results are in MLflow and in the
+    Tune/Train folders, the workers' output in Ray's log files.
+    """
+
+    def __new__(cls, trial_configs: dict[str, dict]):
+        from ray import tune
+
+        class _Lines(tune.Callback):
+            def __init__(self) -> None:
+                self.epochs = {name: int(c["optim"]["epochs"]) for name, c in trial_configs.items()}
+                self.started: dict[str, float] = {}
+                self.done = 0
+
+            @staticmethod
+            def _name(trial) -> str:
+                return Path(trial.path).name if getattr(trial, "path", None) else str(trial)
+
+            def _total(self, trial) -> int:
+                return self.epochs.get(trial.config.get("trial"), 0)
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self.started[self._name(trial)] = time.perf_counter()
+                print(f"[{self._name(trial)}] started", flush=True)
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                if "epoch" not in result:
+                    return
+                parts = [f"[{self._name(trial)}] epoch {int(result['epoch']) + 1}/{self._total(trial)}"]
+                for key, fmt in (("train_loss", "loss {:.3f}"), ("train_top1", "top-1 {:.1%}"),
+                                 ("val_top1", "val {:.1%}"), ("clips_per_s", "{:.0f} clips/s")):
+                    if isinstance(result.get(key), (int, float)):
+                        parts.append(fmt.format(result[key]))
+                print("  ".join(parts), flush=True)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self.done += 1
+                name = self._name(trial)
+                took = time.perf_counter() - self.started.get(name, time.perf_counter())
+                last = trial.last_result or {}
+                tests = "  ".join(f"{k[:-5]} {last[k]:.1%}" for k in ("test_top1", "test_shifted_top1")
+                                  if isinstance(last.get(k), (int, float)))
+                print(f"[{name}] finished in {took:.0f} s  {tests}  ({self._status(trials)})",
+                      flush=True)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self.done += 1
+                print(f"[{self._name(trial)}] FAILED (error file: {trial.error_file}) "
+                      f"({self._status(trials)})", flush=True)
+
+            def _status(self, trials) -> str:
+                return f"{self.done}/{len(trials)} trials done"
+
+        return _Lines()
 
 
 def _trial_outcomes(grid) -> dict[str, tuple[str | None, dict[str, Any]]]:
