@@ -57,7 +57,8 @@ class VideoDataset(Dataset):
         num_clips: clips per video the transform splits the frames into; None = the sampler's
             ``num_views`` (a given value must equal it).
         test_mode: item randomness ignores the epoch (deterministic evaluation).
-        scene_labels: ``{video_id: (P,)}`` from `load_scene_labels`; every record must have one.
+        scene_labels: ``{video_id: float32 (P,) or int64 scalar}`` from `load_scene_labels` (soft
+            or hard); every record must have one.
         detections: ``{video_id: {frame (1-based): (N, 5)}}`` from `load_detections`; a video
             missing from it has no boxes.
         mask_ratio: with `detections`, the probability (drawn once per video and item) that the
@@ -66,11 +67,13 @@ class VideoDataset(Dataset):
         seed: base seed of the per-item generators.
         mask_score_threshold: boxes scoring below it are never masked (SDN: 0.3).
         num_threads: decord decoder threads per video.
+        masked_only: with `detections`, ``"clip"`` IS the (possibly) masked clip and there is no
+            ``"masked_clip"``: the items of SDN's separate masked batch (``Kinetics_adv_msk``).
 
     Items are dicts ``{"clip": Tensor, "label": int, "index": int, "video_id": str}`` (clip shape
-    as the transform returns it: ``(C, T, H, W)`` or ``(V, C, T, H, W)``), plus ``"scene"`` float32
-    ``(P,)`` with `scene_labels` and ``"masked_clip"`` (same shape as ``clip``, same crop and flip)
-    with `detections`; or a `BadSample`.
+    as the transform returns it: ``(C, T, H, W)`` or ``(V, C, T, H, W)``), plus ``"scene"``
+    (float32 ``(P,)`` soft or int64 ``()`` hard) with `scene_labels` and ``"masked_clip"`` (same
+    shape as ``clip``, same crop and flip) with `detections`; or a `BadSample`.
     """
 
     def __init__(
@@ -87,11 +90,14 @@ class VideoDataset(Dataset):
         seed: int = 0,
         mask_score_threshold: float = 0.3,
         num_threads: int = 1,
+        masked_only: bool = False,
     ) -> None:
         if num_clips is not None and num_clips != sampler.num_views:
             raise ValueError(
                 f"num_clips={num_clips} but the sampler {sampler!r} yields {sampler.num_views} clips"
             )
+        if masked_only and detections is None:
+            raise ValueError("masked_only=True needs detections (the human boxes to mask)")
         if not 0.0 <= mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must lie in [0, 1], got {mask_ratio}")
         if scene_labels is not None:
@@ -111,6 +117,7 @@ class VideoDataset(Dataset):
         self.seed = seed
         self.mask_score_threshold = mask_score_threshold
         self.num_threads = num_threads
+        self.masked_only = masked_only
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -142,13 +149,17 @@ class VideoDataset(Dataset):
                 masked = mask_humans(
                     frames, indices, boxes, score_threshold=self.mask_score_threshold
                 )
-            item["clip"], item["masked_clip"] = self.transform.apply_many(
-                [frames, masked], rng, num_clips=self.num_clips
-            )
+            if self.masked_only:
+                item["clip"] = self.transform(masked, rng, num_clips=self.num_clips)
+            else:
+                item["clip"], item["masked_clip"] = self.transform.apply_many(
+                    [frames, masked], rng, num_clips=self.num_clips
+                )
         else:
             item["clip"] = self.transform(frames, rng, num_clips=self.num_clips)
         if self.scene_labels is not None:
-            item["scene"] = torch.as_tensor(np.asarray(self.scene_labels[record.video_id], np.float32))
+            label = np.asarray(self.scene_labels[record.video_id])
+            item["scene"] = torch.as_tensor(label.astype(np.float32 if label.ndim else np.int64))
         return item
 
 

@@ -18,7 +18,9 @@ named the path, so never point this at an untrusted file):
   no rows.
 
 Loaded forms (what `VideoDataset` takes): ``scene[video_id] -> float32 (P,)`` (``[T, P]`` probs are
-averaged over T) and ``detections[video_id][frame (1-based)] -> float32 (N, 5)``.
+averaged over T; SDN's soft label) or, with ``kind="hard"``, an int64 scene class (the mode of the
+per-frame ``pred_cls``, ties to the smallest class: SDN datasets/kinetics.py ``Kinetics_adv``,
+``np.bincount(pred_cls).argmax()``), and ``detections[video_id][frame (1-based)] -> float32 (N, 5)``.
 """
 
 from __future__ import annotations
@@ -67,43 +69,62 @@ def _scene_vector(probs, where: str) -> np.ndarray:
     return arr
 
 
-def load_scene_labels(path: str | Path) -> dict[str, np.ndarray]:
-    """Soft scene pseudo-labels per video.
+def hard_scene_label(pred_cls, where: str = "pred_cls") -> np.int64:
+    """SDN's hard scene label: an int as it is; per-frame classes ``[T]`` -> their mode, ties to
+    the smallest class (``np.bincount(pred_cls).argmax()``, SDN datasets/kinetics.py)."""
+    arr = np.asarray(pred_cls)
+    if arr.ndim == 0:
+        return np.int64(arr)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" or arr.min() < 0:
+        raise ValueError(f"{where}: 'pred_cls' must be a class index or [T] indices >= 0, got {arr!r}")
+    return np.int64(np.bincount(arr).argmax())
+
+
+def load_scene_labels(path: str | Path, kind: str = "soft") -> dict[str, np.ndarray]:
+    """Scene pseudo-labels per video.
 
     Args:
         path: ``.npy`` (SDN pickle) or ``.parquet`` file, layouts in the module docstring.
+        kind: ``soft`` (the ``probs``, averaged over frames) or ``hard`` (`hard_scene_label` of
+            ``pred_cls``), as the SDN head's ``scene_labels`` option.
 
     Returns:
-        ``{video_id: float32 (P,)}``.
+        ``{video_id: float32 (P,)}`` (soft) or ``{video_id: int64 scalar}`` (hard).
 
     Raises:
         ValueError: wrong layout, missing column, a video listed twice, or P differing between videos.
     """
+    if kind not in ("soft", "hard"):
+        raise ValueError(f"scene label kind must be 'soft' or 'hard', got {kind!r}")
     path = Path(path)
     out: dict[str, np.ndarray] = {}
 
-    def put(video_id: str, probs, where: str) -> None:
+    def put(video_id: str, probs, pred_cls, where: str) -> None:
         if video_id in out:
             raise ValueError(f"{where}: video {video_id!r} has scene labels twice")
+        if kind == "hard":
+            out[video_id] = hard_scene_label(pred_cls, where)
+            return
         vec = _scene_vector(probs, where)
         first = next(iter(out.values()), None)
         if first is not None and first.shape != vec.shape:
             raise ValueError(f"{where}: {vec.size} scene classes, other videos have {first.size}")
         out[video_id] = vec
 
+    key = "probs" if kind == "soft" else "pred_cls"
     if _suffix(path) == ".npy":
         for cls, videos in _load_pickled_dict(path).items():
             for video_id, entry in videos.items():
                 where = f"{path} [{cls!r}][{video_id!r}]"
-                if not isinstance(entry, dict) or "probs" not in entry:
-                    raise ValueError(f"{where}: expected a dict with key 'probs'")
-                put(str(video_id), entry["probs"], where)
+                if not isinstance(entry, dict) or key not in entry:
+                    raise ValueError(f"{where}: expected a dict with key {key!r}")
+                put(str(video_id), entry.get("probs"), entry.get("pred_cls"), where)
     else:
         table = _read_table(path, SCENE_COLUMNS)
-        for i, (vid, probs) in enumerate(
-            zip(table["video_id"].to_pylist(), table["probs"].to_pylist())
-        ):
-            put(str(vid), probs, f"{path} row {i}")
+        for i, (vid, probs, pred) in enumerate(zip(table["video_id"].to_pylist(),
+                                                   table["probs"].to_pylist(),
+                                                   table["pred_cls"].to_pylist())):
+            put(str(vid), probs, pred, f"{path} row {i}")
     return out
 
 
@@ -188,3 +209,26 @@ def mask_humans(
             if r1 > r0 and c1 > c0:
                 out[n, r0:r1, c0:c1] = colour
     return out
+
+
+def mask_eligible(
+    boxes: dict[int, np.ndarray],
+    num_frames: int,
+    *,
+    min_human_fraction: float = 0.7,
+    min_box_score: float = 0.3,
+) -> bool:
+    """Whether a video may give SDN's masked clips (datasets/kinetics.py ``is_video_valid_det``).
+
+    A frame counts when at least one of its boxes scores STRICTLY above `min_box_score`; the video
+    is eligible when ``counted / num_frames >= min_human_fraction`` (`num_frames`: the video's
+    length, so frames without a detections entry count as frames without a human).
+
+    Args:
+        boxes: one video's detections ``{frame (1-based): (M, 5)}``.
+        num_frames: frames in the video (> 0).
+    """
+    if num_frames < 1:
+        raise ValueError(f"mask_eligible: num_frames must be >= 1, got {num_frames}")
+    counted = sum(1 for b in boxes.values() if len(b) and bool(np.any(np.asarray(b)[:, 4] > min_box_score)))
+    return counted / num_frames >= min_human_fraction

@@ -1,8 +1,8 @@
-"""Spatial transforms on uint8 clips, with MMAction2 semantics, and the train/test presets.
+"""Spatial transforms on uint8 clips, with MMAction2 0.x / mmcv 1.x semantics, and the presets.
 
 A `VideoTransform` takes a uint8 numpy clip ``(N, H, W, 3)`` RGB (N = num_clips * T frames, clips
-concatenated as the samplers return them) and returns a float32 tensor normalised with SPEC
-section 3's mean/std (RGB, 0-255 scale):
+concatenated as the samplers return them) and returns a float32 tensor normalised with the given
+per-channel RGB `mean` / `std` (0-255 scale; `data.mean` / `data.std`, SPEC sections 1.7 and 3):
 
 - ``(C, T, H, W)`` for one view when the transform is single-view (the training presets);
 - ``(V, C, T, H, W)`` with ``V = num_clips * num_crops``, clip-major (view ``v = clip * num_crops +
@@ -12,14 +12,20 @@ Every random choice comes from the numpy Generator passed in, and one choice (cr
 applied to all frames of all clips of a call. `VideoTransform.apply_many` transforms several clips
 of the same size with the SAME random choices (SDN's clip and masked clip).
 
-Internally frames are uint8 torch tensors ``(N, 3, H, W)`` handled by
-``torchvision.transforms.v2.functional`` (bilinear, antialiased resize).
+Internally frames stay uint8 numpy ``(N, H, W, 3)``: crops and flips are views, resizes are
+``cv2.resize(INTER_LINEAR)`` frame by frame, as ``mmcv.imresize`` (mmcv 1.x
+mmcv/image/geometric.py, which MMAction2 0.x's ``Resize`` calls): no antialiasing, and the
+keep-ratio size rounded as mmcv's ``rescale_size`` (``int(x + 0.5)``; 400x240 at short side 256
+-> 427x256). The clip is converted to float and normalised once, at the end. ``resize="antialias"``
+selects torchvision's antialiased bilinear instead (close to PIL's bilinear, which SDN's
+libs/spatial_transforms.py uses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
@@ -30,6 +36,7 @@ MEAN_RGB = (123.675, 116.28, 103.53)
 STD_RGB = (58.395, 57.12, 57.375)
 TRAIN_KINDS = ("multiscale", "random_resized", "center")
 TSM_SCALES = (1.0, 0.875, 0.75, 0.66)
+RESIZE_KINDS = ("cv2", "antialias")
 
 
 def _need_rng(rng: np.random.Generator | None, op: object) -> np.random.Generator:
@@ -38,41 +45,78 @@ def _need_rng(rng: np.random.Generator | None, op: object) -> np.random.Generato
     return rng
 
 
-def _check_fits(frames: torch.Tensor, h: int, w: int, op: object) -> None:
-    H, W = frames.shape[-2:]
+def _check_fits(frames: np.ndarray, h: int, w: int, op: object) -> None:
+    H, W = frames.shape[1:3]
     if h > H or w > W:
         raise ValueError(f"{op!r}: crop {h}x{w} (HxW) does not fit in frames of {H}x{W}")
 
 
+def rescale_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """mmcv 1.x ``rescale_size((w, h), (inf, short_side))``, i.e. MMAction2's
+    ``Resize(scale=(-1, short_side), keep_ratio=True)``: factor ``short_side / min(w, h)``, each
+    side ``int(side * factor + 0.5)``. Returns ``(new_width, new_height)``."""
+    factor = float(short_side) / min(width, height)
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+def resize_frames(frames: np.ndarray, width: int, height: int, kind: str = "cv2") -> np.ndarray:
+    """Resize uint8 frames ``(N, H, W, 3)`` (views allowed) to ``(N, height, width, 3)``.
+
+    ``cv2``: ``cv2.resize(INTER_LINEAR)`` per frame, exactly ``mmcv.imresize(img, (width, height))``
+    with its default bilinear interpolation (no antialiasing). ``antialias``: torchvision's
+    antialiased bilinear (rounded to uint8).
+    """
+    if kind == "antialias":
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        return F.resize(x, [height, width], antialias=True).permute(0, 2, 3, 1).numpy()
+    out = np.empty((frames.shape[0], height, width, frames.shape[3]), dtype=np.uint8)
+    for i in range(frames.shape[0]):
+        cv2.resize(frames[i], (width, height), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _check_resize(kind: str) -> str:
+    if kind not in RESIZE_KINDS:
+        raise ValueError(f"unknown resize {kind!r}; known: {', '.join(RESIZE_KINDS)}")
+    return kind
+
+
 class ResizeShortSide:
-    """Resize so the short side equals `size`, keeping the aspect ratio (MMAction2 Resize(-1, s))."""
+    """Resize so the short side equals `size`, keeping the aspect ratio: MMAction2 0.x
+    ``Resize(scale=(-1, size))`` (long side rounded as `rescale_size`). Frames whose short side
+    already equals `size` are returned as they are (mmcv's resize to the same size is the
+    identity)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, resize: str = "cv2") -> None:
         self.size = size
+        self.resize = _check_resize(resize)
 
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        if min(frames.shape[-2:]) == self.size:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        H, W = frames.shape[1:3]
+        if min(H, W) == self.size:
             return frames
-        return F.resize(frames, [self.size], antialias=True)
+        return resize_frames(frames, *rescale_size(W, H, self.size), self.resize)
 
     def __repr__(self) -> str:
-        return f"ResizeShortSide({self.size})"
+        return f"ResizeShortSide({self.size}, resize={self.resize!r})"
 
 
 class _ResizedBoxCrop:
     """A random box (`crop_box(height, width, rng) -> (top, left, h, w)`) resized to
-    `output_size` x `output_size`."""
+    `output_size` x `output_size` (MMAction2's crop followed by ``Resize((s, s),
+    keep_ratio=False)``)."""
 
     output_size: int
+    resize: str = "cv2"
 
     def crop_box(self, height: int, width: int, rng: np.random.Generator
                  ) -> tuple[int, int, int, int]:
         raise NotImplementedError
 
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        top, left, h, w = self.crop_box(*frames.shape[-2:], _need_rng(rng, self))
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        top, left, h, w = self.crop_box(*frames.shape[1:3], _need_rng(rng, self))
         out = self.output_size
-        return F.resized_crop(frames, top, left, h, w, [out, out], antialias=True)
+        return resize_frames(frames[:, top : top + h, left : left + w], out, out, self.resize)
 
 
 class MultiScaleCrop(_ResizedBoxCrop):
@@ -183,14 +227,14 @@ class RandomResizedCrop(_ResizedBoxCrop):
 
 
 class Flip:
-    """Horizontal flip with probability `p`."""
+    """Horizontal flip with probability `p` (a view: no copy)."""
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if _need_rng(rng, self).random() < self.p:
-            return F.horizontal_flip(frames)
+            return frames[:, :, ::-1]
         return frames
 
     def __repr__(self) -> str:
@@ -198,54 +242,65 @@ class Flip:
 
 
 class CenterCrop:
-    """Centre square crop of side `size` (the offset rounds down: ``(H - size) // 2``)."""
+    """Centre square crop of side `size` (the offset rounds down: ``(H - size) // 2``), a view."""
 
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[-2:]
-        return F.crop(frames, (H - self.size) // 2, (W - self.size) // 2, self.size, self.size)
+        H, W = frames.shape[1:3]
+        top, left = (H - self.size) // 2, (W - self.size) // 2
+        return frames[:, top : top + self.size, left : left + self.size]
 
     def __repr__(self) -> str:
         return f"CenterCrop({self.size})"
 
 
 class ThreeCrop:
-    """Three square crops along the long side: start, centre, end; centred on the short side.
+    """Three square crops along the long side, centred on the short side (views).
 
-    With short side == `size` this is MMAction2's ``ThreeCrop`` (the DEAR I3D test views).
+    MMAction2 0.x ``ThreeCrop`` (the DEAR I3D/SlowFast/TPN test views): with ``step = (W - s) // 2``
+    the crops start at 0, step and ``2 * step`` -- so the last crop ends one pixel short of the
+    edge when ``W - s`` is odd (341 wide, s = 256: left 0, 42, 84). Returned in the order start,
+    centre, end (MMAction2 lists start, end, centre; views are averaged, so the order does not
+    change a score).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
         _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[-2:]
+        H, W = frames.shape[1:3]
         s = self.size
         if W >= H:
-            top = (H - s) // 2
-            boxes = [(top, 0), (top, (W - s) // 2), (top, W - s)]
+            top, step = (H - s) // 2, (W - s) // 2
+            boxes = [(top, 0), (top, step), (top, 2 * step)]
         else:
-            left = (W - s) // 2
-            boxes = [(0, left), ((H - s) // 2, left), (H - s, left)]
-        return [F.crop(frames, t, l, s, s) for t, l in boxes]
+            left, step = (W - s) // 2, (H - s) // 2
+            boxes = [(0, left), (step, left), (2 * step, left)]
+        return [frames[:, t : t + s, l : l + s] for t, l in boxes]
 
     def __repr__(self) -> str:
         return f"ThreeCrop({self.size})"
 
 
 class TenCrop:
-    """torchvision's ten crop: 4 corners + centre, then the same 5 of the flipped frames."""
+    """MMAction2 0.x ``TenCrop``: 4 corners + centre on a grid of ``(W - s) // 4`` by
+    ``(H - s) // 4`` steps (corners at 4 steps, centre at 2), then the same 5 flipped (views)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
         _check_fits(frames, self.size, self.size, self)
-        return list(F.ten_crop(frames, [self.size, self.size]))
+        H, W = frames.shape[1:3]
+        s = self.size
+        ws, hs = (W - s) // 4, (H - s) // 4
+        offsets = [(0, 0), (0, 4 * ws), (4 * hs, 0), (4 * hs, 4 * ws), (2 * hs, 2 * ws)]
+        crops = [frames[:, t : t + s, l : l + s] for t, l in offsets]
+        return crops + [c[:, :, ::-1] for c in crops]
 
     def __repr__(self) -> str:
         return f"TenCrop({self.size})"
@@ -255,7 +310,7 @@ class VideoTransform:
     """A chain of single-view ops, an optional multi-crop op, and normalisation.
 
     Args:
-        ops: callables ``(frames (N, 3, H, W) uint8, rng) -> frames``, applied in order.
+        ops: callables ``(frames (N, H, W, 3) uint8 numpy, rng) -> frames``, applied in order.
         multi_crop: optional ``frames -> list of crops`` applied after `ops` (ThreeCrop, TenCrop).
         multi_view: always return ``(V, C, T, H, W)``, even for V = 1.
         color: optional `ColorJitter`, applied to the float views (0-255) before normalisation,
@@ -304,13 +359,12 @@ class VideoTransform:
             if a.shape[0] % num_clips:
                 raise ValueError(f"{a.shape[0]} frames do not split into {num_clips} clips")
         n = arrays[0].shape[0]
-        frames = torch.from_numpy(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
-        frames = frames.permute(0, 3, 1, 2)  # (N, 3, H, W) view, no copy
+        frames = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
         for op in self.ops:
             frames = op(frames, rng)
         crops = self.multi_crop(frames) if self.multi_crop is not None else [frames]
         t = n // num_clips
-        h, w = crops[0].shape[-2:]
+        h, w = crops[0].shape[1:3]
         mean = torch.tensor(self.mean).view(1, 1, 3, 1, 1, 1)
         inv_std = 1.0 / torch.tensor(self.std).view(1, 1, 3, 1, 1, 1)
         jitter = self.color.draw(_need_rng(rng, self.color), t) if self.color is not None else None
@@ -319,8 +373,10 @@ class VideoTransform:
             # (num_clips, num_crops, 3, T, h, w), clip-major; one float copy, normalised in place
             views = torch.empty((num_clips, len(crops), 3, t, h, w), dtype=torch.float32)
             for k, c in enumerate(crops):
-                # uint8 NCHW-contiguous first: copying from a channels-last source is ~3x slower
-                src = c[j * n : (j + 1) * n].contiguous().view(num_clips, t, 3, h, w)
+                # transpose to (N, 3, h, w) in uint8 first (crop/flip views become one small
+                # contiguous copy); copying to float from a channels-last source is ~3x slower
+                src = np.ascontiguousarray(c[j * n : (j + 1) * n].transpose(0, 3, 1, 2))
+                src = torch.from_numpy(src).view(num_clips, t, 3, h, w)
                 views[:, k].copy_(src.permute(0, 2, 1, 3, 4))
             if jitter is not None:
                 views = self.color.apply(views.view(-1, 3, t, h, w), jitter).view(views.shape)
@@ -332,7 +388,8 @@ class VideoTransform:
     def __repr__(self) -> str:
         parts = [repr(o) for o in self.ops] + ([repr(self.multi_crop)] if self.multi_crop else [])
         parts += [repr(self.color)] if self.color is not None else []
-        return f"VideoTransform([{', '.join(parts)}], multi_view={self.multi_view})"
+        return (f"VideoTransform([{', '.join(parts)}], multi_view={self.multi_view}, "
+                f"mean={self.mean}, std={self.std})")
 
 
 def _check_sizes(crop_size: int, scale_short: int) -> None:
@@ -353,6 +410,9 @@ def build_train_transform(
     num_fixed_crops: int = 13,
     area_range: tuple[float, float] = (0.08, 1.0),
     color_jitter: bool = False,
+    mean: Sequence[float] = MEAN_RGB,
+    std: Sequence[float] = STD_RGB,
+    resize: str = "cv2",
 ) -> VideoTransform:
     """Training preset: resize short side, random crop to `crop_size`, optional flip, normalise.
 
@@ -368,11 +428,15 @@ def build_train_transform(
         num_fixed_crops: MultiScaleCrop fixed positions, 5 or 13 (MMAction2's TSM configs: 13).
         area_range: RandomResizedCrop area fraction range.
         color_jitter: MMAction2's `ColorJitter(color_space_aug=True)` after the flip (TPN).
+        mean: per-channel RGB mean, 0-255 (`data.mean`).
+        std: per-channel RGB std, 0-255 (`data.std`; 1 = no division, as SDN).
+        resize: ``"cv2"`` (mmcv.imresize, released MMAction2) or ``"antialias"``.
 
     Returns:
         A single-view `VideoTransform`: ``(C, T, crop, crop)`` for one clip.
     """
     _check_sizes(crop_size, scale_short)
+    _check_resize(resize)
     if kind == "multiscale":
         crop = MultiScaleCrop(crop_size, scales, max_wh_scale_gap, False, num_fixed_crops)
     elif kind == "random_resized":
@@ -381,12 +445,23 @@ def build_train_transform(
         crop = CenterCrop(crop_size)
     else:
         raise ValueError(f"unknown train transform kind {kind!r}; known: {', '.join(TRAIN_KINDS)}")
-    ops = [ResizeShortSide(scale_short), crop] + ([Flip(0.5)] if flip else [])
-    return VideoTransform(ops, color=ColorJitter() if color_jitter else None)
+    if isinstance(crop, _ResizedBoxCrop):
+        crop.resize = resize
+    ops = [ResizeShortSide(scale_short, resize), crop] + ([Flip(0.5)] if flip else [])
+    return VideoTransform(ops, color=ColorJitter() if color_jitter else None, mean=mean, std=std)
 
 
-def build_test_transform(crop_size: int = 224, scale_short: int = 256, crops: int = 1) -> VideoTransform:
-    """Test preset: resize short side, then 1 centre crop, 3 crops or 10 crops; normalise.
+def build_test_transform(
+    crop_size: int = 224,
+    scale_short: int = 256,
+    crops: int = 1,
+    *,
+    mean: Sequence[float] = MEAN_RGB,
+    std: Sequence[float] = STD_RGB,
+    resize: str = "cv2",
+) -> VideoTransform:
+    """Test preset: resize short side, then 1 centre crop, 3 crops or 10 crops; normalise with
+    `mean` / `std` (RGB, 0-255); `resize` as in `build_train_transform`.
 
     Returns:
         A multi-view `VideoTransform`: ``(num_clips * crops, C, T, crop, crop)``.
@@ -395,7 +470,7 @@ def build_test_transform(crop_size: int = 224, scale_short: int = 256, crops: in
     multi = {1: None, 3: ThreeCrop(crop_size), 10: TenCrop(crop_size)}
     if crops not in multi:
         raise ValueError(f"crops must be 1, 3 or 10, got {crops!r}")
-    ops: list = [ResizeShortSide(scale_short)]
+    ops: list = [ResizeShortSide(scale_short, resize)]
     if crops == 1:
         ops.append(CenterCrop(crop_size))
-    return VideoTransform(ops, multi_crop=multi[crops], multi_view=True)
+    return VideoTransform(ops, multi_crop=multi[crops], multi_view=True, mean=mean, std=std)

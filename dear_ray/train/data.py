@@ -5,18 +5,25 @@ world size (then `ray.train.torch.prepare_data_loader(add_dist_sampler=False)` o
 the device): Ray's own sampler injection rebuilds the DataLoader without its
 `multiprocessing_context`, and decoding workers must not be forked from a Ray worker.
 Evaluation loaders are not sharded: rank 0 scores every split alone.
+
+SDN's separate mask step (`optim.sdn_mask_step: separate`, SDN datasets/kinetics.py
+`make_dataset_human_det`): a second training loader of masked clips over the videos that
+`mask_eligible` accepts, the eligible list repeated (first in order, then shuffled copies) to the
+length of the whole training list, shuffled again each epoch by its own sampler.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dear_ray.config import DataConfig, ExperimentConfig
 from dear_ray.data.annotations import read_annotation_list, read_class_names
 from dear_ray.data.dataset import VideoDataset, collate_skip_bad
+from dear_ray.data.decode import VideoDecodeError, open_video
 from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
-from dear_ray.data.sdn_inputs import load_detections, load_scene_labels
+from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_eligible
 from dear_ray.data.transforms import build_test_transform, build_train_transform
 
 
@@ -49,29 +56,25 @@ def build_sampler(data: DataConfig, *, test_mode: bool):
 
 def build_transform(data: DataConfig, *, test_mode: bool):
     """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output, at
-    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224)."""
+    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224).
+    Both normalise with `data.mean` / `data.std` (SDN: the ActivityNet mean, std 1)."""
+    norm = {"mean": data.mean, "std": data.std}
     if test_mode:
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,
-                                    data.test_views.num_crops)
+                                    data.test_views.num_crops, **norm)
     ms = data.multiscale
     return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip,
                                  scales=ms.scales, max_wh_scale_gap=ms.max_wh_scale_gap,
-                                 num_fixed_crops=ms.num_fixed_crops, color_jitter=data.color_jitter)
+                                 num_fixed_crops=ms.num_fixed_crops, color_jitter=data.color_jitter,
+                                 **norm)
 
 
 def split_is_known(split: str) -> bool:
     return split in ("train", "val", "test", "test_shifted")
 
 
-def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
-                  num_classes: int, side_inputs: dict | None = None) -> VideoDataset:
-    """The `VideoDataset` of one configured split.
-
-    Known splits' labels are checked against [0, num_classes); unknown sets keep their own ids.
-    SDN side inputs are attached to training datasets only (`side_inputs`: as loaded by
-    `load_side_inputs`).
-    """
+def _records(cfg: ExperimentConfig, split: str, num_classes: int):
     data = cfg.data
     lists = data.split_lists()
     if split not in lists:
@@ -80,8 +83,31 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                                    num_classes=num_classes if split_is_known(split) else None)
     if not records:
         raise ValueError(f"{lists[split]}: the {split} list is empty")
+    return records
+
+
+def separate_mask_step(cfg: ExperimentConfig, side_inputs: dict | None) -> bool:
+    """Whether training takes SDN's separate masked step: an `sdn` head, human detections, and
+    `optim.sdn_mask_step: separate`."""
+    return (cfg.model.head == "sdn" and bool(side_inputs and side_inputs.get("detections"))
+            and cfg.optim.sdn_mask_step == "separate")
+
+
+def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
+                  num_classes: int, side_inputs: dict | None = None) -> VideoDataset:
+    """The `VideoDataset` of one configured split.
+
+    Known splits' labels are checked against [0, num_classes); unknown sets keep their own ids.
+    SDN side inputs are attached to training datasets only (`side_inputs`: as loaded by
+    `load_side_inputs`); with the separate mask step the training items carry no masked clip
+    (the masked batches come from `build_masked_loader`).
+    """
+    data = cfg.data
+    records = _records(cfg, split, num_classes)
     sampler = build_sampler(data, test_mode=test_mode)
-    side = side_inputs if (side_inputs and not test_mode) else {}
+    side = dict(side_inputs) if (side_inputs and not test_mode) else {}
+    if separate_mask_step(cfg, side):
+        side.pop("detections")
     return VideoDataset(records, sampler, build_transform(data, test_mode=test_mode),
                         num_clips=sampler.num_views, test_mode=test_mode,
                         scene_labels=side.get("scene_labels"), detections=side.get("detections"),
@@ -89,11 +115,54 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                         seed=cfg.seed)
 
 
-def load_side_inputs(data: DataConfig) -> dict:
-    """SDN's scene pseudo-labels and human detections, when the config names them."""
+def _num_frames(record) -> int:
+    if record.num_frames is not None:
+        return record.num_frames
+    try:
+        return len(open_video(record.path))
+    except VideoDecodeError:
+        return 0
+
+
+def masked_records(records, detections: dict, data: DataConfig, *, seed: int = 0) -> list:
+    """SDN's masked training list: the `mask_eligible` records (frame counts from the list, else
+    the decoder; an unreadable video is not eligible), repeated to ``len(records)``: the eligible
+    list in order, then copies shuffled by a generator seeded with `seed`, truncated.
+
+    Raises:
+        ValueError: no video is eligible (naming the two thresholds).
+    """
+    eligible = []
+    for r in records:
+        boxes = detections.get(r.video_id, {})
+        counted = sum(1 for b in boxes.values()
+                      if len(b) and bool(np.any(np.asarray(b)[:, 4] > data.mask_min_box_score)))
+        # a video has at least max(frame key) frames: most videos fail without being opened
+        if data.mask_min_human_fraction > 0 and (
+                not boxes or counted < data.mask_min_human_fraction * max(boxes)):
+            continue
+        n = _num_frames(r)
+        if n > 0 and mask_eligible(boxes, n, min_human_fraction=data.mask_min_human_fraction,
+                                   min_box_score=data.mask_min_box_score):
+            eligible.append(r)
+    if not eligible:
+        raise ValueError(
+            f"no training video has a human box scored > data.mask_min_box_score "
+            f"({data.mask_min_box_score}) in >= data.mask_min_human_fraction "
+            f"({data.mask_min_human_fraction}) of its frames: SDN's masked batch would be empty")
+    rng = np.random.default_rng([seed, 7])
+    out = list(eligible)
+    while len(out) < len(records):
+        out.extend(eligible[i] for i in rng.permutation(len(eligible)))
+    return out[:len(records)]
+
+
+def load_side_inputs(data: DataConfig, scene_kind: str = "soft") -> dict:
+    """SDN's scene pseudo-labels (`scene_kind`: `soft` probabilities or `hard` classes, the sdn
+    head's `scene_labels` option) and human detections, when the config names them."""
     out = {}
     if data.scene_labels is not None:
-        out["scene_labels"] = load_scene_labels(data.resolve(data.scene_labels))
+        out["scene_labels"] = load_scene_labels(data.resolve(data.scene_labels), scene_kind)
     if data.detections is not None:
         out["detections"] = load_detections(data.resolve(data.detections))
     return out
@@ -143,3 +212,31 @@ def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int) ->
     dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes)
     return make_loader(dataset, cfg.data, shuffle=False, seed=cfg.seed)
 
+
+
+def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
+                        world_size: int = 1, side_inputs: dict | None = None
+                        ) -> tuple[DataLoader | None, DistributedSampler | None]:
+    """SDN's separate masked loader (items: ``clip`` = the masked clip, masked with probability
+    `data.mask_ratio`) and its DistributedSampler, or ``(None, None)`` without the separate step.
+
+    Same batch size and drop-last rule as the training loader, and as many videos (repeated
+    eligible ones, `masked_records`), so the two loaders give the same number of batches.
+    """
+    if not separate_mask_step(cfg, side_inputs):
+        return None, None
+    data = cfg.data
+    records = _records(cfg, "train", num_classes)
+    repeated = masked_records(records, side_inputs["detections"], data, seed=cfg.seed)
+    sampler = build_sampler(data, test_mode=False)
+    dataset = VideoDataset(repeated, sampler, build_transform(data, test_mode=False),
+                           num_clips=sampler.num_views, detections=side_inputs["detections"],
+                           mask_ratio=data.mask_ratio, seed=cfg.seed + 1, masked_only=True)
+    dist_sampler = None
+    if world_size > 1:
+        dist_sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                          shuffle=True, seed=cfg.seed + 1)
+    per_rank = -(-len(dataset) // world_size)
+    loader = make_loader(dataset, data, shuffle=True, sampler=dist_sampler,
+                         drop_last=per_rank > data.batch_size, seed=cfg.seed + 1)
+    return loader, dist_sampler

@@ -4,7 +4,9 @@
 calls it from its trial driver function (`dear_ray.tune.runner`). Layout under
 `<tracking.run_dir>/<name>/`: `ray/<trial>/` is the Train run's storage (checkpoints, each with
 the resolved `config.yaml`), `configs/<trial>.yaml` the resolved config (also an MLflow artifact),
-and `stores/<trial>/<split>.parquet` the score stores rank 0 writes after training.
+and `stores/<trial>/<split>.parquet` the score stores rank 0 writes after training
+(`dear_ray.train.evaluation`: view averaging and precision; its `evaluate_splits`, `stores_dir`
+and `write_store` are re-exported here).
 
 Per epoch every worker calls `ray.train.report` exactly once; rank 0 attaches a checkpoint every
 `checkpoint.every_n_epochs` epochs and at the last one. The last epoch's report comes after the
@@ -24,15 +26,15 @@ import os
 import random
 import shutil
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dear_ray.config import STOCHASTIC_HEADS, ExperimentConfig, load_config, save_config
+from dear_ray.config import ExperimentConfig, load_config, save_config
 from dear_ray.train.checkpointing import load_checkpoint, save_checkpoint
-from dear_ray.train.loop import Predictions, TrainingStep, predict, train_one_epoch
+from dear_ray.train.evaluation import evaluate_splits, stores_dir, validate, write_store
+from dear_ray.train.loop import TrainingStep, train_one_epoch
 
 log = logging.getLogger(__name__)
 RUN_ID_KEY = "mlflow_run_id"
@@ -137,11 +139,6 @@ def _experiment_name(cfg: ExperimentConfig, tracking_uri: str, parent_run_id: st
     return client.get_experiment(experiment_id).name
 
 
-def stores_dir(cfg: ExperimentConfig, trial_name: str) -> Path:
-    """`<run_dir>/<name>/stores/<trial>/`."""
-    return cfg.run_root() / "stores" / trial_name
-
-
 # --------------------------------------------------------------------------------------------
 # worker
 
@@ -160,6 +157,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     from dear_ray.models import build_recognizer
     from dear_ray.models import load_checkpoint as load_pretrained
     from dear_ray.train.data import (
+        build_masked_loader,
         build_train_loader,
         load_side_inputs,
         num_known_classes,
@@ -189,12 +187,19 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         new_parameters = set(loaded.missing) | set(loaded.skipped_classifier)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
+    side_inputs = load_side_inputs(cfg.data, m.head_options.get("scene_labels", "soft"))
     train_loader, dist_sampler = build_train_loader(
-        cfg, num_classes=num_classes, rank=rank, world_size=world,
-        side_inputs=load_side_inputs(cfg.data))
+        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs)
+    # SDN's separate mask step: an independent loader of masked clips (None otherwise)
+    masked_loader, masked_sampler = build_masked_loader(
+        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs)
     dataset, generator = train_loader.dataset, train_loader.generator
     shard_size = len(dist_sampler) if dist_sampler is not None else len(dataset)
     iters_per_epoch = len(train_loader)
+    if masked_loader is not None:
+        iters_per_epoch = min(iters_per_epoch, len(masked_loader))  # SDN zips the two loaders
+        masked_dataset, masked_generator = masked_loader.dataset, masked_loader.generator
+        masked_loader = ray.train.torch.prepare_data_loader(masked_loader, add_dist_sampler=False)
     train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=False)
     step_module = ray.train.torch.prepare_model(
         TrainingStep(model), parallel_strategy_kwargs={"find_unused_parameters": True})
@@ -232,19 +237,25 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         generator.manual_seed(cfg.seed * 100_003 + epoch)
         if dist_sampler is not None:
             dist_sampler.set_epoch(epoch)
+        if masked_loader is not None:
+            masked_dataset.set_epoch(epoch)
+            masked_generator.manual_seed(cfg.seed * 100_003 + epoch + 1)
+            if masked_sampler is not None:
+                masked_sampler.set_epoch(epoch)
         anneal = annealing_coefficient(epoch, epochs)
         report = BadVideoReport(shard_size, cfg.data.max_bad_fraction, name=f"train (rank {rank})")
         result = train_one_epoch(step_module, train_loader, optimizer, scheduler, epoch=epoch,
                                  anneal=anneal, global_step=global_step, device=device,
                                  grad_clip=cfg.optim.grad_clip, amp=amp,
-                                 channels_last=channels_last, bad_report=report)
+                                 channels_last=channels_last, bad_report=report,
+                                 masked_loader=masked_loader)
         global_step = result.global_step
         metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
         last = epoch == epochs - 1
         if rank == 0:
             every = cfg.eval.every_n_epochs
             if every and ((epoch + 1) % every == 0 or last):
-                last_val = _validate(model, cfg, num_classes, device, amp)
+                last_val = validate(model, cfg, num_classes, device, amp)
             if last_val is not None:
                 metrics["val_top1"] = last_val
             if last:
@@ -329,72 +340,4 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --------------------------------------------------------------------------------------------
-# evaluation (rank 0, whole splits)
-
-
-def _validate(model, cfg: ExperimentConfig, num_classes: int, device, amp: bool) -> float:
-    from dear_ray.train.data import build_eval_loader
-
-    loader = build_eval_loader(cfg, "val", num_classes=num_classes)
-    return predict(model, loader, device=device, amp=amp).top1()
-
-
-def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, device,
-                    amp: bool, *, logger=None) -> dict[str, float]:
-    """Score every split of `cfg.eval_splits()` and write its store.
-
-    Returns `<split>_top1` for known splits (`train_eval_top1` for the training split, scored with
-    the test pipeline) and `<split>_bad_videos` for all.
-
-    For the softmax and bnn heads `eval.stochastic_passes` passes are taken (MC dropout / weight
-    sampling) and stored as `sample_logits`, so MC dropout is evaluated post hoc from this model.
-    """
-    from dear_ray.data.dataset import BadVideoReport
-    from dear_ray.train.data import build_eval_loader, split_is_known
-
-    out_dir = stores_dir(cfg, trial)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    passes = cfg.eval.stochastic_passes if cfg.model.head in STOCHASTIC_HEADS else 1
-    metrics: dict[str, float] = {}
-    for split in cfg.eval_splits():
-        loader = build_eval_loader(cfg, split, num_classes=num_classes)
-        report = BadVideoReport(len(loader.dataset), cfg.data.max_bad_fraction, name=split)
-        preds = predict(model, loader, device=device, stochastic_passes=passes, amp=amp,
-                        bad_report=report)
-        if cfg.model.head == "bnn":  # the bnn prediction is the mean over weight samples
-            preds.logits = preds.sample_logits.mean(axis=0)
-        name = split if split_is_known(split) or split == "unknown" else f"unknown_{split}"
-        path = write_store(out_dir / f"{name}.parquet", preds, cfg=cfg, split=split,
-                           num_classes=num_classes, trial=trial)
-        key = "train_eval" if split == "train" else split  # train_top1 is the training-time one
-        if split_is_known(split):
-            metrics[f"{key}_top1"] = preds.top1()
-        metrics[f"{key}_bad_videos"] = float(len(preds.bad))
-        if logger is not None:
-            logger.log_artifact(path, artifact_path="stores")
-    return metrics
-
-
-def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split: str,
-                num_classes: int, trial: str) -> Path:
-    """One split's score store (`dear_ray.scores.store`), with every score the head supports.
-
-    Unknown sets are stored with `split="unknown"` and their name as `dataset`, in
-    `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`.
-    """
-    from dear_ray.scores import compute_scores
-    from dear_ray.scores.store import StoreMeta, write_score_store
-    from dear_ray.train.data import split_is_known
-
-    scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits)
-    known = split_is_known(split)
-    meta = StoreMeta(split=split if known else "unknown",
-                     dataset=cfg.data.dataset if known else split, num_known=num_classes,
-                     head=cfg.model.head, checkpoint=f"{trial}/epoch_{cfg.optim.epochs - 1}",
-                     run=trial, extra={"backbone": cfg.model.backbone, "seed": str(cfg.seed),
-                                       "name": cfg.name})
-    write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,
-                      features=preds.features, sample_logits=preds.sample_logits, scores=scores,
-                      meta=meta)
-    return path
+__all__ = ["evaluate_splits", "run_training", "stores_dir", "train_fn_per_worker", "write_store"]

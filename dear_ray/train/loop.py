@@ -5,8 +5,14 @@ collectives when a process group is initialised (DDP): the all-bad-batch vote an
 statistics' reduction.
 
 Batches are the dicts of `dear_ray.data.collate_skip_bad`: `clip (B, C, T, H, W)` (test mode
-`(B, V, C, T, H, W)`), `label (B,)`, `video_id` (B strings), optional `scene (B, P)` and
-`masked_clip`, and `bad` (the `BadSample`s dropped from the batch).
+`(B, V, C, T, H, W)`), `label (B,)`, `video_id` (B strings), optional `scene` (`(B, P)` soft or
+`(B,)` hard scene labels) and `masked_clip`, and `bad` (the `BadSample`s dropped from the batch).
+
+SDN's two steps (`optim.sdn_mask_step: separate`, SDN libs/train_epoch.py `train_adv_msk_epoch`):
+with a `masked_loader`, each iteration takes an SGD step on the unmasked batch (CE + scene loss),
+then a SECOND SGD step on the next batch of the masked loader (an independent batch, from videos
+with enough human boxes) with the mask-confusion loss alone. The epoch ends with the shorter
+loader, as SDN's `zip` of the two.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from dear_ray.train.optim import unwrap_model
 
 
 class TrainingStep(nn.Module):
-    """`forward` = the recognizer's `training_loss`, so DDP's gradient hooks see the step.
+    """`forward` = the recognizer's `training_loss` (or `mask_confusion_loss`), so DDP's gradient
+    hooks see the step.
 
     DistributedDataParallel synchronises gradients only for computations that go through its own
-    `forward`; wrapping this module (not the recognizer) lets `model.training_loss` run under DDP.
+    `forward`; wrapping this module (not the recognizer) lets both SDN steps run under DDP.
 
     Args:
         model: a `Recognizer` (see `dear_ray.models.build_recognizer`).
@@ -39,8 +46,15 @@ class TrainingStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, clips: torch.Tensor, labels: torch.Tensor, *, anneal: float, iteration: int,
-                scene: torch.Tensor | None = None, masked_clips: torch.Tensor | None = None):
+    def forward(self, clips: torch.Tensor, labels: torch.Tensor | None = None, *,
+                anneal: float = 0.0, iteration: int = 0, scene: torch.Tensor | None = None,
+                masked_clips: torch.Tensor | None = None, mode: str = "loss"):
+        """`mode="loss"`: `training_loss(clips, labels, ...)`; `mode="mask"`: SDN's
+        `mask_confusion_loss(clips)` on a masked batch (labels and the rest unused)."""
+        if mode == "mask":
+            return self.model.mask_confusion_loss(clips)
+        if mode != "loss":
+            raise ValueError(f"TrainingStep: mode must be 'loss' or 'mask', got {mode!r}")
         return self.model.training_loss(clips, labels, anneal=anneal, iteration=iteration,
                                         scene=scene, masked_clips=masked_clips)
 
@@ -90,11 +104,32 @@ class EpochResult:
     bad: list
 
 
+def _vote(n: int, distributed: bool) -> bool:
+    """Whether every rank has a non-empty batch (all skip together, or DDP's all-reduce hangs)."""
+    if not distributed:
+        return n > 0
+    flag = torch.tensor([1 if n > 0 else 0], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def _sgd_step(loss: torch.Tensor, stats: dict, optimizer, params, grad_clip, *, epoch: int,
+              step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"epoch {epoch}, step {step}: loss is {loss.item()} (stats {stats})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
 def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
                     epoch: int, anneal: float, global_step: int, device: torch.device,
                     grad_clip: float | None = None, amp: bool = False,
-                    channels_last: bool = False, bad_report=None) -> EpochResult:
+                    channels_last: bool = False, bad_report=None,
+                    masked_loader=None) -> EpochResult:
     """Train one epoch.
 
     Args:
@@ -110,6 +145,9 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         channels_last: 5-D inputs (and the model, by the caller) in channels_last_3d.
         bad_report: a `BadVideoReport`; each batch's bad samples are added (it raises
             `TooManyBadVideosError` past its limit).
+        masked_loader: SDN's separate masked batches (`clip` = masked clips): after each step on
+            `loader`'s batch, a second optimizer step on the next masked batch with the
+            mask-confusion loss alone (stats under `mask_step_*`, averaged over masked clips).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (naming epoch, step and stats).
@@ -118,51 +156,52 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
     step_module.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     sums: dict[str, float] = defaultdict(float)
-    clips_seen = skipped = 0
+    clips_seen = skipped = masked_seen = 0
     bad: list = []
     start = time.perf_counter()
-    for batch in loader:
+    pairs = zip(loader, masked_loader) if masked_loader is not None else ((b, None) for b in loader)
+    for batch, masked in pairs:
         batch_bad = list(batch.get("bad") or [])
         bad.extend(batch_bad)
         if bad_report is not None and batch_bad:
             bad_report.update(batch_bad)
         labels = batch.get("label")
         n = 0 if labels is None else int(len(labels))
-        if distributed:  # every rank must skip together, or DDP's all-reduce would hang
-            flag = torch.tensor([1 if n > 0 else 0], dtype=torch.int32)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            run_step = bool(flag.item())
-        else:
-            run_step = n > 0
-        if run_step:
+        if _vote(n, distributed):
             clips = _to_device(batch["clip"], device, channels_last)
             with autocast(device, amp):
                 loss, stats = step_module(
                     clips, labels.to(device), anneal=anneal, iteration=global_step,
                     scene=_to_device(batch.get("scene"), device, False),
                     masked_clips=_to_device(batch.get("masked_clip"), device, channels_last))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}, step {global_step}: loss is "
-                                         f"{loss.item()} (stats {stats})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+            _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch, step=global_step)
             for key, value in {**stats, "loss": float(loss.detach())}.items():
                 sums[key] += float(value) * n
             clips_seen += n
         else:
             skipped += 1
+        if masked is not None:
+            m = int(len(masked.get("label", ())))
+            if _vote(m, distributed):
+                with autocast(device, amp):
+                    loss, stats = step_module(_to_device(masked["clip"], device, channels_last),
+                                              mode="mask")
+                _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch,
+                          step=global_step)
+                for key, value in {**stats, "loss": float(loss.detach())}.items():
+                    sums[f"_mask_step_{key}"] += float(value) * m
+                masked_seen += m
         if scheduler is not None:
             scheduler.step()
         global_step += 1
     elapsed = time.perf_counter() - start
-    totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped,
+    totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped, "_masked": masked_seen,
                            "_bad": len(bad), "_time": elapsed}, distributed)
-    clips_total = totals.pop("_clips")
+    clips_total, masked_total = totals.pop("_clips"), totals.pop("_masked")
     metrics = {k: v / clips_total for k, v in totals.items() if not k.startswith("_")
                and clips_total > 0}
+    metrics.update({k[1:]: v / masked_total for k, v in totals.items()
+                    if k.startswith("_mask_step_") and masked_total > 0})
     if "acc" in metrics:
         metrics["train_top1"] = metrics.pop("acc")
     metrics.update({
@@ -215,13 +254,15 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, *, device: torch.device, stochastic_passes: int = 1,
-            amp: bool = False, bad_report=None) -> Predictions:
+            amp: bool = False, bad_report=None, average_clips: str = "score") -> Predictions:
     """Run `model.predict` over a test-mode loader (clips `(B, V, C, T, H, W)`).
 
     Args:
         model: the recognizer (unwrapped; `recognizer_of` gets it out of DDP).
         stochastic_passes: T > 1 keeps dropout / weight sampling on for T passes (softmax: MC
             dropout, bnn) and fills `sample_logits`.
+        amp: bf16 autocast (CUDA only); the score stores pass it only with `eval.precision: amp`.
+        average_clips: `score` or `prob` view averaging (`dear_ray.train.evaluation`).
     """
     model.eval()
     ids: list[str] = []
@@ -239,7 +280,8 @@ def predict(model: nn.Module, loader, *, device: torch.device, stochastic_passes
             continue
         clips = batch["clip"].to(device, non_blocking=True)
         with autocast(device, amp):
-            out = model.predict(clips, stochastic_passes=stochastic_passes)
+            out = model.predict(clips, stochastic_passes=stochastic_passes,
+                                average_clips=average_clips)
         logits.append(out.logits.float().cpu().numpy())
         feats.append(out.features.float().cpu().numpy())
         if out.sample_logits is not None:

@@ -163,3 +163,22 @@ def test_argument_errors(video_dir):
         VideoDataset(recs, SampleFrames(4), build_train_transform(32, 40), mask_ratio=2)
     with pytest.raises(ValueError, match="max_bad_fraction must lie in"):
         BadVideoReport(10, max_bad_fraction=1.5)
+
+
+def test_masked_only_items_and_hard_scene_labels(video_dir):
+    recs = records(video_dir, ["good/v_good.mp4", "good/v_good2.mp4"])
+    det = {"v_good": {f: np.float32([[0, 0, 24, 16, 0.95]]) for f in range(1, 21)}}
+    sampler = SampleFrames(4, 2, 1, test_mode=True)
+    test_t = build_test_transform(48, 48, crops=1)
+    both = VideoDataset(recs, sampler, test_t, test_mode=True, detections=det, mask_ratio=1.0)
+    hard = {"v_good": np.int64(3), "v_good2": np.int64(0)}
+    only = VideoDataset(recs, sampler, test_t, test_mode=True, detections=det, mask_ratio=1.0,
+                        masked_only=True, scene_labels=hard)
+    item = only[0]
+    assert "masked_clip" not in item
+    torch.testing.assert_close(item["clip"], both[0]["masked_clip"])  # SDN's separate masked clip
+    assert item["scene"].dtype == torch.int64 and item["scene"].shape == ()
+    batch = collate_skip_bad([only[0], only[1]])
+    assert batch["scene"].tolist() == [3, 0]  # (B,) class indices for the hard scene loss
+    with pytest.raises(ValueError, match="masked_only=True needs detections"):
+        VideoDataset(recs, sampler, test_t, masked_only=True)

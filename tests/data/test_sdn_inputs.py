@@ -3,7 +3,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_humans
+from dear_ray.data.sdn_inputs import (
+    hard_scene_label,
+    load_detections,
+    load_scene_labels,
+    mask_eligible,
+    mask_humans,
+)
 
 
 def save_pickle(path, obj):
@@ -114,3 +120,41 @@ def test_mask_humans_fills_boxes_with_the_frame_mean():
     expected[0, 1:3, 1:4] = [50, 30, 61]
     np.testing.assert_array_equal(out, expected)
     assert frames[0, 1, 1, 0] == 0  # input untouched
+
+
+def test_hard_scene_label_is_the_mode_of_the_per_frame_classes(tmp_path):
+    # SDN Kinetics_adv: np.bincount(pred_cls).argmax(), ties to the smallest class; the argmax
+    # of the mean probabilities (what a soft label's argmax gives) can be another class
+    probs = [[0.1, 0.0, 0.9], [0.6, 0.4, 0.0], [0.6, 0.4, 0.0]]  # mean (0.43, 0.27, 0.3)
+    path = save_pickle(tmp_path / "scene.npy", {
+        "walk": {"a": {"pred_cls": np.array([2, 2, 0]), "probs": probs},
+                 "b": {"pred_cls": np.array([1, 3, 3, 1]), "probs": [[0.5, 0.25, 0.25]] * 4},
+                 "c": {"pred_cls": 4, "probs": [0.2, 0.3, 0.5]}},
+    })
+    hard = load_scene_labels(path, "hard")
+    assert {k: int(v) for k, v in hard.items()} == {"a": 2, "b": 1, "c": 4}
+    assert hard["a"].dtype == np.int64
+    assert int(np.argmax(load_scene_labels(path)["a"])) == 0
+    assert hard_scene_label([0, 5, 5]) == 5
+    with pytest.raises(ValueError, match="'pred_cls' must be a class index"):
+        hard_scene_label(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="kind must be 'soft' or 'hard', got 'mode'"):
+        load_scene_labels(path, "mode")
+    pq.write_table(scene_table(["a"], [[0.2, 0.8]]), tmp_path / "s.parquet")
+    assert int(load_scene_labels(tmp_path / "s.parquet", "hard")["a"]) == 1
+
+
+def test_mask_eligibility_by_hand():
+    # SDN datasets/kinetics.py is_video_valid_det: a frame counts when one of its boxes scores
+    # STRICTLY above 0.3; eligible when counted / n_frames >= 0.7 (n_frames: the video's length)
+    person, weak, exact = [0, 0, 5, 5, 0.9], [0, 0, 5, 5, 0.2], [0, 0, 5, 5, 0.3]
+    boxes = {f: np.float32([person]) for f in range(1, 8)}  # 7 of 10 frames
+    assert mask_eligible(boxes, 10)                          # 0.7 >= 0.7
+    assert not mask_eligible(boxes, 11)                      # 7/11 < 0.7: frames without an entry
+    boxes[7] = np.float32([exact, weak])                     # 0.3 is not above 0.3
+    assert not mask_eligible(boxes, 10)
+    boxes[8] = np.float32([weak, person])                    # one good box is enough
+    assert mask_eligible(boxes, 10)
+    boxes[9] = np.zeros((0, 5), np.float32)
+    assert mask_eligible(boxes, 10) and not mask_eligible(boxes, 10, min_human_fraction=0.8)
+    assert mask_eligible(boxes, 10, min_box_score=0.25, min_human_fraction=0.8)  # 0.3 > 0.25

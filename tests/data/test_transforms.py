@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,11 @@ from dear_ray.data.transforms import (
     MultiScaleCrop,
     RandomResizedCrop,
     ResizeShortSide,
+    ThreeCrop,
     build_test_transform,
     build_train_transform,
+    rescale_size,
+    resize_frames,
 )
 
 MEAN = torch.tensor(MEAN_RGB).view(3, 1, 1, 1)
@@ -70,21 +74,103 @@ def test_three_crop_positions_and_clip_major_views():
             assert view[1, 0, 0, 0] == 40 * 2 * clip_i and view[1, 1, 0, 0] == 40 * (2 * clip_i + 1)
 
 
-def test_ten_crop_corners_and_flips():
-    clip = coded_clip(1, 6, 6)
-    out = build_test_transform(crop_size=4, scale_short=6, crops=10)(clip)
+def test_ten_crop_is_mmaction2s():
+    # MMAction2 0.x TenCrop: steps (14-4)//4 = 2, corners at 4 steps = 8 (torchvision: 10)
+    clip = np.zeros((1, 14, 14, 3), np.uint8)
+    clip[0, :, :, 0] = np.arange(14)[None, :]
+    clip[0, :, :, 1] = np.arange(14)[:, None]
+    out = build_test_transform(crop_size=4, scale_short=14, crops=10)(clip)
     assert out.shape == (10, 3, 1, 4, 4)
-    v = torch.stack([denorm(x) for x in out]).round()[:, 0, 0]
-    assert v[0, 0, 0] == 0 and v[1, 0, 0] == 2 and v[2, 0, 0] == 20 and v[3, 0, 0] == 22
-    assert v[4, 0, 0] == 11  # centre: top 1, left 1
-    # view 5 = top-left crop of the flipped frame = the flipped top-right crop
-    torch.testing.assert_close(v[5], v[1].flip(-1))
+    v = torch.stack([denorm(x) for x in out]).round()[:, :2, 0]
+    lefts_tops = [(int(v[i, 0, 0, 0]), int(v[i, 1, 0, 0])) for i in range(5)]
+    assert lefts_tops == [(0, 0), (8, 0), (0, 8), (8, 8), (4, 4)]
+    torch.testing.assert_close(v[5:], v[:5].flip(-1))
+
+
+def test_rescale_size_rounds_as_mmcv():
+    # mmcv rescale_size((400, 240), (inf, 256)): 400 * 256 / 240 = 426.67 -> int(x + 0.5) = 427
+    assert rescale_size(400, 240, 256) == (427, 256)
+    assert rescale_size(320, 240, 256) == (341, 256)  # 341.33
+    assert rescale_size(240, 400, 256) == (256, 427)
+
+
+def test_resize_is_cv2_linear_without_antialiasing():
+    # hand values: 8 -> 4 columns samples source x = 2 x' + 0.5, the mean of columns 2x', 2x'+1;
+    # an antialiased resize would blend the neighbouring pair in as well
+    row = np.array([0, 0, 100, 100, 0, 0, 100, 100], np.uint8)
+    frames = np.repeat(np.repeat(row[None, None, :, None], 2, 1), 3, 3)  # (1, 2, 8, 3)
+    out = resize_frames(frames, 4, 2)
+    assert out[0, 0, :, 0].tolist() == [0, 100, 0, 100]
+    # 2 -> 4 upscale (half-pixel centres, edges clamped): 0, 25, 75, 100
+    up = resize_frames(np.array([0, 100], np.uint8).reshape(1, 1, 2, 1).repeat(3, 3), 4, 1)
+    assert up[0, 0, :, 0].tolist() == [0, 25, 75, 100]
+
+
+def test_resize_short_side_equals_mmcv_imresize_on_a_clip():
+    clip = np.random.default_rng(0).integers(0, 256, (3, 240, 400, 3), dtype=np.uint8)
+    out = ResizeShortSide(256)(clip)
+    assert out.shape == (3, 256, 427, 3) and out.dtype == np.uint8
+    ref = np.stack([cv2.resize(f, (427, 256), interpolation=cv2.INTER_LINEAR) for f in clip])
+    np.testing.assert_array_equal(out, ref)
+    down = ResizeShortSide(112)(clip)  # 186.67 -> 187
+    ref = np.stack([cv2.resize(f, (187, 112), interpolation=cv2.INTER_LINEAR) for f in clip])
+    np.testing.assert_array_equal(down, ref)
+
+
+def test_train_pipeline_is_mmaction2s_resize_crop_resize_flip_normalise():
+    clip = np.random.default_rng(1).integers(0, 256, (2, 60, 90, 3), dtype=np.uint8)
+    for kind, crop in (("multiscale", MultiScaleCrop(32, (1.0, 0.875, 0.75, 0.66), 1, False, 13)),
+                       ("random_resized", RandomResizedCrop(32))):
+        t = build_train_transform(32, 40, kind)
+        for seed in range(4):
+            out = t(clip, np.random.default_rng(seed))
+            rng = np.random.default_rng(seed)
+            ref = [cv2.resize(f, (60, 40), interpolation=cv2.INTER_LINEAR) for f in clip]
+            top, left, h, w = crop.crop_box(40, 60, rng)
+            ref = np.stack([cv2.resize(np.ascontiguousarray(f[top:top + h, left:left + w]), (32, 32),
+                                       interpolation=cv2.INTER_LINEAR) for f in ref])
+            if rng.random() < 0.5:
+                ref = ref[:, :, ::-1]
+            ref = (torch.from_numpy(ref.copy()).permute(3, 0, 1, 2).float() - MEAN) / STD
+            torch.testing.assert_close(out, ref)
+
+
+def test_three_crop_last_crop_at_twice_the_half_step():
+    # 341-wide frames (UCF-101 at short side 256): step (341 - 256) // 2 = 42, last crop at 84
+    frames = np.zeros((1, 256, 341, 3), np.uint8)
+    frames[..., 0] = np.arange(341) % 256
+    frames[..., 1] = np.arange(341) // 256
+    lefts = [int(c[0, 0, 0, 0]) + 256 * int(c[0, 0, 0, 1]) for c in ThreeCrop(256)(frames)]
+    assert lefts == [0, 42, 84]
+    tall = np.zeros((1, 341, 256, 3), np.uint8)
+    tall[..., 0] = (np.arange(341) % 256)[:, None]
+    assert [int(c[0, 0, 0, 0]) for c in ThreeCrop(256)(tall)] == [0, 42, 84]
+
+
+def test_normalisation_takes_mean_and_std():
+    clip = np.full((1, 2, 2, 3), 100, np.uint8)
+    sdn = (114.77, 107.74, 99.48)
+    out = build_test_transform(2, 2, mean=sdn, std=(1, 1, 1))(clip)
+    np.testing.assert_allclose(out[0, :, 0, 0, 0].numpy(), [-14.77, -7.74, 0.52], atol=1e-5)
+    out = build_train_transform(2, 2, "center", flip=False, mean=sdn, std=(2, 2, 2))(
+        clip, np.random.default_rng(0))
+    np.testing.assert_allclose(out[:, 0, 0, 0].numpy(), [-7.385, -3.87, 0.26], atol=1e-5)
+
+
+def test_antialias_resize_option():
+    clip = np.random.default_rng(0).integers(0, 256, (1, 80, 120, 3), dtype=np.uint8)
+    aa = ResizeShortSide(40, "antialias")(clip)
+    assert aa.shape == (1, 40, 60, 3)
+    # antialiasing averages noise: a smaller spread than cv2's 2-tap samples
+    assert aa.std() < 0.8 * ResizeShortSide(40)(clip).std()
+    with pytest.raises(ValueError, match="unknown resize 'area'; known: cv2, antialias"):
+        build_test_transform(4, 4, resize="area")
 
 
 def test_resize_short_side_and_small_sizes():
-    frames = torch.full((2, 3, 40, 60), 90, dtype=torch.uint8)
+    frames = np.full((2, 40, 60, 3), 90, dtype=np.uint8)
     out = ResizeShortSide(20)(frames)
-    assert out.shape == (2, 3, 20, 30) and torch.all(out == 90)
+    assert out.shape == (2, 20, 30, 3) and np.all(out == 90)
     clip = np.random.default_rng(0).integers(0, 256, (8, 40, 53, 3), dtype=np.uint8)
     for kind in ("multiscale", "random_resized", "center"):
         t = build_train_transform(crop_size=32, scale_short=40, kind=kind)
@@ -111,9 +197,9 @@ def test_random_resized_crop_boxes():
 
 
 def test_flip_reverses_columns():
-    frames = torch.from_numpy(coded_clip(1, 2, 3)).permute(0, 3, 1, 2)
+    frames = coded_clip(1, 2, 3)
     out = Flip(1.0)(frames, np.random.default_rng(0))
-    assert out[0, 0, 1].tolist() == [12, 11, 10]
+    assert out[0, 1, :, 0].tolist() == [12, 11, 10] and np.shares_memory(out, frames)
     assert Flip(0.0)(frames, np.random.default_rng(0)) is frames
 
 
@@ -153,7 +239,7 @@ def test_input_is_not_modified():
         (lambda: build_train_transform(32, 40)(np.zeros((2, 40, 40, 3), np.uint8)), "pass an explicit numpy Generator"),
         (lambda: build_test_transform(4, 4)(np.zeros((2, 4, 4, 3), np.float32)), "expected a uint8 clip"),
         (lambda: build_test_transform(4, 4)(np.zeros((3, 4, 4, 3), np.uint8), num_clips=2), "do not split into 2"),
-        (lambda: CenterCrop(8)(torch.zeros(1, 3, 6, 10, dtype=torch.uint8)), "crop 8x8 .* 6x10"),
+        (lambda: CenterCrop(8)(np.zeros((1, 6, 10, 3), np.uint8)), "crop 8x8 .* 6x10"),
     ],
 )
 def test_errors(call, message):

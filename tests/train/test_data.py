@@ -11,8 +11,11 @@ from dear_ray.data.annotations import read_annotation_list, read_class_names
 from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
 from dear_ray.train.data import (
     build_eval_loader,
+    build_masked_loader,
     build_sampler,
     build_train_loader,
+    build_transform,
+    load_side_inputs,
     num_known_classes,
 )
 
@@ -119,3 +122,64 @@ def test_worker_processes_use_forkserver(synth_root):
     assert loader.multiprocessing_context.get_start_method() == "forkserver"
     n = sum(len(b["video_id"]) for b in loader)
     assert n == len(loader.dataset)
+
+
+def test_transforms_normalise_with_the_data_config(synth_root):
+    # SDN: subtract the ActivityNet mean, divide by nothing
+    cfg = _config(synth_root, **{"data.mean": [114.77, 107.74, 99.48], "data.std": [1, 1, 1]})
+    for test_mode in (False, True):
+        t = build_transform(cfg.data, test_mode=test_mode)
+        assert t.mean == [114.77, 107.74, 99.48] and t.std == [1, 1, 1]
+    clip = np.full((8, 32, 32, 3), 100, np.uint8)
+    out = build_transform(cfg.data, test_mode=True)(clip)
+    np.testing.assert_allclose(out[0, :, 0, 0, 0].numpy(), [-14.77, -7.74, 0.52], atol=1e-5)
+
+
+def _sdn_config(root, **overrides):
+    return _config(root, **{"model.head": "sdn", "data.scene_labels": "scene_labels.parquet",
+                            "data.detections": "detections.parquet", "data.mask_ratio": 1.0,
+                            **overrides})
+
+
+def test_masked_loader_draws_only_eligible_videos(synth_root):
+    # SDN make_dataset_human_det: videos with a box scored > 0.3 in >= 70% of their frames,
+    # repeated to the length of the whole training list
+    cfg = _sdn_config(synth_root)
+    k = num_known_classes(cfg.data)
+    records = read_annotation_list(synth_root / "train.txt", synth_root)
+    box = np.float32([[0, 0, 16, 16, 0.9]])
+    weak = np.float32([[0, 0, 16, 16, 0.3]])
+    det = {}
+    for i, r in enumerate(records):  # the synthetic videos have 8 frames
+        if i % 3 == 0:
+            det[r.video_id] = {f: box for f in range(1, 7)}          # 6 / 8 = 0.75: eligible
+        elif i % 3 == 1:
+            det[r.video_id] = {f: box for f in range(1, 6)}          # 5 / 8 = 0.625: not
+        else:
+            det[r.video_id] = {f: (weak if f == 1 else box) for f in range(1, 7)}  # 5 strong
+    eligible = {r.video_id for i, r in enumerate(records) if i % 3 == 0}
+    side = {"scene_labels": load_side_inputs(cfg.data)["scene_labels"], "detections": det}
+    masked, sampler = build_masked_loader(cfg, num_classes=k, side_inputs=side)
+    assert sampler is None and masked.dataset.masked_only
+    ids = [r.video_id for r in masked.dataset.records]
+    assert len(ids) == len(records) and set(ids) == eligible
+    assert max(ids.count(v) for v in eligible) - min(ids.count(v) for v in eligible) <= 1
+    batch = next(iter(masked))
+    assert set(batch["video_id"]) <= eligible and "masked_clip" not in batch
+    train, _ = build_train_loader(cfg, num_classes=k, side_inputs=side)
+    assert "masked_clip" not in next(iter(train)) and len(train) == len(masked)
+    # joint: the old single step, masked copies of the same clips, no second loader
+    joint = cfg.override({"optim.sdn_mask_step": "joint"})
+    assert build_masked_loader(joint, num_classes=k, side_inputs=side) == (None, None)
+    assert "masked_clip" in next(iter(build_train_loader(joint, num_classes=k, side_inputs=side)[0]))
+    none = {**side, "detections": {r.video_id: {1: box} for r in records}}
+    with pytest.raises(ValueError, match=r"no training video .* data.mask_min_box_score \(0.3\)"):
+        build_masked_loader(cfg, num_classes=k, side_inputs=none)
+
+
+def test_hard_scene_labels_are_loaded_for_the_hard_head_option(synth_root):
+    cfg = _sdn_config(synth_root)
+    soft = load_side_inputs(cfg.data)["scene_labels"]
+    hard = load_side_inputs(cfg.data, "hard")["scene_labels"]
+    vid = next(iter(soft))
+    assert soft[vid].ndim == 1 and hard[vid].ndim == 0 and hard[vid].dtype == np.int64

@@ -37,7 +37,15 @@ class _ToyRecognizer(nn.Module):
         top1 = (logits.argmax(1) == labels).float().mean().item()
         return loss, {"loss_cls": loss.item(), "acc": top1, "loss": loss.item()}
 
-    def predict(self, clips, *, stochastic_passes=1):
+    def mask_confusion_loss(self, masked_clips):
+        self.calls.append({"mask_step": True, "n": len(masked_clips), "masked": masked_clips})
+        logits, _ = self(masked_clips)
+        p = logits.softmax(1)
+        loss = (p * p.clamp_min(1e-12).log()).sum(1).mean()  # -H
+        return loss, {"loss": loss.item(), "loss_mask": loss.item(), "mask_entropy": -loss.item()}
+
+    def predict(self, clips, *, stochastic_passes=1, average_clips="score"):
+        self.calls.append({"average_clips": average_clips})
         b, v = clips.shape[:2]
         logits, feats = self(clips.flatten(0, 1))
         logits = logits.view(b, v, -1).mean(1)
@@ -168,3 +176,61 @@ def test_predict_on_an_all_bad_split_is_an_error():
              "bad": [BadSample(0, "a", "/a.mp4", "x")]}
     with pytest.raises(ValueError, match="no decodable video"):
         predict(model, [batch], device=torch.device("cpu"))
+
+
+class _CountingSGD(torch.optim.SGD):
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.steps = 0
+
+    def step(self, closure=None):
+        self.steps += 1
+        return super().step(closure)
+
+
+def test_separate_mask_step_takes_a_second_step_on_the_masked_batch():
+    # SDN libs/train_epoch.py train_adv_msk_epoch: per iteration, a step on the unmasked batch,
+    # then a step on the next batch of the independent masked loader with the mask loss alone
+    model, _, _ = _setup()
+    opt = _CountingSGD(model.parameters(), lr=0.1)
+    data = _batches(3, seed=0)
+    masked = _batches(4, seed=1)  # longer: the epoch ends with the shorter loader (zip)
+    result = train_one_epoch(TrainingStep(model), data, opt, None, epoch=0, anneal=0.1,
+                             global_step=0, device=torch.device("cpu"), masked_loader=masked)
+    assert opt.steps == 6 and result.global_step == 3
+    kinds = ["mask" if c.get("mask_step") else "loss" for c in model.calls]
+    assert kinds == ["loss", "mask"] * 3
+    for i, call in enumerate(c for c in model.calls if c.get("mask_step")):
+        assert torch.equal(call["masked"], masked[i]["clip"])
+    assert all(c["masked"] is None for c in model.calls if not c.get("mask_step"))
+    assert result.metrics["mask_step_mask_entropy"] > 0
+    assert result.metrics["mask_step_loss"] == pytest.approx(-result.metrics["mask_step_mask_entropy"])
+    # the second step moved the weights: a run without it ends elsewhere
+    model2, _, _ = _setup()
+    opt2 = _CountingSGD(model2.parameters(), lr=0.1)
+    train_one_epoch(TrainingStep(model2), data, opt2, None, epoch=0, anneal=0.1, global_step=0,
+                    device=torch.device("cpu"))
+    assert opt2.steps == 3
+    assert not torch.allclose(model.fc_cls.weight, model2.fc_cls.weight)
+
+
+def test_mask_mode_runs_through_the_step_modules_forward():
+    # DDP synchronises gradients only for what runs through its wrapped module's forward
+    model, _, _ = _setup()
+    step = TrainingStep(model)
+    seen = []
+    step.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs.get("mode")),
+                               with_kwargs=True)
+    clips = _batches(1)[0]["clip"]
+    loss, stats = step(clips, mode="mask")
+    assert seen == ["mask"] and "mask_entropy" in stats
+    loss.backward()
+    assert model.fc_cls.weight.grad is not None
+    with pytest.raises(ValueError, match="mode must be 'loss' or 'mask', got 'both'"):
+        step(clips, mode="both")
+
+
+def test_predict_passes_the_view_averaging():
+    model, _, _ = _setup()
+    predict(model, _batches(1, bs=2, views=2), device=torch.device("cpu"), average_clips="prob")
+    assert model.calls[-1] == {"average_clips": "prob"}

@@ -1,0 +1,132 @@
+"""Tests of dear_ray.train.evaluation: released view averaging, precision, bnn predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dear_ray.config import load_config
+from dear_ray.models import build_recognizer
+from dear_ray.scores.store import read_score_store
+from dear_ray.train import evaluation
+from dear_ray.train.data import build_eval_loader, num_known_classes
+from dear_ray.train.evaluation import (
+    average_clips_for,
+    eval_autocast,
+    evaluate_splits,
+    mean_probability_logits,
+    predict_split,
+    stores_dir,
+)
+from dear_ray.train.loop import predict
+
+
+def _config(root, tmp_path, **overrides):
+    base = {"name": "t", "data": {"data_root": str(root), "crop_size": 32, "scale_short": 32,
+                                  "clip_len": 8, "batch_size": 4,
+                                  "test_views": {"num_clips": 2, "num_crops": 1}},
+            "model": {"backbone": "i3d_tiny", "head": "softmax"},
+            "optim": {"epochs": 2, "lr": 0.01},
+            "eval": {"stochastic_passes": 3},
+            "tracking": {"run_dir": str(tmp_path / "runs")}}
+    return load_config(base, overrides=overrides)
+
+
+def test_released_view_averaging_per_head_and_split():
+    # DEAR configs/recognition/*/inference_*_{enn,dnn,bnn,rpl}.py test_cfg.average_clips;
+    # baseline_softmax.py ('prob' on the training set) vs baseline_openmax.py ('score', then
+    # softmax) for the test sets; SDN libs/test.py softmax per clip then the mean
+    table = {(h, s): average_clips_for(h, s, "released")
+             for h in ("edl", "edl_avu", "dear", "dear_alt", "softmax", "bnn", "rpl", "sdn")
+             for s in ("train", "test", "unknown")}
+    for h in ("edl", "edl_avu", "dear", "dear_alt"):
+        assert {table[h, s] for s in ("train", "test", "unknown")} == {"score"}
+    for h in ("bnn", "rpl", "sdn"):
+        assert {table[h, s] for s in ("train", "test", "unknown")} == {"prob"}
+    assert (table["softmax", "train"], table["softmax", "test"], table["softmax", "unknown"]) == \
+        ("prob", "score", "score")
+    # MC dropout (ood_detection.py / get_threshold.py with inference_*_dnn.py): prob everywhere
+    assert average_clips_for("softmax", "test", "released", stochastic=True) == "prob"
+    assert average_clips_for("edl", "train", "prob") == "prob"
+    assert average_clips_for("softmax", "train", "score", stochastic=True) == "score"
+    with pytest.raises(ValueError, match="eval.average_clips must be one of"):
+        average_clips_for("edl", "test", "evidence")
+    with pytest.raises(ValueError, match="no released view averaging known for head 'x'"):
+        average_clips_for("x", "test", "released")
+
+
+def test_stores_are_fp32_unless_eval_precision_amp(synth_root, tmp_path, monkeypatch):
+    cfg = _config(synth_root, tmp_path, **{"eval.splits": ["test"], "model.head": "edl"})
+    assert cfg.eval.precision == "fp32" and cfg.resources.amp  # the defaults
+    assert not eval_autocast(cfg, True)
+    assert eval_autocast(cfg.override({"eval.precision": "amp"}), True)
+    assert not eval_autocast(cfg.override({"eval.precision": "amp"}), False)  # no GPU
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["amp"])
+        return predict(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "predict", spy)
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k)
+    evaluate_splits(model, cfg, "p", k, torch.device("cpu"), True)  # training autocast on
+    evaluate_splits(model, cfg.override({"eval.precision": "amp"}), "p", k,
+                    torch.device("cpu"), True)
+    assert seen == [False, True]
+    assert read_score_store(stores_dir(cfg, "p") / "test.parquet").meta.extra["precision"] == "amp"
+
+
+def test_softmax_test_split_averages_logits_by_score_and_passes_by_prob(synth_root, tmp_path,
+                                                                        monkeypatch):
+    torch.manual_seed(0)
+    cfg = _config(synth_root, tmp_path)
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k, dropout=0.5)
+    calls = []
+
+    def spy(*args, **kw):
+        calls.append((kw["average_clips"], kw.get("stochastic_passes", 1)))
+        return predict(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "predict", spy)
+    loader = build_eval_loader(cfg, "test", num_classes=k)
+    preds = predict_split(model, loader, cfg, "test", device=torch.device("cpu"), amp=False)
+    assert calls == [("score", 1), ("prob", 3)]
+    # the logits are the mean over the 2 views; each pass is log(mean softmax): normalised
+    ref = predict(model, loader, device=torch.device("cpu"), average_clips="score")
+    np.testing.assert_allclose(preds.logits, ref.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.exp(preds.sample_logits).sum(-1), 1.0, rtol=1e-5)
+    calls.clear()
+    predict_split(model, build_eval_loader(cfg, "train", num_classes=k), cfg, "train",
+                  device=torch.device("cpu"), amp=False)
+    assert calls == [("prob", 3)]
+
+
+def test_bnn_prediction_is_the_mean_probability_over_passes():
+    # two passes: p1 = (0.9, 0.1, 0), p2 = (0, 0.5, 0.5): DEAR's mean (0.45, 0.3, 0.25)
+    # predicts class 0; the mean of the log-probabilities (dear_ray before) predicts class 1
+    p = np.array([[[0.9, 0.1, 1e-6]], [[1e-6, 0.5, 0.5]]])
+    z = np.log(p)
+    out = mean_probability_logits(z)
+    np.testing.assert_allclose(np.exp(out), p.mean(0), rtol=1e-5)
+    assert out.argmax(1).tolist() == [0] and z.mean(0).argmax(1).tolist() == [1]
+    # logits that are not log-probabilities: the mean of each pass's softmax
+    y = np.array([[[2.0, 0.0]], [[0.0, 1.0]]])
+    sm = np.exp(y) / np.exp(y).sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.exp(mean_probability_logits(y)), sm.mean(0), rtol=1e-5)
+
+
+def test_bnn_store_logits_follow_the_passes(synth_root, tmp_path):
+    torch.manual_seed(0)
+    cfg = _config(synth_root, tmp_path, **{"model.head": "bnn", "model.dropout": 0.0,
+                                           "eval.splits": ["test"]})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="bnn", num_classes=k, dropout=0.0)
+    evaluate_splits(model, cfg, "b", k, torch.device("cpu"), False)
+    store = read_score_store(stores_dir(cfg, "b") / "test.parquet")
+    assert store.meta.extra["average_clips"] == "prob/prob"
+    sm = np.exp(store.sample_logits - store.sample_logits.max(-1, keepdims=True))
+    sm /= sm.sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.exp(store.logits), sm.mean(0), rtol=1e-4, atol=1e-6)
