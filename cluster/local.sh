@@ -114,7 +114,10 @@ cmd_start() {
   wait_for_nodes $((workers + 1)) "${pids[@]}"
   echo "Ray cluster up: $((workers + 1)) nodes (head + $workers workers), GCS $ADDRESS"
   echo "  dashboard / job server: http://127.0.0.1:$DASHBOARD_PORT"
-  echo "  submit: RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir . --runtime-env jobs/runtime_env.yaml -- dear-ray sweep jobs/sweeps/<file>.yaml"
+  # the working dir is uploaded without data/ and runs/ (jobs/runtime_env.yaml excludes them):
+  # point the job at this checkout's absolute paths, which every local node sees
+  echo "  submit (the demo sweep, after make demo has generated data/synth):"
+  echo "    RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir $REPO --runtime-env jobs/runtime_env.yaml --entrypoint-num-cpus 0 -- dear-ray sweep jobs/sweeps/demo.yaml --set data.data_root=$REPO/data/synth --set tracking.run_dir=$REPO/runs"
   echo "  stop:   cluster/local.sh stop"
 }
 

@@ -145,10 +145,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("stores", type=Path, nargs="+", help="score store files or folders of them")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder for tables and plots")
     evaluate.add_argument("--score", dest="scores", action="append", default=None,
-                          help="uncertainty score(s) to evaluate (default: each method's own)")
+                          type=_name_list, metavar="NAME,NAME",
+                          help="uncertainty score(s) to evaluate, comma-separated or repeated "
+                               "(default: each method's own)")
     evaluate.add_argument("--trials", type=_positive_int, default=10, help="subsets per openness point")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the unknown-class subsets")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    config = sub.add_parser("config", help="print an experiment config: the defaults, or a file's "
+                                           "resolved values")
+    config.add_argument("config", type=Path, nargs="?", default=None,
+                        help="a config YAML to resolve (default: print the defaults)")
+    config.add_argument("--defaults", action="store_true", help="print every field's default")
+    config.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="FIELD=VALUE", help="override a field by dotted path")
+    config.set_defaults(func=_cmd_config)
 
     demo = sub.add_parser("demo", help="the main job: synthetic data, the demo sweep, the results table")
     demo.add_argument("--data", type=Path, default=Path("data/synth"), help="synthetic data folder")
@@ -305,15 +316,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.sweep)
     if args.overrides or args.trials:
-        spec = restrict_sweep(spec, overrides=_parse_overrides(args.overrides), trials=args.trials)
+        overrides = _parse_overrides(args.overrides)
+        spec = restrict_sweep(spec, overrides=overrides, trials=args.trials)
+        from dear_ray.tune.sweep import ineffective_overrides
+
+        for line in ineffective_overrides(spec, overrides):
+            print(f"dear-ray: warning: {line}", file=sys.stderr)
     if args.dry_run:
         print(format_trials(expand_trials(spec), spec))
         return 0
     if args.restart_changed and not args.resume:
         raise CliError("--restart-changed goes with --resume")
-    from dear_ray.tune.runner import execute_sweep
+    from dear_ray.tune import run_sweep
 
-    result = execute_sweep(spec, resume=args.resume, restart_changed=args.restart_changed)
+    result = run_sweep(spec, resume=args.resume, restart_changed=args.restart_changed)
     from dear_ray.demo import print_results
 
     print_results(result)
@@ -356,9 +372,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such score store file or folder")
     if not paths:
         raise CliError(f"no score stores (*.parquet) under {', '.join(map(str, args.stores))}")
-    table = evaluate_stores(paths, args.out, scores=args.scores, num_trials=args.trials, seed=args.seed)
+    scores = None if args.scores is None else [n for group in args.scores for n in group]
+    table = evaluate_stores(paths, args.out, scores=scores, num_trials=args.trials, seed=args.seed)
     print(format_table(table))
     print(f"tables and plots written to {args.out}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dear_ray.config import ExperimentConfig, load_config
+
+    if args.config is not None and args.defaults:
+        raise CliError("give a config file or --defaults, not both")
+    if args.config is not None:
+        _refuse_sweep_file(args.config)
+        cfg = load_config(args.config, overrides=_parse_overrides(args.overrides))
+    else:
+        cfg = load_config(ExperimentConfig().to_dict(), overrides=_parse_overrides(args.overrides))
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
 

@@ -60,13 +60,16 @@ def ced_alternating_loss(
     iteration: int,
     weight: float = CED_WEIGHT,
     hsic_weight: float = ALTERNATING_HSIC_WEIGHT,
+    hsic_normalised: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Alternating min-max mode (`dear_alt`) on the pooled branch features z_i (B, width).
 
     Odd `iteration`: + hsic_weight [HSIC_u(z1, sg z2) + HSIC_u(z1, sg z3)] (minimise w.r.t. f1);
     even `iteration`: - hsic_weight [HSIC_u(sg z1, z2) + HSIC_u(sg z1, z3)] (maximise w.r.t. f2, f3);
     sg = stop-gradient. Plus the three EDL terms; everything times `weight`. HSIC_u is normalised by
-    N(N-3) as in SPEC 1.3 (the released DEAR code leaves that factor out in this mode).
+    N(N-3) as in SPEC 1.3 (`hsic_normalised=True`); the released DEAR code leaves that factor out
+    in this mode (`DebiasHead.hsic_loss`: `hsic if self.alternative else hsic / (N * (N - 3))`):
+    `hsic_normalised=False` reproduces it (the HSIC terms N(N-3) times larger).
 
     Args:
         alphas: the three branches' Dirichlet parameters, each (B, K).
@@ -75,6 +78,7 @@ def ced_alternating_loss(
         iteration: the global training iteration; its parity picks the phase.
         weight: the overall factor (0.1).
         hsic_weight: the HSIC factor (0.5).
+        hsic_normalised: divide HSIC_u by N(N-3) (True) or not (False, released DEAR).
 
     Returns:
         The scalar loss and stats `loss_ced`, `ced_edl`, `hsic_12`, `hsic_13` (HSIC_u values) and
@@ -82,12 +86,15 @@ def ced_alternating_loss(
     """
     z1, z2, z3 = features
     edl = _edl_terms(alphas, labels)
+    n = z1.shape[0]
+    scale = 1.0 if hsic_normalised or n < 4 else float(n * (n - 3))
     if iteration % 2 == 1:
         h12, h13 = hsic_unbiased(z1, z2.detach()), hsic_unbiased(z1, z3.detach())
         sign = 1.0
     else:
         h12, h13 = hsic_unbiased(z1.detach(), z2), hsic_unbiased(z1.detach(), z3)
         sign = -1.0
+    h12, h13 = h12 * scale, h13 * scale
     loss = weight * (edl + sign * hsic_weight * (h12 + h13))
     stats = {"loss_ced": float(loss.detach()), "ced_edl": float(edl.detach()),
              "hsic_12": float(h12.detach()), "hsic_13": float(h13.detach()), "hsic_phase": sign}

@@ -262,6 +262,31 @@ def restrict_sweep(spec: SweepSpec, *, overrides: Mapping[str, Any] | None = Non
     return restricted
 
 
+def ineffective_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> list[str]:
+    """The `--set` fields that no trial keeps: every case or grid point sets them itself.
+
+    Returns one warning line per such field, naming the values the trials use instead.
+    """
+    if not overrides:
+        return []
+    plans = expand_trials(spec)
+    probe = load_config(spec.base.to_dict(), overrides=dict(overrides)).to_dict()
+    lines = []
+    for dotted in overrides:
+        def leaf(d: dict) -> Any:
+            for part in dotted.split("."):
+                d = d.get(part) if isinstance(d, dict) else None
+            return d
+
+        wanted = leaf(probe)
+        used = [leaf(p.config.to_dict()) for p in plans]
+        if plans and all(u != wanted for u in used):
+            shown = sorted({repr(u) for u in used})
+            lines.append(f"--set {dotted}={wanted!r} has no effect: every trial sets {dotted} "
+                         f"itself ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})")
+    return lines
+
+
 def _override(spec: SweepSpec, cfg: ExperimentConfig, overrides: dict, where: str,
               value: Any) -> ExperimentConfig:
     try:
@@ -332,18 +357,19 @@ def auto_concurrency(spec: SweepSpec, trials: list[TrialPlan],
     return max(1, math.floor(min(fits) + 1e-9))
 
 
-def run_sweep(spec: SweepSpec, *, resume: bool = False):
+def run_sweep(spec: SweepSpec, *, resume: bool = False, restart_changed: bool = False):
     """Run the sweep with Ray Tune (Train inside Tune), log it to MLflow, then aggregate.
 
     Local Ray is started (and stopped) unless a cluster address is given (`ray.address`,
     `RAY_ADDRESS`) or Ray is already initialised. Failed trials do not stop the sweep: they are
     listed in the result, their MLflow runs end FAILED, and the finished trials are aggregated.
-    With `resume`, an interrupted sweep continues from its Tune state (finished trials are not
-    re-run, errored ones are retried) and reuses its MLflow parent run.
+    With `resume`, a sweep continues per trial and reuses its MLflow parent run: finished trials
+    are reused, new, unfinished (from their last checkpoint) and failed ones run; a trial whose
+    resolved config changed is refused with the diff unless `restart_changed`.
 
     Returns:
         `dear_ray.tune.runner.SweepResult` (table, failed trials, MLflow ids).
     """
     from dear_ray.tune.runner import execute_sweep  # imports Ray: not needed for --dry-run
 
-    return execute_sweep(spec, resume=resume)
+    return execute_sweep(spec, resume=resume, restart_changed=restart_changed)

@@ -54,3 +54,28 @@ def test_alternating_gradient_directions():
         z2_new, z3_new = z2 - 1.0 * z2.grad, z3 - 1.0 * z3.grad
     after_max = (hsic_unbiased(z1, z2_new) + hsic_unbiased(z1, z3_new)).item()
     assert after_min < before < after_max
+
+
+def test_released_alternating_mode_leaves_hsic_undivided():
+    """DEAR's DebiasHead.hsic_loss in alternating mode returns the estimator's numerator (no
+    1 / (N (N - 3))): with N = B the HSIC terms are B (B - 3) times the normalised ones."""
+    alphas = [a.detach() for a in _leaves(5.0, B, K)]
+    z1, z2, z3 = _leaves(1.0, B, W)
+    normal, s1 = ced_alternating_loss(alphas, (z1, z2, z3), LABELS, iteration=1)
+    released, s2 = ced_alternating_loss(alphas, (z1, z2, z3), LABELS, iteration=1,
+                                        hsic_normalised=False)
+    edl = sum(float(edl_loss(a, LABELS)[0]) for a in alphas)
+    hsic = (hsic_unbiased(z1, z2) + hsic_unbiased(z1, z3)).item()
+    assert released.item() == pytest.approx(0.1 * (edl + 0.5 * B * (B - 3) * hsic), rel=1e-10)
+    assert s2["hsic_12"] == pytest.approx(B * (B - 3) * s1["hsic_12"], rel=1e-10)
+    assert normal.item() != pytest.approx(released.item())
+
+
+def test_dear_alt_head_option_reaches_the_loss():
+    from dear_ray.models import build_recognizer
+
+    for normalised in (True, False):
+        model = build_recognizer(backbone="r3d18_tiny", head="dear_alt", num_classes=3,
+                                 head_options={"temporal_kernel": 1,
+                                               "hsic_normalised": normalised})
+        assert model.cls_head.ced_hsic_normalised is normalised

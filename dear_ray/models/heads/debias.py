@@ -143,7 +143,7 @@ def create_debias_head(
 def _dear(mode: str, *, in_features: int, num_classes: int, debias_channels: int, evidence: str,
           loss_type: str, disentangle: bool, temporal_kernel: int, width: int | None,
           ced_weight: float, init_std: float, ced_init_std: float, ced_f3_init: str,
-          mse_avu: bool) -> EDLHead:
+          mse_avu: bool, hsic_normalised: bool = True) -> EDLHead:
     if debias_channels < 1:
         raise ValueError(f"the dear heads need a backbone with a debias map (debias_channels > 0), "
                          f"got debias_channels={debias_channels}")
@@ -153,7 +153,8 @@ def _dear(mode: str, *, in_features: int, num_classes: int, debias_channels: int
     return create_edl_head(in_features=in_features, num_classes=num_classes, evidence=evidence,
                            loss_type=loss_type, avu=True, disentangle=disentangle,
                            init_std=init_std, debias_head=debias_head, ced_mode=mode,
-                           ced_weight=ced_weight, mse_avu=mse_avu)
+                           ced_weight=ced_weight, mse_avu=mse_avu,
+                           ced_hsic_normalised=hsic_normalised)
 
 
 @register_head("dear")
@@ -181,11 +182,13 @@ def dear_alt(*, in_features: int, num_classes: int, debias_channels: int, eviden
              loss_type: str = "log", disentangle: bool = False, temporal_kernel: int = 3,
              width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01,
              ced_init_std: float = 0.01, ced_f3_init: str = "kaiming",
-             mse_avu: bool = False) -> EDLHead:
+             mse_avu: bool = False, hsic_normalised: bool = True) -> EDLHead:
     """`edl_avu` + CED with the alternating HSIC min-max (parity of `iteration`, SPEC 1.3); the
-    options are `dear`'s."""
+    options are `dear`'s plus `hsic_normalised`: divide the unbiased HSIC by N(N-3) (True, SPEC
+    1.3) or not (False: DEAR's released alternating mode, `DebiasHead.hsic_loss` at b752998)."""
     return _dear("alternating", in_features=in_features, num_classes=num_classes,
                  debias_channels=debias_channels, evidence=evidence, loss_type=loss_type,
                  disentangle=disentangle, temporal_kernel=temporal_kernel, width=width,
                  ced_weight=ced_weight, init_std=init_std, ced_init_std=ced_init_std,
-                 ced_f3_init=ced_f3_init, mse_avu=mse_avu)
+                 ced_f3_init=ced_f3_init, mse_avu=mse_avu,
+                 hsic_normalised=hsic_normalised)

@@ -35,6 +35,8 @@ class EDLHead(Head):
         debias_head: the CED branch (`DebiasHead`), or None.
         ced_mode: `joint` (`dear`) or `alternating` (`dear_alt`).
         ced_weight: the CED loss factor (0.1).
+        ced_hsic_normalised: alternating mode only: divide HSIC_u by N(N-3) (SPEC 1.3, default) or
+            not (False, the released DEAR alternating mode; see `ced_alternating_loss`).
         mse_avu: with `loss_type="mse"`, still add the AvU term. DEAR's EvidenceLoss.mse_loss
             (losses/edl_loss.py at b752998) computes none (its AvU lines there are a stub), so the
             released default is False: `avu` applies to the `log` and `digamma` forms only.
@@ -42,7 +44,8 @@ class EDLHead(Head):
 
     def __init__(self, fc_cls: nn.Linear, *, evidence: str, loss_type: str, kl: bool, avu: bool,
                  disentangle: bool, debias_head: nn.Module | None = None, ced_mode: str = "joint",
-                 ced_weight: float = CED_WEIGHT, mse_avu: bool = False) -> None:
+                 ced_weight: float = CED_WEIGHT, mse_avu: bool = False,
+                 ced_hsic_normalised: bool = True) -> None:
         super().__init__(fc_cls.out_features)
         self.fc_cls = fc_cls
         self.evidence = evidence
@@ -54,6 +57,7 @@ class EDLHead(Head):
         self.ced_mode = ced_mode
         self.ced_weight = ced_weight
         self.mse_avu = mse_avu
+        self.ced_hsic_normalised = bool(ced_hsic_normalised)
         self.uses_debias_map = debias_head is not None
 
     def forward(self, features: torch.Tensor, *, sample: bool = False) -> torch.Tensor:
@@ -83,7 +87,7 @@ class EDLHead(Head):
             else:
                 loss_ced, ced_stats = ced_alternating_loss(
                     branches.alphas, branches.features, labels, iteration=inputs.iteration,
-                    weight=self.ced_weight)
+                    weight=self.ced_weight, hsic_normalised=self.ced_hsic_normalised)
             loss = loss + loss_ced
             stats.update(ced_stats)
         return loss, stats
@@ -109,6 +113,7 @@ def create_edl_head(
     ced_mode: str = "joint",
     ced_weight: float = CED_WEIGHT,
     mse_avu: bool = False,
+    ced_hsic_normalised: bool = True,
 ) -> EDLHead:
     """The one builder behind `edl`, `edl_avu`, `dear` and `dear_alt` (see EDLHead for the args;
     `init_std` is fc_cls's normal-init std)."""
@@ -122,7 +127,7 @@ def create_edl_head(
     return EDLHead(linear_classifier(in_features, num_classes, init_std), evidence=evidence,
                    loss_type=loss_type, kl=kl, avu=avu, disentangle=disentangle,
                    debias_head=debias_head, ced_mode=ced_mode, ced_weight=ced_weight,
-                   mse_avu=bool(mse_avu))
+                   mse_avu=bool(mse_avu), ced_hsic_normalised=ced_hsic_normalised)
 
 
 @register_head("edl")
