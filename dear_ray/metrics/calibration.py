@@ -52,7 +52,14 @@ def reliability_bins(confidences, correct, *, num_bins: int = 15) -> Reliability
 
 
 def ece(confidences, correct, *, num_bins: int = 15) -> float:
-    """Expected calibration error: `sum_b (n_b / N) |acc_b - conf_b|` over non-empty bins."""
+    """Expected calibration error: `sum_b (n_b / N) |acc_b - conf_b|` over non-empty bins.
+
+    Bin edges: equal-width and RIGHT-closed, bin b = (b/B, (b+1)/B], as DEAR's
+    `experiments/evaluate_calibration.py` (`conf > lo & conf <= hi`), except that a confidence of
+    exactly 0 falls in bin 0 here and in no bin in DEAR's script. torchmetrics'
+    `calibration_error` bins LEFT-closed ([lo, hi), 1.0 in the last bin): values on an edge land
+    one bin apart.
+    """
     rb = reliability_bins(confidences, correct, num_bins=num_bins)
     full = rb.count > 0
     return float(np.sum(rb.count[full] / rb.count.sum() * np.abs(rb.accuracy[full] - rb.confidence[full])))

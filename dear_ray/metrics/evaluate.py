@@ -2,12 +2,23 @@
 
 Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
 store, one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
-`test_shifted` store. Every method is evaluated with the SAME unknown-class subsets (drawn once per
-set of unknown data sets), so curves and open maF1 compare like with like.
+`test_shifted` store. Every unknown set (one store each, named by its `StoreMeta.dataset`) is
+evaluated ON ITS OWN, as DEAR reports HMDB-51 and MiT-v2 (`--ood_data HMDB|MiT`): one row per
+(model, method, unknown set), column `unknown_set`. A merged set is only an explicit extra row
+(`merged_unknown=True`, `unknown_set` = `all`). Every method is evaluated with the SAME
+unknown-class subsets of a set (drawn once per set), so curves and open maF1 compare like with like.
 
 Without `scores`, each model is reported under its method's own score (`softmax` -> msp, `dear` ->
 vacuity, ...), and a `softmax` model additionally yields an `mc_dropout` row (its stored `bald`
 score) and an `openmax` row (OpenMax fitted post hoc on its train store) when the stores allow.
+OpenMax DECIDES by the argmax over K+1 classes (`openmax_decision="argmax"`, DEAR's
+`baseline_openmax.py`); `"threshold"` thresholds P(unknown) at the 95% training cut instead.
+
+Intervals (`dear_ray.metrics.bootstrap`): every metric M but `threshold` gets `M_ci_low` /
+`M_ci_high`, the 95% percentile bootstrap over the test, unknown and `test_shifted` videos, and
+`M_diff_sig`: whether the paired-bootstrap interval of M minus the same metric of the `softmax`
+baseline on the same videos (same known set, unknown set, backbone and seed) excludes 0 (NA for
+the baseline itself and rows without one).
 """
 
 from __future__ import annotations
@@ -22,20 +33,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dear_ray.metrics.bootstrap import (
+    CI_KEYS,
+    DEFAULT_CURVE_RESAMPLES,
+    DEFAULT_RESAMPLES,
+    bootstrap_report,
+    paired_difference,
+    percentile_interval,
+)
 from dear_ray.metrics.openset import draw_unknown_subsets
 from dear_ray.metrics.plots import (
     plot_confusion_matrix,
-    plot_openness_curves,
+    plot_openness_curves_by_set,
     plot_reliability_diagram,
     plot_uncertainty_histograms,
 )
-from dear_ray.metrics.report import METRIC_KEYS, combine_unknown_classes, open_set_report
+from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, read_score_store
 
-INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown")
+INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "backbone", "seed")
+CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high"))
+SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
+BASELINE_METHOD = "softmax"
+OPENMAX_DECISIONS = ("argmax", "threshold")
 # the data behind the plots, one long table each (what notebooks/compare_methods.ipynb reads)
-CURVES_FILE = "openness_curves.parquet"  # label, method, run, num_unknown_classes, openness, f1_*
-SCORES_FILE = "uncertainty_scores.parquet"  # label, method, run, score, split, uncertainty, threshold
+CURVES_FILE = "openness_curves.parquet"  # label, method, run, unknown_set, num_unknown_classes, openness, f1_*
+SCORES_FILE = "uncertainty_scores.parquet"  # label, method, run, unknown_set, score, split, uncertainty, threshold
 
 
 @dataclass
@@ -86,7 +109,17 @@ def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
     return groups
 
 
-def _with_openmax(group: ModelStores) -> tuple[ModelStores, str] | None:
+@dataclass(frozen=True)
+class Plan:
+    """One row a model yields: the method label, the score, the stores, OpenMax's decisions."""
+
+    method: str
+    score: str
+    stores: ModelStores
+    decide: object = None  # callable store -> (N,) decisions in [0, K], or None (threshold)
+
+
+def _with_openmax(group: ModelStores, decision: str) -> Plan | None:
     on = "features" if all(s.features is not None for s in group.all) else "logits"
     try:
         model = OpenMax(on=on).fit(group.train.logits, group.train.labels, group.train.features)
@@ -94,21 +127,22 @@ def _with_openmax(group: ModelStores) -> tuple[ModelStores, str] | None:
         warnings.warn(f"run {group.run!r}: no openmax row: {err}", stacklevel=3)
         return None
     name = "openmax" if on == "features" else "openmax(on=logits)"
-    return group.with_scores(name, lambda s: model(s.logits, features=s.features)), name
+    decide = (lambda s: model.predict(s.logits, features=s.features)) if decision == "argmax" else None
+    return Plan("openmax", name, group.with_scores(name, lambda s: model(s.logits, features=s.features)), decide)
 
 
-def _plans(group: ModelStores, scores: list[str] | None) -> list[tuple[str, str, ModelStores]]:
-    """(method label, score name, stores) of every row a model yields."""
+def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str) -> list[Plan]:
+    """Every row a model yields."""
     have = set.intersection(*(set(s.scores) for s in group.all))
     if scores is not None:
         rows = []
         for name in scores:
             if name == "openmax" and name not in have:
-                fitted = _with_openmax(group)
+                fitted = _with_openmax(group, openmax_decision)
                 if fitted:
-                    rows.append((group.method, fitted[1], fitted[0]))
+                    rows.append(Plan(group.method, fitted.score, fitted.stores, fitted.decide))
             elif name in have:
-                rows.append((group.method, name, group))
+                rows.append(Plan(group.method, name, group))
             else:
                 warnings.warn(f"run {group.run!r} ({group.method}): score {name!r} is not in all its stores "
                               f"(common scores: {', '.join(sorted(have)) or 'none'}); skipped", stacklevel=3)
@@ -118,26 +152,46 @@ def _plans(group: ModelStores, scores: list[str] | None) -> list[tuple[str, str,
         raise ValueError(f"run {group.run!r} ({group.method}): default score {default!r} missing from its stores "
                          f"(common scores: {', '.join(sorted(have)) or 'none'}): "
                          + ", ".join(str(s.path) for s in group.all))
-    rows = [(group.method, default, group)]
+    rows = [Plan(group.method, default, group)]
     if group.train.meta.head == "softmax":
         if "bald" in have and group.method != "mc_dropout":
-            rows.append(("mc_dropout", "bald", group))
-        fitted = _with_openmax(group)
+            rows.append(Plan("mc_dropout", "bald", group))
+        fitted = _with_openmax(group, openmax_decision)
         if fitted:
-            rows.append(("openmax", fitted[1], fitted[0]))
+            rows.append(fitted)
     return rows
 
 
-def _curve_frame(label: str, method: str, run: str, curve) -> pd.DataFrame:
-    return pd.DataFrame({"label": label, "method": method, "run": run,
+def _unknown_sets(group: ModelStores, merged: bool) -> list[tuple[str, list[ScoreStore]]]:
+    """(name, stores) of each unknown set of a model: one store each, plus `all` when asked."""
+    by_name: dict[str, list[ScoreStore]] = defaultdict(list)
+    for store in group.unknown:
+        by_name[store.meta.dataset].append(store)
+    sets = []
+    for name, found in by_name.items():
+        if len(found) > 1:
+            raise ValueError(f"run {group.run!r} ({group.method}): {len(found)} unknown stores of data set "
+                             f"{name!r}: " + ", ".join(str(s.path) for s in found))
+        if name == MERGED_UNKNOWN_SET:
+            raise ValueError(f"{found[0].path}: an unknown data set may not be named {MERGED_UNKNOWN_SET!r} "
+                             "(the name of the merged set)")
+        sets.append((name, found))
+    if merged and len(sets) > 1:
+        sets.append((MERGED_UNKNOWN_SET, list(group.unknown)))
+    return sets
+
+
+def _curve_frame(label: str, method: str, run: str, unknown_set: str, curve, band) -> pd.DataFrame:
+    return pd.DataFrame({"label": label, "method": method, "run": run, "unknown_set": unknown_set,
                          "num_unknown_classes": np.asarray(curve.num_unknown_classes, dtype=np.int64),
-                         "openness": curve.openness, "f1_mean": curve.f1_mean, "f1_std": curve.f1_std})
+                         "openness": curve.openness, "f1_mean": curve.f1_mean, "f1_std": curve.f1_std,
+                         "f1_ci_low": band[0], "f1_ci_high": band[1]})
 
 
-def _score_frame(label: str, method: str, run: str, score: str, report) -> pd.DataFrame:
+def _score_frame(label: str, method: str, run: str, unknown_set: str, score: str, report) -> pd.DataFrame:
     """Every known-test and unknown sample's uncertainty (higher = more unknown)."""
     known, unknown = np.asarray(report.known_scores), np.asarray(report.unknown_scores)
-    return pd.DataFrame({"label": label, "method": method, "run": run, "score": score,
+    return pd.DataFrame({"label": label, "method": method, "run": run, "unknown_set": unknown_set, "score": score,
                          "split": np.repeat(["known", "unknown"], [known.size, unknown.size]),
                          "uncertainty": np.concatenate([known, unknown]).astype(np.float64),
                          "threshold": float(report.metrics["threshold"])})
@@ -147,78 +201,179 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    def cell(col: str, value) -> str:
-        if isinstance(value, float):
-            if np.isnan(value):
-                return "-"
-            return f"{value:.4g}" if col == "threshold" else f"{100 * value:.2f}"
-        return str(value).replace("|", "\\|")
+def _cell(col: str, value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if np.isnan(value):
+            return "-"
+        return f"{value:.4g}" if col == "threshold" else f"{100 * value:.2f}"
+    if value is pd.NA or value is None:
+        return "-"
+    return str(value).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+
+def _markdown(table: pd.DataFrame) -> str:
+    """The table without its interval columns; `value [low, high]` cells for metrics with them."""
+    shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join(cell(c, row[c]) for c in table.columns) + " |")
-    return "\n".join(lines) + "\n\n(metrics in percent except `threshold`, which is in the score's units)\n"
+        cells = []
+        for col in shown:
+            text = _cell(col, row[col])
+            if f"{col}_ci_low" in table.columns and text != "-":
+                text += f" [{_cell(col, row[f'{col}_ci_low'])}, {_cell(col, row[f'{col}_ci_high'])}]"
+                if row.get(f"{col}_diff_sig") is True:
+                    text += " *"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\n(metrics in percent with their 95% bootstrap interval, except `threshold`, which is in the "
+        f"score's units; `*`: the paired difference to {BASELINE_METHOD} on the same videos excludes 0)\n")
+
+
+@dataclass
+class _Row:
+    info: dict
+    report: object
+    boot: object
+    label: str
+
+
+def _pair_key(row: _Row) -> tuple:
+    return (row.info["known"], row.info["unknown_set"], row.info["backbone"], row.info["seed"])
+
+
+def _significance(rows: list[_Row]) -> list[dict[str, object]]:
+    """`M_diff_sig` of every row against the softmax baseline on the same videos."""
+    default = DEFAULT_SCORES[BASELINE_METHOD]
+    baselines: dict[tuple, list[_Row]] = defaultdict(list)
+    for row in rows:
+        if row.info["method"] == BASELINE_METHOD and row.info["score"] == default:
+            baselines[_pair_key(row)].append(row)
+    out = []
+    for row in rows:
+        found = baselines.get(_pair_key(row), [])
+        same_run = [b for b in found if b.info["run"] == row.info["run"]]
+        base = (same_run or found)[0] if len(same_run or found) == 1 else None
+        sig: dict[str, object] = {}
+        for key in CI_KEYS:
+            diff = None if base is None or base is row or row.boot is None else \
+                paired_difference(row.boot, base.boot, key)
+            sig[f"{key}_diff_sig"] = pd.NA if diff is None or np.isnan(diff[0]) else bool(diff[0] > 0 or diff[1] < 0)
+        out.append(sig)
+    return out
 
 
 def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str] | None = None,
-                    num_trials: int = 10, seed: int = 0, plots: bool = True) -> pd.DataFrame:
+                    num_trials: int = 10, seed: int = 0, plots: bool = True, merged_unknown: bool = False,
+                    openmax_decision: str = "argmax", resamples: int = DEFAULT_RESAMPLES,
+                    curve_resamples: int = DEFAULT_CURVE_RESAMPLES, bootstrap_seed: int = 0) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
         store_paths: score store files (any order, any number of models).
         out_dir: receives `results.csv`, `results.parquet`, `results.md`, the plots' data
-            (`CURVES_FILE`, `SCORES_FILE`), `openness_curves.png` and per row `hist_*.png`,
-            `reliability_*.png`, `confusion_*.png`.
+            (`CURVES_FILE`, `SCORES_FILE`), `openness_curves.png` (a panel per unknown set) and per
+            row `hist_*.png`, `reliability_*.png`, `confusion_*.png`.
         scores: evaluate these scores (where a model's stores have them; `openmax` is fitted post
             hoc) instead of each method's own.
         num_trials: unknown-class subsets per openness point.
         seed: seed of the subsets, shared by every method.
         plots: write the PNG plots (False: tables only).
+        merged_unknown: also a row per model on all its unknown sets merged (`unknown_set` = `all`).
+        openmax_decision: `argmax` (DEAR: argmax over K+1 classes) or `threshold` (P(unknown) >
+            the 95% training cut).
+        resamples: bootstrap resamples of every metric's interval (0: no intervals).
+        curve_resamples: resamples of the open maF1 interval and the curve's band (the first
+            `curve_resamples` of the same resamples; the curve is the costly part).
+        bootstrap_seed: seed of the resamples.
 
     Returns:
-        One row per (model, score): `method`, `score`, `run`, `head`, `known`, `unknown` and the
-        metrics of `dear_ray.metrics.report.METRIC_KEYS`.
+        One row per (model, method, unknown set): `INFO_COLUMNS`, the metrics of `METRIC_KEYS`,
+        then `CI_COLUMNS` and `SIG_COLUMNS`.
     """
     if not store_paths:
         raise ValueError("evaluate_stores: no score store paths given")
+    if openmax_decision not in OPENMAX_DECISIONS:
+        raise ValueError(f"openmax_decision={openmax_decision!r}; expected one of {', '.join(OPENMAX_DECISIONS)}")
     groups = group_stores([read_score_store(p) for p in store_paths])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shared: dict[tuple[str, ...], list] = {}
-    rows, curves, curve_rows, score_rows = [], {}, [], []
+    rows: list[_Row] = []
     for group in groups:
-        key = tuple(u.meta.dataset for u in group.unknown)
-        if key not in shared:
-            shared[key] = draw_unknown_subsets(combine_unknown_classes(group.unknown), num_trials=num_trials, seed=seed)
-        for method, score, stores in _plans(group, scores):
-            report = open_set_report(train=stores.train, known=stores.known, unknown=stores.unknown, score=score,
-                                     shifted=stores.shifted, subsets=shared[key])
-            label = method if scores is None else f"{method}/{score}"
-            if sum(g.method == group.method for g in groups) > 1:
-                label = f"{label} [{group.run}]"
-            rows.append({"method": method, "score": score, "run": group.run, "head": group.train.meta.head,
-                         "known": group.known.meta.dataset, "unknown": "+".join(key), **report.metrics})
-            curves[label] = report.curve
-            curve_rows.append(_curve_frame(label, method, group.run, report.curve))
-            score_rows.append(_score_frame(label, method, group.run, score, report))
-            if not plots:
-                continue
-            slug = _slug(label)
-            plot_uncertainty_histograms(report.known_scores, report.unknown_scores, out_dir / f"hist_{slug}.png",
-                                        score_name=score, threshold=report.metrics["threshold"], title=label)
-            plot_reliability_diagram(report.confidence, report.correct, out_dir / f"reliability_{slug}.png",
-                                     title=f"{label}: ECE {100 * report.metrics['ece']:.2f}%")
-            plot_confusion_matrix(report.confusion, out_dir / f"confusion_{slug}.png", title=label)
+        extra = group.train.meta.extra
+        plans = _plans(group, scores, openmax_decision)
+        for unknown_set, unknown in _unknown_sets(group, merged_unknown):
+            key = tuple(u.meta.dataset for u in unknown)
+            if key not in shared:
+                shared[key] = draw_unknown_subsets(combine_unknown_classes(unknown), num_trials=num_trials, seed=seed)
+            for plan in plans:
+                stores = plan.stores
+                picked = [u for u in stores.unknown if u.meta.dataset in key]
+                report = open_set_report(train=stores.train, known=stores.known, unknown=picked, score=plan.score,
+                                         shifted=stores.shifted, subsets=shared[key], decide=plan.decide)
+                boot = bootstrap_report(report, shared[key], resamples=resamples, curve_resamples=curve_resamples,
+                                        seed=bootstrap_seed) if resamples > 0 else None
+                label = plan.method if scores is None else f"{plan.method}/{plan.score}"
+                if sum(g.method == group.method for g in groups) > 1:
+                    label = f"{label} [{group.run}]"
+                info = {"method": plan.method, "score": plan.score, "run": group.run, "head": group.train.meta.head,
+                        "known": group.known.meta.dataset, "unknown_set": unknown_set,
+                        "backbone": extra.get("backbone", ""),
+                        "seed": int(extra["seed"]) if extra.get("seed", "").isdigit() else pd.NA}
+                rows.append(_Row(info, report, boot, label))
     if not rows:
         raise ValueError(f"evaluate_stores: none of the scores {scores} is available in any model's stores")
-    table = pd.DataFrame(rows).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS])  # absent metrics: NaN
+    table = _table(rows)
+    _write(table, rows, out_dir, plots)
+    return table
+
+
+def _table(rows: list[_Row]) -> pd.DataFrame:
+    records = []
+    for row, sig in zip(rows, _significance(rows), strict=True):
+        ci = {}
+        for key in CI_KEYS:
+            low, high = (row.boot.interval(key) if row.boot is not None and key in row.boot.values
+                         else (float("nan"), float("nan")))
+            ci[f"{key}_ci_low"], ci[f"{key}_ci_high"] = low, high
+        records.append({**row.info, **row.report.metrics, **ci, **sig})
+    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS])
+    table["seed"] = table["seed"].astype("Int64")
+    for col in SIG_COLUMNS:
+        table[col] = table[col].astype("boolean")
+    return table
+
+
+def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool) -> None:
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown(table))
-    pd.concat(curve_rows, ignore_index=True).to_parquet(out_dir / CURVES_FILE, index=False)
+    curve_rows, score_rows = [], []
+    for row in rows:
+        rep, set_name = row.report, row.info["unknown_set"]
+        if row.boot is not None:
+            band = np.array([percentile_interval(col) for col in row.boot.curve_f1.T]).T
+        else:
+            band = np.full((2, len(rep.curve.f1_mean)), np.nan)
+        curve_rows.append(_curve_frame(row.label, row.info["method"], row.info["run"], set_name, rep.curve, band))
+        score_rows.append(_score_frame(row.label, row.info["method"], row.info["run"], set_name,
+                                       row.info["score"], rep))
+        if not plots:
+            continue
+        slug = _slug(f"{row.label}_{set_name}")
+        threshold = rep.metrics["threshold"]
+        plot_uncertainty_histograms(rep.known_scores, rep.unknown_scores, out_dir / f"hist_{slug}.png",
+                                    score_name=row.info["score"], threshold=None if np.isnan(threshold) else threshold,
+                                    title=f"{row.label} (unknown: {set_name})")
+        plot_reliability_diagram(rep.confidence, rep.correct, out_dir / f"reliability_{_slug(row.label)}.png",
+                                 title=f"{row.label}: ECE {100 * rep.metrics['ece']:.2f}%")
+        plot_confusion_matrix(rep.confusion, out_dir / f"confusion_{slug}.png",
+                              title=f"{row.label} (unknown: {set_name})")
+    curves = pd.concat(curve_rows, ignore_index=True)
+    curves.to_parquet(out_dir / CURVES_FILE, index=False)
     pd.concat(score_rows, ignore_index=True).to_parquet(out_dir / SCORES_FILE, index=False)
     if plots:
-        plot_openness_curves(curves, out_dir / "openness_curves.png")
-    return table
-
+        plot_openness_curves_by_set(curves, out_dir / "openness_curves.png")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from dear_ray.metrics._checks import labels_1d, positive_int, same_length, scores_1d
 
@@ -26,18 +26,37 @@ def openness(num_known: int, num_unknown):
     return float(out) if out.ndim == 0 else out
 
 
-def threshold_from_train(train_scores, accept: float = 0.95) -> float:
-    """DEAR's threshold: the `(N - floor(accept N))`-th largest training uncertainty.
+THRESHOLD_RANKS = ("get_threshold", "baseline_softmax")
 
-    About `accept` of the known training videos have a score <= the threshold; test samples with
-    score > threshold are rejected as unknown.
+
+def threshold_from_train(train_scores, accept: float = 0.95, *, rank: str = "get_threshold") -> float:
+    """The rejection threshold on the known TRAINING videos' uncertainties; reject `score > thr`.
+
+    Args:
+        train_scores: `(N,)` training uncertainties (higher = more unknown).
+        accept: the fraction of training videos to accept.
+        rank: which of DEAR's two released ranks (a = accept, n = int(a N) as Python computes it):
+            - `get_threshold` (EDL, DEAR, BALD; `experiments/get_threshold.py`): the `(N - n)`-th
+              largest uncertainty, `desc[N - n - 1]`; accepts n + 1 videos (plus ties).
+            - `baseline_softmax` (SoftMax, RPL; `baseline_softmax.py`, `baseline_rpl.py`): those
+              scripts sort the CONFIDENCES (max softmax) descending and reject `conf <
+              desc_conf[n - 1]`; on the uncertainty `u = 1 - conf` that is the n-th smallest
+              uncertainty, `asc[n - 1]`, one rank below `get_threshold`; accepts n videos (plus ties).
     """
     scores = scores_1d(train_scores, "train_scores")
     if not 0.0 < accept < 1.0:
         raise ValueError(f"accept={accept!r}; expected a fraction in (0, 1)")
     n = scores.size
-    rank = n - int(np.floor(accept * n))  # >= 1
-    return float(np.sort(scores)[::-1][rank - 1])
+    accepted = int(n * accept)  # Python's int(N * 0.95), as both scripts compute it
+    ascending = np.sort(scores)
+    if rank == "get_threshold":
+        return float(ascending[::-1][n - accepted - 1])
+    if rank == "baseline_softmax":
+        if accepted < 1:
+            raise ValueError(f"threshold rank 'baseline_softmax' needs int(N * accept) >= 1, got N={n}, "
+                             f"accept={accept}")
+        return float(ascending[accepted - 1])
+    raise ValueError(f"threshold rank {rank!r}; expected one of {', '.join(THRESHOLD_RANKS)}")
 
 
 def _binary(known_scores, unknown_scores) -> tuple[np.ndarray, np.ndarray]:
@@ -48,22 +67,37 @@ def _binary(known_scores, unknown_scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ood_metrics(known_scores, unknown_scores, *, tpr: float = 0.95) -> dict[str, float]:
-    """AUROC, AUPR-in, AUPR-out and FPR at `tpr` TPR.
+    """Threshold-free detection metrics, under names that say which convention.
 
     Returns:
-        `auroc` (sklearn `roc_auc_score`, unknown positive), `aupr_out` (average precision with
-        unknown positive), `aupr_in` (average precision with known positive on `-score`), and
-        `fpr_at_95_tpr`: the fraction of known samples scored at or above the largest threshold
-        that still flags `tpr` of the unknown samples.
+        - `auroc`: sklearn `roc_auc_score`, unknown positive.
+        - `aupr_out_ap` / `aupr_in_ap`: average precision (sklearn `average_precision_score`) with
+          unknown positive on the score / known positive on `-score`.
+        - `aupr_out_trapz` / `aupr_in_trapz`: the trapezoidal area `auc(recall, precision)` of
+          sklearn's `precision_recall_curve`, as DEAR's `compare_openness_new.py` (its "AUPR"),
+          OpenOOD and pytorch-ood compute it; it differs from AP most with tied scores.
+        - `fpr_at_95_tpr_first`: the FPR at the first (largest) threshold whose TPR >= `tpr` on the
+          full ROC curve (pytorch-ood's rule).
+        - `fpr_at_95_tpr_nearest`: the FPR at `argmin |TPR - tpr|` of sklearn's default (pruned,
+          `drop_intermediate=True`) ROC curve, first index on ties: DEAR's `compare_openness_new.py`.
     """
     y, s = _binary(known_scores, unknown_scores)
     fpr, tprs, _ = roc_curve(y, s, drop_intermediate=False)
+    pruned_fpr, pruned_tpr, _ = roc_curve(y, s)
     return {
         "auroc": float(roc_auc_score(y, s)),
-        "aupr_in": float(average_precision_score(1 - y, -s)),
-        "aupr_out": float(average_precision_score(y, s)),
-        "fpr_at_95_tpr": float(fpr[np.searchsorted(tprs, tpr, side="left")]),
+        "aupr_in_ap": float(average_precision_score(1 - y, -s)),
+        "aupr_out_ap": float(average_precision_score(y, s)),
+        "aupr_in_trapz": _trapezoidal_aupr(1 - y, -s),
+        "aupr_out_trapz": _trapezoidal_aupr(y, s),
+        "fpr_at_95_tpr_first": float(fpr[np.searchsorted(tprs, tpr, side="left")]),
+        "fpr_at_95_tpr_nearest": float(pruned_fpr[np.argmin(np.abs(pruned_tpr - tpr))]),
     }
+
+
+def _trapezoidal_aupr(y: np.ndarray, s: np.ndarray) -> float:
+    precision, recall, _ = precision_recall_curve(y, s)
+    return float(auc(recall, precision))
 
 
 def binarized_auc(known_scores, unknown_scores, threshold: float) -> float:
@@ -75,6 +109,21 @@ def binarized_auc(known_scores, unknown_scores, threshold: float) -> float:
     if not np.isfinite(threshold):
         raise ValueError(f"threshold={threshold!r}; expected a finite number")
     return float(roc_auc_score(y, (s > threshold).astype(np.int8)))
+
+
+def binarized_auc_of_decisions(known_rejected, unknown_rejected) -> float:
+    """`roc_auc_score(is_unknown, rejected)` for given boolean decisions `(Nk,)`, `(Nu,)`.
+
+    OpenMax's form (DEAR `baseline_openmax.py`, `compare_openness_new.py` `score='binary'`): the
+    decision is the argmax over K+1 classes landing on the unknown class, no threshold.
+    """
+    known = np.asarray(known_rejected, dtype=bool).ravel()
+    unknown = np.asarray(unknown_rejected, dtype=bool).ravel()
+    if known.size == 0 or unknown.size == 0:
+        raise ValueError(f"binarized_auc_of_decisions: known ({known.size}) and unknown ({unknown.size}) "
+                         "decisions must be non-empty")
+    y = np.concatenate([np.zeros(known.size, np.int8), np.ones(unknown.size, np.int8)])
+    return float(roc_auc_score(y, np.concatenate([known, unknown]).astype(np.int8)))
 
 
 def open_auc(known_labels, known_preds, known_scores, unknown_scores) -> float:

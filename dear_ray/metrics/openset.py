@@ -131,40 +131,96 @@ def open_set_f1_curve(known_labels, known_preds, known_scores, unknown_classes, 
     if not np.isfinite(threshold):
         raise ValueError(f"threshold={threshold!r}; expected a finite number")
     k = num_known if num_known is not None else int(max(y.max(), p.max(), q.max())) + 1
+    return open_set_f1_curve_from_decisions(y, np.where(s > threshold, k, p), c, np.where(su > threshold, k, q),
+                                            num_known=k, num_trials=num_trials, seed=seed, subsets=subsets)
 
-    # known part: per-class true positives, supports, prediction counts (class K = rejected)
-    p_open = np.where(s > threshold, k, p)
-    tp_known = np.bincount(y[p_open == y], minlength=k).astype(np.float64)
-    support_known = np.bincount(y, minlength=k).astype(np.float64)
-    pred_known = np.bincount(p_open, minlength=k + 1).astype(np.float64)
-    # unknown part: per unknown class j, how its samples are predicted (column K = rejected)
-    class_ids, class_index = np.unique(c, return_inverse=True)
-    q_open = np.where(su > threshold, k, q)
-    per_class = np.zeros((class_ids.size, k + 1))
-    np.add.at(per_class, (class_index, q_open), 1.0)
-    class_sizes = per_class.sum(axis=1)
 
+def open_set_f1_curve_from_decisions(known_labels, known_decisions, unknown_classes, unknown_decisions, *,
+                                     num_known: int, num_trials: int = 10, seed: int = 0,
+                                     subsets: Sequence[Sequence[np.ndarray]] | None = None) -> OpennessCurve:
+    """The openness curve of given open-set decisions in [0, K] (K = unknown), e.g. OpenMax's
+    argmax over K+1 classes (DEAR `baseline_openmax.py`), no threshold.
+
+    Args:
+        known_labels: `(Nk,)` true classes in [0, K).
+        known_decisions: `(Nk,)` decisions in [0, K].
+        unknown_classes: `(Nu,)` the unknown data set's class id of each unknown sample.
+        unknown_decisions: `(Nu,)` decisions in [0, K].
+        num_known: K.
+        num_trials, seed, subsets: as `open_set_f1_curve`.
+    """
+    k = positive_int(num_known, "num_known")
+    y = labels_1d(known_labels, "known_labels", num_classes=k)
+    p_open = labels_1d(known_decisions, "known_decisions", num_classes=k + 1)
+    same_length(known_labels=y, known_decisions=p_open)
+    c = labels_1d(unknown_classes, "unknown_classes")
+    q_open = labels_1d(unknown_decisions, "unknown_decisions", num_classes=k + 1)
+    same_length(unknown_classes=c, unknown_decisions=q_open)
+    counts = _class_counts(y, p_open, c, q_open, k)
     if subsets is None:
-        subsets = draw_unknown_subsets(class_ids, num_trials=num_trials, seed=seed)
-    z, trials = _subset_matrix(subsets, class_ids)
-    z = np.vstack([np.zeros((1, class_ids.size)), z])  # point 0: no unknown class
-    added = z @ per_class  # (rows, K+1) predictions contributed by the subset's unknown samples
-    tp = np.empty_like(added)
-    tp[:, :k] = tp_known
-    tp[:, k] = added[:, k]
-    # 2 tp + fp + fn = support + predicted count
-    denom = np.empty_like(added)
-    denom[:, :k] = support_known + pred_known[:k] + added[:, :k]
-    denom[:, k] = z @ class_sizes + pred_known[k] + added[:, k]
-    present = denom > 0
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=present)
-    macro = f1.sum(axis=1) / present.sum(axis=1)
-
-    levels = len(subsets)
-    per_trial = np.vstack([np.full((1, trials), macro[0]), macro[1:].reshape(levels, trials)])
-    n = np.arange(levels + 1)
+        subsets = draw_unknown_subsets(counts.class_ids, num_trials=num_trials, seed=seed)
+    z, trials = _subset_matrix(subsets, counts.class_ids)
+    macro = macro_f1_of_subsets(counts, z)  # (1, 1 + rows)
+    per_trial = _per_trial(macro, len(subsets), trials)[0]
+    n = np.arange(len(subsets) + 1)
     return OpennessCurve(num_known=k, num_unknown_classes=n, openness=np.asarray(openness(k, n)),
                          f1_mean=per_trial.mean(axis=1), f1_std=per_trial.std(axis=1), f1_trials=per_trial)
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class counts behind every subset's macro-F1; a leading axis B holds bootstrap resamples.
+
+    Attributes:
+        tp_known: `(B, K)` known samples predicted as their own class.
+        support_known: `(B, K)` known samples per class.
+        pred_known: `(B, K+1)` known samples per decision (column K = rejected).
+        per_class: `(B, U, K+1)` unknown samples of class u per decision.
+        class_ids: `(U,)` the unknown classes' ids.
+    """
+
+    tp_known: np.ndarray
+    support_known: np.ndarray
+    pred_known: np.ndarray
+    per_class: np.ndarray
+    class_ids: np.ndarray
+
+
+def _class_counts(y, p_open, c, q_open, k: int) -> ClassCounts:
+    class_ids, class_index = np.unique(c, return_inverse=True)
+    per_class = np.zeros((class_ids.size, k + 1))
+    np.add.at(per_class, (class_index, q_open), 1.0)
+    return ClassCounts(tp_known=np.bincount(y[p_open == y], minlength=k).astype(np.float64)[None],
+                       support_known=np.bincount(y, minlength=k).astype(np.float64)[None],
+                       pred_known=np.bincount(p_open, minlength=k + 1).astype(np.float64)[None],
+                       per_class=per_class[None], class_ids=class_ids)
+
+
+def macro_f1_of_subsets(counts: ClassCounts, z: np.ndarray) -> np.ndarray:
+    """`(B, 1 + rows)` macro-F1 over K+1 classes: column 0 with no unknown class, then one per row
+    of the subset indicator `z` `(rows, U)`. sklearn's `f1_score(average='macro')`: classes absent
+    from both truth and prediction are left out of the mean."""
+    k = counts.tp_known.shape[1]
+    z = np.vstack([np.zeros((1, z.shape[1])), z])  # point 0: no unknown class
+    added = np.einsum("ru,buc->brc", z, counts.per_class)  # (B, rows, K+1) from the subset's unknowns
+    class_sizes = counts.per_class.sum(axis=2)  # (B, U)
+    tp = np.empty_like(added)
+    tp[:, :, :k] = counts.tp_known[:, None]
+    tp[:, :, k] = added[:, :, k]
+    # 2 tp + fp + fn = support + predicted count
+    denom = np.empty_like(added)
+    denom[:, :, :k] = (counts.support_known + counts.pred_known[:, :k])[:, None] + added[:, :, :k]
+    denom[:, :, k] = class_sizes @ z.T + counts.pred_known[:, k:k + 1] + added[:, :, k]
+    present = denom > 0
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=present)
+    return f1.sum(axis=2) / present.sum(axis=2)
+
+
+def _per_trial(macro: np.ndarray, levels: int, trials: int) -> np.ndarray:
+    """`(B, L+1, R)` from `(B, 1 + L*R)` (row 0 repeats the known-only value)."""
+    b = macro.shape[0]
+    return np.concatenate([np.repeat(macro[:, :1, None], trials, axis=2),
+                           macro[:, 1:].reshape(b, levels, trials)], axis=1)
 
 
 def open_macro_f1(curve: OpennessCurve) -> float:

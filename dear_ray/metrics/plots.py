@@ -32,32 +32,64 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def _band(curve, band: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The band's (low, high) in fractions and what it is."""
+    mean = np.asarray(curve.f1_mean, dtype=np.float64)
+    has_ci = hasattr(curve, "f1_ci_low") and np.all(np.isfinite(np.asarray(curve.f1_ci_low, dtype=np.float64)))
+    if band == "ci" or (band == "auto" and has_ci):
+        if not has_ci:
+            raise ValueError("openness curves: band='ci' needs f1_ci_low / f1_ci_high (evaluate's CURVES_FILE)")
+        return (np.asarray(curve.f1_ci_low, dtype=np.float64), np.asarray(curve.f1_ci_high, dtype=np.float64),
+                "95% bootstrap interval")
+    if band not in ("std", "auto"):
+        raise ValueError(f"openness curves: band={band!r}; expected 'auto', 'ci' or 'std'")
+    std = np.asarray(curve.f1_std, dtype=np.float64)
+    return mean - std, mean + std, "+-1 std over class subsets"
+
+
 def draw_openness_curves(ax: Axes, curves: Mapping[str, object], *,
-                         title: str = "Open-set macro-F1 vs openness") -> Axes:
-    """Several methods' openness curves on `ax`, in percent: mean line and a +-1 std band each.
+                         title: str = "Open-set macro-F1 vs openness", band: str = "auto") -> Axes:
+    """Several methods' openness curves on `ax`, in percent: mean line and a band each.
 
     A curve is anything with `openness`, `f1_mean` and `f1_std` arrays (fractions): an
-    `OpennessCurve`, or one label's rows of `evaluate`'s `openness_curves.parquet` (a DataFrame).
+    `OpennessCurve`, or one label's rows of `evaluate`'s `openness_curves.parquet` (a DataFrame),
+    whose `f1_ci_low` / `f1_ci_high` columns hold the 95% bootstrap interval of the mean F1 at each
+    point. `band`: `ci` (that interval), `std` (+-1 std over the random class subsets) or `auto`
+    (`ci` where every curve has it); the axis label says which.
     """
     if not curves:
         raise ValueError("openness curves: no curves given")
+    if band == "auto":
+        band = "ci" if all(_band(c, "auto")[2].startswith("95%") for c in curves.values()) else "std"
+    what = ""
     for name, curve in curves.items():
         x = 100 * np.asarray(curve.openness, dtype=np.float64)
         mean = 100 * np.asarray(curve.f1_mean, dtype=np.float64)
-        std = 100 * np.asarray(curve.f1_std, dtype=np.float64)
+        low, high, what = _band(curve, band)
         (line,) = ax.plot(x, mean, marker=".", label=name, linewidth=1.5)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set(xlabel="openness (%)", ylabel="open-set macro-F1 (%)", title=title)
+        ax.fill_between(x, 100 * low, 100 * high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel="openness (%)", ylabel=f"open-set macro-F1 (%), band: {what}", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", ncol=2 if len(curves) > 6 else 1)
     return ax
 
 
 def plot_openness_curves(curves: Mapping[str, OpennessCurve], path: str | Path, *,
-                         title: str = "Open-set macro-F1 vs openness") -> Path:
+                         title: str = "Open-set macro-F1 vs openness", band: str = "auto") -> Path:
     """`draw_openness_curves` saved as a PNG."""
     fig = _figure((7, 4.5))
-    draw_openness_curves(fig.add_subplot(), curves, title=title)
+    draw_openness_curves(fig.add_subplot(), curves, title=title, band=band)
+    return _save(fig, path)
+
+
+def plot_openness_curves_by_set(curves, path: str | Path, *, band: str = "auto") -> Path:
+    """One panel per unknown set of `evaluate`'s curve table (columns `unknown_set`, `label`, ...)."""
+    sets = list(dict.fromkeys(curves["unknown_set"]))
+    fig = _figure((7 * len(sets), 4.5))
+    for i, name in enumerate(sets):
+        part = curves[curves["unknown_set"] == name]
+        draw_openness_curves(fig.add_subplot(1, len(sets), i + 1), dict(iter(part.groupby("label", sort=False))),
+                             title=f"Open-set macro-F1 vs openness (unknown: {name})", band=band)
     return _save(fig, path)
 
 

@@ -1,55 +1,106 @@
-"""One row of the results table from the score stores of one model (SPEC 2).
+"""One row of the results table from the score stores of one model on one unknown set (SPEC 2).
 
-The metric keys are stable and double as MLflow metric names across methods; values are
-fractions in [0, 1] except `threshold`, which is in the score's own units.
+The metric keys are stable and double as MLflow metric names across methods (the aggregator puts
+the unknown set in the name of those in `UNKNOWN_SET_KEYS`); values are fractions in [0, 1] except
+`threshold`, which is in the score's own units.
+
+Decisions follow DEAR's scripts: the threshold rank per score (`threshold_from_train`), the
+closed-set prediction per head (`dear_ray.scores.predictions`), and OpenMax's argmax over K+1
+classes without a threshold (`decide`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from dear_ray.metrics.calibration import ece
-from dear_ray.metrics.closed import closed_set_accuracy, open_set_confusion_matrix
-from dear_ray.metrics.ood import binarized_auc, ood_metrics, open_auc, threshold_from_train
-from dear_ray.metrics.openset import OpennessCurve, open_macro_f1, open_set_f1_curve
+from dear_ray.metrics.closed import closed_set_accuracy, confusion_of_decisions
+from dear_ray.metrics.ood import (
+    binarized_auc,
+    binarized_auc_of_decisions,
+    ood_metrics,
+    open_auc,
+    threshold_from_train,
+)
+from dear_ray.metrics.openset import OpennessCurve, open_macro_f1, open_set_f1_curve_from_decisions
 from dear_ray.scores import EVIDENTIAL_HEADS
 from dear_ray.scores.evidential import expected_probability
+from dear_ray.scores.predictions import class_probabilities, closed_predictions, default_prediction_rule
 from dear_ray.scores.softmax import softmax_probs
 from dear_ray.scores.store import KNOWN_SPLITS, UNKNOWN_SPLIT, ScoreStore
 
 METRIC_KEYS = (
-    "closed_top1", "closed_top5", "closed_mean_class_acc", "open_maf1", "binarized_auc", "auroc", "aupr_in",
-    "aupr_out", "fpr_at_95_tpr", "open_auc", "ece", "shifted_top1", "static_bias_gap", "threshold",
+    "closed_top1", "closed_top5", "closed_mean_class_acc", "open_maf1", "binarized_auc", "auroc",
+    "aupr_in_ap", "aupr_out_ap", "aupr_in_trapz", "aupr_out_trapz", "fpr_at_95_tpr_first",
+    "fpr_at_95_tpr_nearest", "open_auc", "ece", "shifted_top1", "static_bias_gap", "threshold",
 )
+# the metrics that are about one unknown set (the others depend on the known splits only)
+UNKNOWN_SET_KEYS = (
+    "open_maf1", "binarized_auc", "auroc", "aupr_in_ap", "aupr_out_ap", "aupr_in_trapz", "aupr_out_trapz",
+    "fpr_at_95_tpr_first", "fpr_at_95_tpr_nearest", "open_auc",
+)
+MERGED_UNKNOWN_SET = "all"  # the `unknown_set` of a report on several unknown data sets merged
 # scores that are 1 - a confidence in [0, 1]; ECE uses 1 - score for them and the MSP otherwise
 _ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax")
 
 
+def default_threshold_rank(head: str, score: str) -> str:
+    """DEAR's threshold rank: SoftMax and RPL threshold the max softmax (`baseline_softmax.py`,
+    `baseline_rpl.py`): `baseline_softmax` for the `msp` / `rpl` score of a non-evidential head;
+    EDL/DEAR vacuity and BALD go through `get_threshold.py`, as does every other score."""
+    return "baseline_softmax" if score in ("msp", "rpl") and head not in EVIDENTIAL_HEADS else "get_threshold"
+
+
+Decide = Callable[[ScoreStore], np.ndarray]
+
+
 @dataclass(frozen=True)
 class OpenSetReport:
-    """`metrics` is the table row; the arrays feed the plots.
+    """`metrics` is the table row; the arrays feed the plots and the bootstrap.
 
     Attributes:
         metrics: key (see `METRIC_KEYS`) -> value; `shifted_top1`/`static_bias_gap` only with a
-            `test_shifted` store.
+            `test_shifted` store; `threshold` is NaN when the decisions come without one (OpenMax).
         curve: the openness curve.
         confusion: `(K+1, K+1)` open-set confusion matrix, unknown last.
+        unknown_set: the unknown data set's name, or `MERGED_UNKNOWN_SET` for several merged.
         known_scores: `(Nk,)` the known test split's uncertainties.
-        unknown_scores: `(Nu,)` all unknown samples' uncertainties.
+        unknown_scores: `(Nu,)` the unknown samples' uncertainties.
         confidence: `(Nk,)` the confidence ECE was computed on.
         correct: `(Nk,)` whether each known test prediction is right.
+        known_labels: `(Nk,)`; known_preds: `(Nk,)` closed-set predictions (OpenMax: its
+            decisions); known_decisions, unknown_decisions: `(Nk,)`, `(Nu,)` open-set
+            decisions in [0, K] (K = unknown); unknown_classes: `(Nu,)` (distinct across merged sets).
+        top5_hit: `(Nk,)` whether the label is in the top 5.
+        shifted_correct: `(Ns,)` or None.
+        known_ids, unknown_ids, shifted_ids: the video ids, to pair two reports' videos.
     """
 
     metrics: dict[str, float]
     curve: OpennessCurve
     confusion: np.ndarray
+    unknown_set: str
     known_scores: np.ndarray
     unknown_scores: np.ndarray
     confidence: np.ndarray
     correct: np.ndarray
+    known_labels: np.ndarray
+    known_preds: np.ndarray
+    known_decisions: np.ndarray
+    unknown_classes: np.ndarray
+    unknown_decisions: np.ndarray
+    top5_hit: np.ndarray
+    shifted_correct: np.ndarray | None
+    known_ids: np.ndarray
+    unknown_ids: np.ndarray
+    shifted_ids: np.ndarray | None
+
+    @property
+    def num_known(self) -> int:
+        return int(self.confusion.shape[0] - 1)
 
 
 def combine_unknown_classes(unknown: Sequence[ScoreStore]) -> np.ndarray:
@@ -94,52 +145,93 @@ def _confidence(store: ScoreStore, score: str) -> np.ndarray:
     return probs.max(axis=1)
 
 
+def _top5_hit(labels: np.ndarray, z: np.ndarray, k: int = 5) -> np.ndarray:
+    # a label counts when fewer than k classes score strictly higher (ties in its favour)
+    return (z > z[np.arange(labels.size), labels][:, None]).sum(axis=1) < min(k, z.shape[1])
+
+
 def open_set_report(*, train: ScoreStore, known: ScoreStore, unknown: ScoreStore | Sequence[ScoreStore],
                     score: str, shifted: ScoreStore | None = None, subsets=None, num_trials: int = 10,
-                    seed: int = 0, accept: float = 0.95) -> OpenSetReport:
-    """Every metric of SPEC 2 for one model under one score.
+                    seed: int = 0, accept: float = 0.95, threshold_rank: str | None = None,
+                    prediction: str | None = None, decide: Decide | None = None,
+                    mean_class: str = "mmaction2") -> OpenSetReport:
+    """Every metric of SPEC 2 for one model under one score, on one unknown set.
 
     Args:
         train: the known training split's store (sets the threshold).
         known: the known test split's store.
-        unknown: one or more unknown splits' stores (class ids are combined with
-            `combine_unknown_classes`).
+        unknown: the unknown split's store; a sequence of several is evaluated MERGED (class ids
+            made distinct with `combine_unknown_classes`, `unknown_set` = `all`): SPEC 2 reports each
+            unknown data set on its own, so pass several only for an explicitly named merged row.
         score: the uncertainty score to evaluate (a column of every store).
         shifted: optional `test_shifted` store (static-bias check).
-        subsets: shared unknown-class subsets (`draw_unknown_subsets(combine_unknown_classes(...))`);
-            default: drawn with `num_trials` and `seed`.
+        subsets: shared unknown-class subsets (`draw_unknown_subsets(...)`); default: drawn with
+            `num_trials` and `seed`.
         accept: fraction of training videos accepted by the threshold.
+        threshold_rank: `threshold_from_train`'s rank; default DEAR's (`default_threshold_rank`).
+        prediction: the closed-set prediction rule (`dear_ray.scores.predictions`); default DEAR's
+            for the head and score (`default_prediction_rule`).
+        decide: open-set decisions without a threshold: `decide(store) -> (N,)` ints in [0, K], K =
+            unknown (OpenMax's argmax over K+1, DEAR `baseline_openmax.py`). They then also are the
+            closed-set predictions (DEAR's OpenMax accuracy counts a known video predicted unknown
+            as wrong), `threshold` is NaN, and the score still drives the threshold-free metrics.
+        mean_class: `closed_set_accuracy`'s mean class accuracy form.
     """
     unknown = [unknown] if isinstance(unknown, ScoreStore) else list(unknown)
     if not unknown:
         raise ValueError("open_set_report: at least one unknown store is needed")
     k = _check_stores(train, known, unknown, shifted)
-    thr = threshold_from_train(train.score(score), accept)
+    rule = prediction or default_prediction_rule(train.meta.head, score)
     ks = known.score(score)
     us = np.concatenate([u.score(score) for u in unknown])
-    upreds = np.concatenate([u.preds for u in unknown])
     uclasses = combine_unknown_classes(unknown)
 
-    closed = closed_set_accuracy(known.labels, known.preds, known.logits)
-    curve = open_set_f1_curve(known.labels, known.preds, ks, uclasses, upreds, us, thr,
-                              num_trials=num_trials, seed=seed, subsets=subsets, num_known=k)
-    correct = known.preds == known.labels
+    def closed(store: ScoreStore) -> np.ndarray:
+        return np.asarray(decide(store)) if decide is not None else closed_predictions(store, rule)
+
+    kp = closed(known)
+    if decide is not None:
+        thr = float("nan")
+        kd = kp
+        ud = np.concatenate([closed(u) for u in unknown])
+        bin_auc = binarized_auc_of_decisions(kd == k, ud == k)
+    else:
+        thr = threshold_from_train(train.score(score), accept,
+                                   rank=threshold_rank or default_threshold_rank(train.meta.head, score))
+        kd = np.where(ks > thr, k, kp)
+        ud = np.where(us > thr, k, np.concatenate([closed(u) for u in unknown]))
+        bin_auc = binarized_auc(ks, us, thr)
+    ranking = np.asarray(known.logits, dtype=np.float64) if decide is not None else class_probabilities(known, rule)
+    accuracy = closed_set_accuracy(known.labels, kp, ranking, mean_class=mean_class)
+    curve = open_set_f1_curve_from_decisions(known.labels, kd, uclasses, ud, num_known=k, num_trials=num_trials,
+                                             seed=seed, subsets=subsets)
+    correct = kp == known.labels
     confidence = _confidence(known, score)
     metrics = {
-        "closed_top1": closed["top1"],
-        "closed_top5": closed["top5"],
-        "closed_mean_class_acc": closed["mean_class_acc"],
+        "closed_top1": accuracy["top1"],
+        "closed_top5": accuracy["top5"],
+        "closed_mean_class_acc": accuracy["mean_class_acc"],
         "open_maf1": open_macro_f1(curve),
-        "binarized_auc": binarized_auc(ks, us, thr),
+        "binarized_auc": bin_auc,
         **ood_metrics(ks, us),
-        "open_auc": open_auc(known.labels, known.preds, ks, us),
+        "open_auc": open_auc(known.labels, kp, ks, us),
         "ece": ece(confidence, correct),
         "threshold": thr,
     }
+    shifted_correct = None
     if shifted is not None:
-        metrics["shifted_top1"] = closed_set_accuracy(shifted.labels, shifted.preds)["top1"]
+        shifted_correct = closed(shifted) == shifted.labels
+        metrics["shifted_top1"] = float(np.mean(shifted_correct))
         metrics["static_bias_gap"] = metrics["closed_top1"] - metrics["shifted_top1"]
     metrics = {key: float(metrics[key]) for key in METRIC_KEYS if key in metrics}
-    confusion = open_set_confusion_matrix(known.labels, known.preds, ks, upreds, us, thr, num_known=k)
-    return OpenSetReport(metrics=metrics, curve=curve, confusion=confusion, known_scores=ks, unknown_scores=us,
-                         confidence=confidence, correct=correct)
+    name = unknown[0].meta.dataset if len(unknown) == 1 else MERGED_UNKNOWN_SET
+    uids = np.concatenate([u.video_ids if len(unknown) == 1 else
+                           np.asarray([f"{u.meta.dataset}/{v}" for v in u.video_ids], dtype=object)
+                           for u in unknown])
+    return OpenSetReport(
+        metrics=metrics, curve=curve, confusion=confusion_of_decisions(known.labels, kd, ud, num_known=k),
+        unknown_set=name, known_scores=ks, unknown_scores=us, confidence=confidence, correct=correct,
+        known_labels=known.labels, known_preds=kp, known_decisions=kd, unknown_classes=uclasses, unknown_decisions=ud,
+        top5_hit=_top5_hit(known.labels, ranking),
+        shifted_correct=shifted_correct, known_ids=known.video_ids, unknown_ids=uids,
+        shifted_ids=shifted.video_ids if shifted is not None else None)

@@ -20,6 +20,12 @@ from dear_ray.scores import bald as _bald
 from dear_ray.scores import evidential as _evidential
 from dear_ray.scores import softmax as _softmax
 from dear_ray.scores.openmax import OpenMax, OpenMaxFitError, WeibullTail, fit_high, fit_weibull
+from dear_ray.scores.predictions import (
+    PREDICTION_RULES,
+    class_probabilities,
+    closed_predictions,
+    default_prediction_rule,
+)
 from dear_ray.scores.store import (
     ScoreStore,
     ScoreStoreError,
@@ -186,8 +192,8 @@ def default_score(method: str) -> str:
 
 
 __all__ = [
-    "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "OpenMax", "OpenMaxFitError", "ScoreStore",
-    "ScoreStoreError", "StoreMeta", "WeibullTail", "compute_scores", "create_score", "default_score",
-    "fit_high", "fit_weibull", "list_scores", "methods_for_head", "read_score_store", "register_score",
+    "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "PREDICTION_RULES", "OpenMax", "OpenMaxFitError", "ScoreStore",
+    "ScoreStoreError", "StoreMeta", "WeibullTail", "class_probabilities", "closed_predictions", "compute_scores",
+    "create_score", "default_prediction_rule", "default_score", "fit_high", "fit_weibull", "list_scores", "methods_for_head", "read_score_store", "register_score",
     "scores_for_head", "write_score_store",
 ]

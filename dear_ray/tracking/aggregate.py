@@ -6,26 +6,42 @@ subsets ONCE and passes the same subsets to every method, and expands a `softmax
 `softmax` (MSP), `mc_dropout` (BALD over the stored stochastic passes) and `openmax` (fitted post
 hoc on the trial's train store) rows.
 
+Every unknown set is reported on its own (a row per trial, method and `unknown_set`); a merged set
+only with `merged_unknown=True` (`unknown_set` = `all`).
+
 MLflow: the table (markdown, CSV, parquet, and `log_table` JSON), the openness curves of all
 methods and the per-method plots go to the sweep's parent run under `report/`. Each method's
-metrics go to its own run under the same names for every method (`open_maf1`, `auroc`,
-`closed_top1`, ...): the trial's child run for the trial's own method, and a run
-`<trial>/<method>` nested under the trial's run for each post-hoc method. Running the report again
-finds the same runs and does not log unchanged values twice.
+metrics go to its own run under the same names for every method: the trial's child run for the
+trial's own method, and a run `<trial>/<method>` nested under the trial's run for each post-hoc
+method. A metric about an unknown set carries the set as a prefix, `<set>/<metric>` (`hmdb51/auroc`,
+`mit_v2/open_maf1`; the demo: `unknown/auroc`), which MLflow's charts group by set; metrics of
+the known splits only have no prefix (`closed_top1`, `ece`, `shifted_top1`, `threshold`). Each
+metric M with an interval also logs `M_ci_low`, `M_ci_high` and `M_diff_sig` (1/0, only where a
+softmax baseline exists) under the same prefix rule. Running the report again finds the same runs
+and does not log unchanged values twice.
+
+Seeds: `seed_summary` groups the trials whose resolved configs (`<sweep>/configs/<trial>.yaml`)
+differ only in `seed` and gives, per method and unknown set, the mean over seeds with a Student-t
+95% interval (`results_by_seed.*` in the report folder when a group has several seeds).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
 
+from dear_ray.metrics.bootstrap import CI_KEYS, DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
 from dear_ray.metrics.evaluate import evaluate_stores, group_stores
-from dear_ray.metrics.report import METRIC_KEYS
+from dear_ray.metrics.report import METRIC_KEYS, UNKNOWN_SET_KEYS
+from dear_ray.metrics.seeds import seed_summary
 from dear_ray.scores import read_score_store
 from dear_ray.tracking.mlflow_runs import (
     ROLE_TAG,
@@ -72,7 +88,9 @@ def complete_trials(trial_stores: dict[str, list[Path]]) -> tuple[dict[str, list
 
 
 def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment: str,
-                 num_trials: int = 10, seed: int = 0) -> pd.DataFrame:
+                 num_trials: int = 10, seed: int = 0, merged_unknown: bool = False,
+                 resamples: int = DEFAULT_RESAMPLES, curve_resamples: int = DEFAULT_CURVE_RESAMPLES
+                 ) -> pd.DataFrame:
     """Evaluate every trial of a sweep, write `<sweep_dir>/report/`, and log it all to MLflow.
 
     Args:
@@ -81,11 +99,13 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         experiment: the sweep's MLflow experiment name.
         num_trials: unknown-class subsets per openness point (SPEC 2: R = 10).
         seed: seed of those subsets; the same subsets serve every method.
+        merged_unknown: also a row on all unknown sets merged (`unknown_set` = `all`).
+        resamples, curve_resamples: bootstrap resamples of the intervals (`evaluate_stores`).
 
     Returns:
-        One row per (trial, method): `trial`, then the columns of `evaluate_stores`
-        (`method`, `score`, `run`, `head`, `known`, `unknown`, the metrics). Empty when no trial
-        left complete score stores.
+        One row per (trial, method, unknown set): `trial`, then the columns of `evaluate_stores`
+        (`method`, `score`, `run`, `head`, `known`, `unknown_set`, `backbone`, `seed`, the metrics,
+        their intervals and `*_diff_sig`). Empty when no trial left complete score stores.
     """
     sweep_dir = Path(sweep_dir).resolve()
     usable, skipped = complete_trials(find_trial_stores(sweep_dir))
@@ -99,18 +119,37 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
     out_dir = sweep_dir / "report"
     run_to_trial = {read_score_store(paths[0]).meta.run: trial for trial, paths in usable.items()}
     table = evaluate_stores([p for paths in usable.values() for p in paths], out_dir,
-                            num_trials=num_trials, seed=seed)
+                            num_trials=num_trials, seed=seed, merged_unknown=merged_unknown,
+                            resamples=resamples, curve_resamples=curve_resamples)
     table.insert(0, "trial", table["run"].map(run_to_trial))
     # rewrite the tables with the trial column (the plots stay as evaluate_stores drew them)
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown_with_trial(out_dir / "results.md", table))
+    by_seed = seed_summary(table, trial_settings(sweep_dir / "configs", list(usable)))
+    if not by_seed.empty and (by_seed["num_seeds"] > 1).any():
+        by_seed.to_csv(out_dir / "results_by_seed.csv", index=False)
+        by_seed.to_parquet(out_dir / "results_by_seed.parquet", index=False)
     if skipped:
         (out_dir / "skipped_trials.txt").write_text(
             "".join(f"{trial}: {reason}\n" for trial, reason in skipped.items()))
 
     _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment)
     return table
+
+
+def trial_settings(configs_dir: Path, trials: list[str]) -> dict[str, str]:
+    """trial -> its resolved config without `seed` (JSON), from `<configs_dir>/<trial>.yaml`:
+    equal for trials that differ only in their seed. Trials without a config file are left out."""
+    out = {}
+    for trial in trials:
+        path = Path(configs_dir) / f"{trial}.yaml"
+        if not path.is_file():
+            continue
+        config = yaml.safe_load(path.read_text()) or {}
+        config.pop("seed", None)
+        out[trial] = json.dumps(config, sort_keys=True, default=str)
+    return out
 
 
 def _markdown_with_trial(md_path: Path, table: pd.DataFrame) -> str:
@@ -138,14 +177,15 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
     client.log_artifacts(parent, str(out_dir), REPORT_ARTIFACTS)
 
     first_method = table.groupby("trial", sort=False)["method"].first()
-    for row in table.to_dict("records"):
-        trial, method = row["trial"], row["method"]
-        metrics = {k: row[k] for k in METRIC_KEYS
-                   if k in row and row[k] is not None and not math.isnan(row[k])}
+    for (trial, method), rows in table.groupby(["trial", "method"], sort=False):
+        head = rows["head"].iloc[0]
+        metrics: dict[str, float] = {}
+        for row in rows.to_dict("records"):
+            metrics.update(mlflow_metrics(row))
         trial_run = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
         if trial_run is None:  # stores without a run (e.g. copied in): give the trial one
             created = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
-                                  tags={"sweep": sweep, "trial": trial, "head": row["head"]})
+                                  tags={"sweep": sweep, "trial": trial, "head": head})
             created.set_terminated("FINISHED")
             trial_run = created.run_id
         if method == first_method[trial]:
@@ -154,13 +194,39 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
             posthoc = TrialLogger(tracking_uri, experiment, run_name=f"{trial}/{method}",
                                   parent_run_id=trial_run,
                                   tags={ROLE_TAG: "posthoc", "sweep": sweep, "trial": trial,
-                                        "method": method, "head": row["head"],
+                                        "method": method, "head": head,
                                         **_inherited_tags(client, trial_run)})
             posthoc.set_terminated("FINISHED")
             run_id = posthoc.run_id
         client.set_tag(run_id, "method", method)
-        client.set_tag(run_id, "score", row["score"])
+        client.set_tag(run_id, "score", rows["score"].iloc[0])
+        client.set_tag(run_id, "unknown_sets", ",".join(dict.fromkeys(rows["unknown_set"])))
         _log_changed_metrics(client, run_id, metrics)
+
+
+def metric_name(key: str, unknown_set: str) -> str:
+    """The MLflow name of table column `key` of a row about `unknown_set`: `<set>/<key>` for the
+    metrics about an unknown set (and their `_ci_low`, `_ci_high`, `_diff_sig`), `key` otherwise.
+    Characters MLflow refuses in a name (e.g. `=`) become `_`."""
+    base = re.sub(r"_(ci_low|ci_high|diff_sig)$", "", key)
+    if base not in UNKNOWN_SET_KEYS:
+        return key
+    return re.sub(r"[^\w./\- :]", "_", f"{unknown_set}/{key}")
+
+
+def mlflow_metrics(row: dict) -> dict[str, float]:
+    """The finite metrics of a table row under their MLflow names (`metric_name`); `*_diff_sig` as
+    1.0 / 0.0 where a baseline exists."""
+    out = {}
+    keys = [*METRIC_KEYS, *(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high", "diff_sig"))]
+    for key in keys:
+        value = row.get(key)
+        if value is None or value is pd.NA:
+            continue
+        value = float(value)
+        if not math.isnan(value):
+            out[metric_name(key, str(row["unknown_set"]))] = value
+    return out
 
 
 def _inherited_tags(client: MlflowClient, run_id: str) -> dict[str, str]:

@@ -1,10 +1,20 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from dear_ray.metrics import METRIC_KEYS, draw_unknown_subsets, open_set_report
-from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE, evaluate_stores
-from dear_ray.scores import OpenMax, methods_for_head, read_score_store
+from dear_ray.metrics.evaluate import (
+    CI_COLUMNS,
+    CURVES_FILE,
+    INFO_COLUMNS,
+    SCORES_FILE,
+    SIG_COLUMNS,
+    evaluate_stores,
+)
+from dear_ray.metrics.ood import binarized_auc_of_decisions
+from dear_ray.scores import OpenMax, compute_scores, methods_for_head, read_score_store, write_score_store
 
 
 def _load(paths):
@@ -16,7 +26,8 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     dear = make_stores(head="dear", run="dear", seed=1, shifted=False)
     out = tmp_path / "report"
     table = evaluate_stores([*soft.values(), *dear.values()], out, num_trials=3, seed=4)
-    assert list(table.columns) == ["method", "score", "run", "head", "known", "unknown", *METRIC_KEYS]
+    assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS]
+    assert (table["unknown_set"] == "hmdb").all()
     assert table[["method", "score"]].values.tolist() == [
         ["dear", "vacuity"], ["softmax", "msp"], ["mc_dropout", "bald"], ["openmax", "openmax"]]
     # the rows `dear-ray sweep --dry-run` announces for each trained head
@@ -33,14 +44,24 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     for key in expected_dear:
         assert table.loc[0, key] == pytest.approx(expected_dear[key], abs=1e-12), key
         assert table.loc[2, key] == pytest.approx(expected_bald[key], abs=1e-12), key
+    # OpenMax decides by the argmax over K+1 (DEAR baseline_openmax.py): no threshold
     om = OpenMax().fit(s["train"].logits, s["train"].labels, s["train"].features)
-    p_unknown = om(s["test"].logits, features=s["test"].features)
-    thr = np.sort(om(s["train"].logits, features=s["train"].features))[::-1][len(s["train"]) // 20 - 1]
-    assert table.loc[3, "threshold"] == pytest.approx(thr)
-    assert table.loc[3, "auroc"] > 0.5 and p_unknown.shape == (len(s["test"]),)
-
-    for name in ("results.csv", "results.parquet", "results.md", "openness_curves.png", "hist_dear.png",
-                 "reliability_openmax.png", "confusion_mc_dropout.png"):
+    known_dec = om.predict(s["test"].logits, features=s["test"].features)
+    unknown_dec = om.predict(s["unknown"].logits, features=s["unknown"].features)
+    assert np.isnan(table.loc[3, "threshold"])
+    assert table.loc[3, "binarized_auc"] == pytest.approx(binarized_auc_of_decisions(known_dec == 4, unknown_dec == 4))
+    assert table.loc[3, "closed_top1"] == pytest.approx(np.mean(known_dec == s["test"].labels))
+    assert table.loc[3, "auroc"] > 0.5
+    # every metric but the threshold has an interval around it; the baseline has no diff_sig
+    for key in METRIC_KEYS:
+        if key == "threshold":
+            continue
+        ok = table[key].notna()
+        assert (table.loc[ok, f"{key}_ci_low"] <= table.loc[ok, key] + 1e-12).all(), key
+        assert (table.loc[ok, f"{key}_ci_high"] >= table.loc[ok, key] - 1e-12).all(), key
+    assert table.loc[1, SIG_COLUMNS].isna().all() and table.loc[2, "auroc_diff_sig"] in (True, False)
+    for name in ("results.csv", "results.parquet", "results.md", "openness_curves.png", "hist_dear_hmdb.png",
+                 "reliability_openmax.png", "confusion_mc_dropout_hmdb.png"):
         assert (out / name).stat().st_size > 0, name
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), table)
 
@@ -62,6 +83,8 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     assert (dear_scores["threshold"] == table.loc[0, "threshold"]).all()
     md = (out / "results.md").read_text().splitlines()
     assert md[0].startswith("| method | score | run |") and len(md) == 2 + 4 + 2
+    assert " [" in md[2]  # value [low, high]
+    assert {"f1_ci_low", "f1_ci_high", "unknown_set"} <= set(curves.columns)
 
 
 def test_requested_scores_and_skips(make_stores, tmp_path):
@@ -86,3 +109,33 @@ def test_incomplete_or_duplicated_models_raise(make_stores, tmp_path):
         evaluate_stores([paths["train"], paths["test"], paths["test"], paths["unknown"]], tmp_path)
     with pytest.raises(ValueError, match="no score store paths"):
         evaluate_stores([], tmp_path)
+
+
+def test_each_unknown_set_is_reported_on_its_own(make_stores, tmp_path):
+    """DEAR reports HMDB-51 and MiT-v2 separately (--ood_data HMDB|MiT): one row per set, each
+    equal to a report on that set's store alone; a merged row only when asked, named `all`."""
+    paths = make_stores(head="softmax", run="soft")
+    s = _load(paths)
+    mit = dataclasses.replace(s["unknown"].meta, dataset="mit")
+    rng = np.random.default_rng(9)
+    logits = rng.normal(size=(40, 4))
+    samples = logits[None] + rng.normal(size=(5, 40, 4))
+    mit_path = write_score_store(tmp_path / "soft" / "unknown_mit.parquet", video_ids=[f"m{i}" for i in range(40)],
+                                 labels=np.repeat([0, 1, 2, 3], 10), logits=logits, features=rng.normal(size=(40, 6)),
+                                 sample_logits=samples, scores=compute_scores("softmax", logits, sample_logits=samples),
+                                 meta=mit)
+    table = evaluate_stores([*paths.values(), mit_path], tmp_path / "out", num_trials=2, plots=False, resamples=20,
+                            curve_resamples=5)
+    soft = table[table["method"] == "softmax"].set_index("unknown_set")
+    assert sorted(soft.index) == ["hmdb", "mit"]  # no merged row by default
+    m = _load({"m": mit_path})["m"]
+    for name, store in (("hmdb", s["unknown"]), ("mit", m)):
+        expected = open_set_report(train=s["train"], known=s["test"], unknown=store, score="msp",
+                                   shifted=s["test_shifted"],
+                                   subsets=draw_unknown_subsets(store.labels, num_trials=2, seed=0)).metrics
+        for key in ("auroc", "open_maf1", "binarized_auc", "closed_top1"):
+            assert soft.loc[name, key] == pytest.approx(expected[key], abs=1e-12), (name, key)
+    merged = evaluate_stores([*paths.values(), mit_path], tmp_path / "out2", num_trials=2, plots=False,
+                             merged_unknown=True, resamples=0)
+    assert sorted(merged.loc[merged["method"] == "softmax", "unknown_set"]) == ["all", "hmdb", "mit"]
+    assert merged["auroc_ci_low"].isna().all()  # resamples=0: no intervals

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from dear_ray.metrics import binarized_auc, ood_metrics, open_auc, openness, threshold_from_train
+from dear_ray.metrics.ood import binarized_auc_of_decisions
 
 
 def test_openness_hand_computed():
@@ -13,8 +14,9 @@ def test_openness_hand_computed():
         openness(0, 3)
 
 
-def test_threshold_is_deAR_rank():
-    # N = 100: the (100 - 95) = 5th largest; N = 10: the (10 - 9) = 1st largest (max)
+def test_threshold_get_threshold_rank_is_edl_and_bald_rank():
+    # experiments/get_threshold.py: desc[N - int(0.95 N) - 1]. N = 100: the 5th largest;
+    # N = 10: desc[10 - 9 - 1] = the largest
     scores = np.random.default_rng(0).permutation(np.arange(100.0))
     assert threshold_from_train(scores) == 95.0
     assert np.mean(scores > threshold_from_train(scores)) == pytest.approx(0.04)
@@ -24,6 +26,26 @@ def test_threshold_is_deAR_rank():
         threshold_from_train(scores, accept=1.5)
     with pytest.raises(ValueError, match="train_scores: 1 NaN"):
         threshold_from_train([0.1, np.nan])
+    with pytest.raises(ValueError, match="threshold rank 'median'"):
+        threshold_from_train(scores, rank="median")
+
+
+def test_threshold_baseline_softmax_rank_by_hand():
+    """baseline_softmax.py / baseline_rpl.py: confidences c sorted DESCENDING, thr_c =
+    desc_c[int(0.95 N) - 1], reject c < thr_c. With u = 1 - c: thr_u = 1 - thr_c, reject u > thr_u."""
+    conf = np.array([0.99, 0.3, 0.95, 0.6, 0.9, 0.8, 0.7, 0.85, 0.5, 0.4,
+                     0.97, 0.93, 0.91, 0.88, 0.86, 0.82, 0.75, 0.65, 0.55, 0.45])  # N = 20
+    n = conf.size
+    desc_c = np.sort(conf)[::-1]
+    thr_c = desc_c[int(n * 0.95) - 1]  # desc_c[18] = 0.4, the second smallest confidence
+    assert thr_c == 0.4
+    u = 1.0 - conf
+    thr_u = threshold_from_train(u, rank="baseline_softmax")
+    assert thr_u == pytest.approx(1 - 0.4)
+    np.testing.assert_array_equal(u > thr_u, conf < thr_c)  # the same videos rejected: 1 of 20
+    # the EDL/BALD rank lands one rank higher: desc_u[20 - 19 - 1] = the largest u, nothing rejected
+    assert threshold_from_train(u) == pytest.approx(1 - 0.3)
+    assert np.sum(u > threshold_from_train(u)) == 0 and np.sum(u > thr_u) == 1
 
 
 def _fpr95_brute(known, unknown):
@@ -42,9 +64,49 @@ def test_ood_metrics_match_sklearn_and_brute_force(seed):
     s = np.r_[known, unknown]
     m = ood_metrics(known, unknown)
     assert m["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-15)
-    assert m["aupr_out"] == pytest.approx(average_precision_score(y, s), abs=1e-15)
-    assert m["aupr_in"] == pytest.approx(average_precision_score(1 - y, -s), abs=1e-15)
-    assert m["fpr_at_95_tpr"] == pytest.approx(_fpr95_brute(known, unknown), abs=1e-15)
+    assert m["aupr_out_ap"] == pytest.approx(average_precision_score(y, s), abs=1e-15)
+    assert m["aupr_in_ap"] == pytest.approx(average_precision_score(1 - y, -s), abs=1e-15)
+    precision, recall, _ = precision_recall_curve(y, s)
+    assert m["aupr_out_trapz"] == pytest.approx(auc(recall, precision), abs=1e-15)
+    assert m["fpr_at_95_tpr_first"] == pytest.approx(_fpr95_brute(known, unknown), abs=1e-15)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert m["fpr_at_95_tpr_nearest"] == fpr[np.argmin(np.abs(tpr - 0.95))]
+
+
+def test_fpr95_and_aupr_conventions_by_hand_with_ties():
+    """One tied case worked by hand. Unknown (positive) scores: 0.9, 0.9, 0.5, 0.5;
+    known: 0.9, 0.5, 0.1, 0.1, 0.1."""
+    known, unknown = np.array([0.9, 0.5, 0.1, 0.1, 0.1]), np.array([0.9, 0.9, 0.5, 0.5])
+    m = ood_metrics(known, unknown)
+    # thresholds 0.9 / 0.5 / 0.1: (TP, FP) = (2, 1), (4, 2), (4, 5); TPR 0.5, 1, 1; FPR 0.2, 0.4, 1
+    # first rule: the first threshold with TPR >= 0.95 is 0.5 -> FPR 0.4
+    assert m["fpr_at_95_tpr_first"] == pytest.approx(0.4)
+    # DEAR: argmin |TPR - 0.95| over (0,0), (0.2,0.5), (0.4,1), (1,1) -> |1 - 0.95| first at FPR 0.4
+    assert m["fpr_at_95_tpr_nearest"] == pytest.approx(0.4)
+    # AP: sum dR * P = 0.5 * 2/3 + 0.5 * 4/6 = 2/3
+    assert m["aupr_out_ap"] == pytest.approx(2 / 3)
+    # trapezoids from (R 0, P 1): (0,1)-(0.5,2/3)-(1,2/3)-(1,4/9)
+    assert m["aupr_out_trapz"] == pytest.approx(0.5 * (1 + 2 / 3) / 2 + 0.5 * (2 / 3))
+    # AUROC: P(u > k) + 0.5 P(tie) = (2 * (4 + 0.5) + 2 * (3 + 0.5)) / 20
+    assert m["auroc"] == pytest.approx((2 * 4.5 + 2 * 3.5) / 20)
+
+
+def test_fpr95_nearest_differs_from_first_where_the_nearest_tpr_is_below():
+    # 20 unknown at 1..20, 10 known at 0.5 + 10..19: TPR steps of 0.05; the nearest point to 0.95
+    # is TPR 0.95 exactly, the first rule agrees; shift one unknown below every known to split them
+    unknown = np.r_[np.arange(2.0, 21.0), -1.0]  # 19 high, 1 lowest
+    known = np.arange(10.0) + 0.5  # 0.5 .. 9.5
+    m = ood_metrics(known, unknown)
+    # TPR reaches 19/20 = 0.95 at threshold 2 (FPR = known >= 2: 8/10); first rule: 0.95 >= 0.95
+    assert m["fpr_at_95_tpr_first"] == pytest.approx(0.8)
+    assert m["fpr_at_95_tpr_nearest"] == pytest.approx(0.8)
+    m90 = ood_metrics(known, unknown, tpr=0.93)
+    # first: TPR >= 0.93 -> 0.95 at FPR 0.8; nearest |TPR - 0.93|: 0.95 (0.02) vs 0.90 (0.03)
+    assert m90["fpr_at_95_tpr_first"] == pytest.approx(0.8)
+    m97 = ood_metrics(known, unknown, tpr=0.97)
+    # first: TPR >= 0.97 only at 1.0 (FPR 1); nearest: 0.95 (0.02) beats 1.0 (0.03) -> FPR 0.8
+    assert m97["fpr_at_95_tpr_first"] == pytest.approx(1.0)
+    assert m97["fpr_at_95_tpr_nearest"] == pytest.approx(0.8)
 
 
 def test_binarized_auc_is_balanced_accuracy_at_the_threshold():
@@ -52,6 +114,12 @@ def test_binarized_auc_is_balanced_accuracy_at_the_threshold():
     unknown = np.array([0.7, 0.9, 0.2])  # 2 of 3 rejected
     assert binarized_auc(known, unknown, 0.5) == pytest.approx(0.5 * (3 / 4 + 2 / 3))
     assert binarized_auc(known, unknown, 0.6) == pytest.approx(0.5 * (4 / 4 + 2 / 3))  # > thr, not >=
+
+
+def test_binarized_auc_of_decisions_is_balanced_accuracy():
+    known = np.array([False, False, True, False])  # 1 of 4 known rejected
+    unknown = np.array([True, True, False])  # 2 of 3 unknown rejected
+    assert binarized_auc_of_decisions(known, unknown) == pytest.approx(0.5 * (3 / 4 + 2 / 3))
 
 
 def test_open_auc_brute_force():

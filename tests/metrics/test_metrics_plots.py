@@ -71,3 +71,26 @@ def test_draw_functions_fill_given_axes_from_curves_or_their_parquet_rows():
     known, unknown = right.patches[:4], right.patches[4:]
     assert [p.get_x() for p in known] == [p.get_x() for p in unknown] == [0.0, 0.5, 1.0, 1.5]
     assert right.get_lines()[0].get_xdata()[0] == 0.3
+
+
+def test_openness_band_is_the_bootstrap_interval_when_the_curves_have_one(tmp_path):
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from dear_ray.metrics.plots import draw_openness_curves, plot_openness_curves_by_set
+
+    rows = pd.DataFrame({"label": "a", "unknown_set": "hmdb", "openness": [0.0, 0.1, 0.2],
+                         "f1_mean": [0.8, 0.7, 0.6], "f1_std": [0.0, 0.05, 0.05],
+                         "f1_ci_low": [0.75, 0.6, 0.4], "f1_ci_high": [0.85, 0.8, 0.7]})
+    ax = Figure().subplots()
+    draw_openness_curves(ax, {"a": rows})
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(40.0) and band.max() == pytest.approx(85.0)
+    assert "95% bootstrap interval" in ax.get_ylabel()
+    ax = Figure().subplots()
+    draw_openness_curves(ax, {"a": rows}, band="std")
+    assert ax.collections[0].get_paths()[0].vertices[:, 1].min() == pytest.approx(55.0)
+    with pytest.raises(ValueError, match="band='ci' needs f1_ci_low"):
+        draw_openness_curves(Figure().subplots(), {"a": rows.drop(columns=["f1_ci_low"])}, band="ci")
+    two = pd.concat([rows, rows.assign(unknown_set="mit")])
+    assert plot_openness_curves_by_set(two, tmp_path / "c.png").stat().st_size > 0

@@ -15,6 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from dear_ray.tracking.aggregate import metric_name
 from dear_ray.tracking.mlflow_runs import ROLE_TAG
 from dear_ray.tune.sweep import parse_sweep, run_sweep
 
@@ -23,7 +24,7 @@ NOTEBOOK = REPO / "notebooks" / "compare_methods.ipynb"
 ENV_VARS = ("DEAR_RAY_TRACKING_URI", "DEAR_RAY_SWEEP", "DEAR_RAY_FIGURES", "MLFLOW_TRACKING_URI")
 COLUMNS = {"closed_top1": "top1", "shifted_top1": "top1 shifted", "static_bias_gap": "bias gap",
            "auroc": "AUROC", "open_maf1": "open maF1", "open_auc": "OpenAUC",
-           "fpr_at_95_tpr": "FPR95", "ece": "ECE"}
+           "fpr_at_95_tpr_first": "FPR95", "ece": "ECE"}
 FIGURES = ("openness_curves", "uncertainty_histograms", "static_bias_gap")
 
 
@@ -145,7 +146,9 @@ def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatc
     posthoc = [r for t in trials for r in client.search_runs(
         [sweep.experiment_id], f"tags.mlflow.parentRunId = '{t.info.run_id}'")]
     runs = {(r.data.tags["trial"], r.data.tags["method"]): r for r in [*trials, *posthoc]}
+    # one row per method and unknown set (the sweep's one set, `unknown`)
     assert sorted((r["trial"], r["method"]) for r in rows) == sorted(runs)
+    assert {r["unknown set"] for r in rows} == {"unknown"}
     # OpenMax needs 2 correctly classified training videos a class, which a 2-epoch model on 6
     # videos a class does not always have: then the aggregator warns and writes no openmax run
     methods = sorted(r["method"] for r in rows)
@@ -153,8 +156,10 @@ def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatc
     for row in rows:
         metrics = runs[(row["trial"], row["method"])].data.metrics
         for key, name in COLUMNS.items():
-            assert row[name] == pytest.approx(100 * metrics[key]), (row["method"], key)
+            assert row[name] == pytest.approx(100 * metrics[metric_name(key, "unknown")]), (row["method"], key)
         assert row["bias gap"] == pytest.approx(row["top1"] - row["top1 shifted"])
+        low, high = metrics["unknown/auroc_ci_low"], metrics["unknown/auroc_ci_high"]
+        assert row["AUROC 95% CI"] == f"[{100 * low:.1f}, {100 * high:.1f}]"
 
     pictures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
                 if "image/png" in o.get("data", {})]

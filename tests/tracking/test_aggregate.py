@@ -13,7 +13,7 @@ from scipy.special import softmax
 from dear_ray.metrics import combine_unknown_classes, draw_unknown_subsets, open_set_report
 from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE
 from dear_ray.scores import OpenMax, StoreMeta, compute_scores, read_score_store, write_score_store
-from dear_ray.tracking.aggregate import find_trial_stores, report_sweep
+from dear_ray.tracking.aggregate import find_trial_stores, metric_name, report_sweep
 from dear_ray.tracking.mlflow_runs import (
     TrialLogger,
     artifact_location_for,
@@ -80,6 +80,7 @@ def test_table_has_every_method_and_skips_the_incomplete_trial(sweep):
     assert sorted(zip(table["trial"], table["method"], table["score"])) == [
         ("evid", "edl", "vacuity"), ("soft", "mc_dropout", "bald"), ("soft", "openmax", "openmax"),
         ("soft", "softmax", "msp")]
+    assert (table["unknown_set"] == "unk").all()  # the unknown store's data set
     assert "broken" in (sweep["dir"] / "report" / "skipped_trials.txt").read_text()
     on_disk = pd.read_parquet(sweep["dir"] / "report" / "results.parquet")
     pd.testing.assert_frame_equal(on_disk, table.reset_index(drop=True))
@@ -175,17 +176,36 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     assert sorted(r.info.run_name for r in trial_runs) == ["evid", "soft"]
     assert all(r.info.status == "FINISHED" for r in trial_runs if r.info.run_name == "evid")
     soft = client.get_run(sweep["soft_run"])
-    assert soft.data.metrics["open_maf1"] == pytest.approx(_row(sweep["table"], "softmax")["open_maf1"])
+    row = _row(sweep["table"], "softmax")
+    # metrics about the unknown set carry its name; those of the known splits do not
+    assert soft.data.metrics["unk/open_maf1"] == pytest.approx(row["open_maf1"])
+    assert soft.data.metrics["unk/auroc_ci_low"] == pytest.approx(row["auroc_ci_low"])
+    assert soft.data.metrics["closed_top1"] == pytest.approx(row["closed_top1"])
+    assert soft.data.metrics["closed_top1_ci_high"] == pytest.approx(row["closed_top1_ci_high"])
+    assert "open_maf1" not in soft.data.metrics and "unk/closed_top1" not in soft.data.metrics
     posthoc = client.search_runs([sweep["exp"]],
                                  f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
     assert sorted(r.data.tags["method"] for r in posthoc) == ["mc_dropout", "openmax"]
     assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
     runs = [*trial_runs, *posthoc]
-    names = {frozenset(client.get_run(r.info.run_id).data.metrics) for r in runs}
-    assert len(names) == 1 and {"open_maf1", "auroc", "closed_top1"} <= set(next(iter(names)))
+    # the same names in every run, but the baseline has no `_diff_sig` against itself and OpenMax
+    # (argmax over K+1 classes) no threshold
+    names = {frozenset(k for k in client.get_run(r.info.run_id).data.metrics
+                       if not k.endswith("_diff_sig") and k != "threshold") for r in runs}
+    assert len(names) == 1 and {"unk/open_maf1", "unk/auroc", "closed_top1"} <= set(next(iter(names)))
     for run in posthoc:
         method = run.data.tags["method"]
-        assert run.data.metrics["auroc"] == pytest.approx(_row(sweep["table"], method)["auroc"])
+        assert run.data.metrics["unk/auroc"] == pytest.approx(_row(sweep["table"], method)["auroc"])
+        assert run.data.metrics["unk/auroc_diff_sig"] == float(_row(sweep["table"], method)["auroc_diff_sig"])
+
+
+def test_metric_names_carry_the_unknown_set():
+    assert metric_name("auroc", "hmdb51") == "hmdb51/auroc"
+    assert metric_name("open_maf1_ci_low", "mit_v2") == "mit_v2/open_maf1_ci_low"
+    assert metric_name("fpr_at_95_tpr_first_diff_sig", "unknown") == "unknown/fpr_at_95_tpr_first_diff_sig"
+    assert metric_name("closed_top1_ci_high", "hmdb51") == "closed_top1_ci_high"
+    assert metric_name("threshold", "hmdb51") == "threshold"
+    assert metric_name("auroc", "set=1") == "set_1/auroc"  # MLflow refuses '='
 
 
 def test_report_again_makes_no_new_runs_nor_duplicate_metrics(sweep):
@@ -195,7 +215,7 @@ def test_report_again_makes_no_new_runs_nor_duplicate_metrics(sweep):
                          seed=3)
     pd.testing.assert_frame_equal(table, sweep["table"])
     assert len(client.search_runs([sweep["exp"]])) == before
-    assert len(client.get_metric_history(sweep["soft_run"], "open_maf1")) == 1
+    assert len(client.get_metric_history(sweep["soft_run"], "unk/open_maf1")) == 1
     local = client.download_artifacts(sweep["parent"], "report/results_table.json")
     assert len(json.loads(open(local).read())["data"]) == len(table)  # replaced, not appended
 
@@ -204,3 +224,43 @@ def test_no_stores_gives_an_empty_table(tmp_path):
     assert find_trial_stores(tmp_path) == {}
     table = report_sweep(tmp_path, tracking_uri=default_tracking_uri(tmp_path), experiment="e")
     assert table.empty
+
+
+def test_format_results_table_prints_intervals_marks_and_a_legend():
+    from dear_ray.tracking.console import format_results_table
+
+    table = pd.DataFrame({
+        "method": ["softmax", "dear"], "unknown_set": ["unknown", "unknown"],
+        "auroc": [0.75, 0.875], "auroc_ci_low": [0.7, 0.8], "auroc_ci_high": [0.8, 0.9],
+        "auroc_diff_sig": pd.array([pd.NA, True], dtype="boolean"),
+        "ece": [0.1, float("nan")], "ece_ci_low": [0.05, float("nan")], "ece_ci_high": [0.15, float("nan")],
+        "ece_diff_sig": pd.array([pd.NA, False], dtype="boolean"), "threshold": [0.0123456, 0.5]})
+    text = format_results_table(table, ["method", "unknown_set", "auroc", "ece", "threshold", "missing"])
+    lines = text.splitlines()
+    assert lines[0].split() == ["method", "unknown_set", "auroc", "ece", "threshold"]
+    assert "75.0 [70.0, 80.0]" in lines[2] and "10.0 [5.0, 15.0]" in lines[2] and "0.01235" in lines[2]
+    assert "87.5 [80.0, 90.0] *" in lines[3] and lines[3].split()[-2:] == ["-", "0.5"]
+    assert "higher is better: auroc" in text and "lower is better: ece" in text
+    assert "* the difference to softmax" in text
+    assert format_results_table(pd.DataFrame()) == "(no results: no trial left score stores)"
+
+
+def test_trials_that_differ_only_in_seed_form_one_setting(tmp_path):
+    import yaml
+
+    from dear_ray.metrics.seeds import seed_summary
+    from dear_ray.tracking.aggregate import trial_settings
+
+    base = {"name": "sw", "model": {"head": "softmax", "backbone": "i3d_tiny"}, "optim": {"lr": 0.01}}
+    configs = {"s0": {**base, "seed": 0}, "s1": {**base, "seed": 1},
+               "lr": {**base, "seed": 0, "optim": {"lr": 0.1}}}
+    for trial, config in configs.items():
+        (tmp_path / f"{trial}.yaml").write_text(yaml.safe_dump(config))
+    settings = trial_settings(tmp_path, [*configs, "no_config"])
+    assert settings["s0"] == settings["s1"] != settings["lr"] and "no_config" not in settings
+    table = pd.DataFrame({"trial": ["s0", "s1", "lr"], "seed": [0, 1, 0], "method": "softmax", "score": "msp",
+                          "head": "softmax", "known": "synth", "unknown_set": "unknown", "backbone": "i3d_tiny",
+                          "auroc": [0.7, 0.8, 0.5]})
+    out = seed_summary(table, settings)
+    assert out["num_seeds"].tolist() == [2, 1] and out["auroc"].tolist() == pytest.approx([0.75, 0.5])
+    assert out.loc[0, "trials"] == "s0,s1" and out.loc[0, "seeds"] == "0,1"
