@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Re-install when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-fast bench clean-venv
+.PHONY: demo test test-fast bench notebook clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m 'not slow'
+
+# The analysis notebook, executed against the demo sweep (or DEAR_RAY_SWEEP / DEAR_RAY_TRACKING_URI):
+# the executed notebook and its figures land in notebooks/outputs/.
+notebook: $(STAMP)
+	mkdir -p notebooks/outputs/figures
+	DEAR_RAY_FIGURES=$(CURDIR)/notebooks/outputs/figures $(VENV)/bin/jupyter execute \
+		notebooks/compare_methods.ipynb --output=outputs/compare_methods
+	@echo "executed notebook: notebooks/outputs/compare_methods.ipynb; figures: notebooks/outputs/figures/"
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -23,6 +23,8 @@ the baseline itself and rows without one).
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import warnings
 from collections import defaultdict
@@ -268,7 +270,8 @@ def _significance(rows: list[_Row]) -> list[dict[str, object]]:
 def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str] | None = None,
                     num_trials: int = 10, seed: int = 0, plots: bool = True, merged_unknown: bool = False,
                     openmax_decision: str = "argmax", resamples: int = DEFAULT_RESAMPLES,
-                    curve_resamples: int = DEFAULT_CURVE_RESAMPLES, bootstrap_seed: int = 0) -> pd.DataFrame:
+                    curve_resamples: int = DEFAULT_CURVE_RESAMPLES, bootstrap_seed: int = 0,
+                    run_labels: Sequence[str | None] | None = None) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -288,6 +291,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         curve_resamples: resamples of the open maF1 interval and the curve's band (the first
             `curve_resamples` of the same resamples; the curve is the costly part).
         bootstrap_seed: seed of the resamples.
+        run_labels: one per store path (or None): the label that replaces the store's run name,
+            e.g. `<sweep>/<trial>` when several sweeps with the same trial names are compared.
 
     Returns:
         One row per (model, method, unknown set): `INFO_COLUMNS`, the metrics of `METRIC_KEYS`,
@@ -297,7 +302,13 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         raise ValueError("evaluate_stores: no score store paths given")
     if openmax_decision not in OPENMAX_DECISIONS:
         raise ValueError(f"openmax_decision={openmax_decision!r}; expected one of {', '.join(OPENMAX_DECISIONS)}")
-    groups = group_stores([read_score_store(p) for p in store_paths])
+    stores = [read_score_store(p) for p in store_paths]
+    if run_labels is not None:
+        if len(run_labels) != len(stores):
+            raise ValueError(f"evaluate_stores: {len(run_labels)} run labels for {len(stores)} stores")
+        stores = [s if label is None else dataclasses.replace(
+            s, meta=dataclasses.replace(s.meta, run=label)) for s, label in zip(stores, run_labels, strict=True)]
+    groups = group_stores(stores)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shared: dict[tuple[str, ...], list] = {}

@@ -176,18 +176,29 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
     table.to_json(out_dir / TABLE_JSON, orient="split", index=False)
     client.log_artifacts(parent, str(out_dir), REPORT_ARTIFACTS)
 
+    def trial_run_of(trial: str, head: str) -> str:
+        run_id = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
+        if run_id is None:  # stores without a run (e.g. copied in): give the trial one
+            created = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
+                                  tags={"sweep": sweep, "trial": trial, "head": head})
+            created.set_terminated("FINISHED")
+            run_id = created.run_id
+        return run_id
+
+    _log_method_rows(client, tracking_uri, experiment, table, sweep, trial_run_of)
+
+
+def _log_method_rows(client: MlflowClient, tracking_uri: str, experiment: str, table: pd.DataFrame,
+                     sweep: str, trial_run_of) -> None:
+    """Each (trial, method)'s metrics: the trial's own method into the trial's run, post-hoc
+    methods (mc_dropout, openmax, ...) into nested runs `<trial>/<method>` under it."""
     first_method = table.groupby("trial", sort=False)["method"].first()
     for (trial, method), rows in table.groupby(["trial", "method"], sort=False):
         head = rows["head"].iloc[0]
         metrics: dict[str, float] = {}
         for row in rows.to_dict("records"):
             metrics.update(mlflow_metrics(row))
-        trial_run = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
-        if trial_run is None:  # stores without a run (e.g. copied in): give the trial one
-            created = TrialLogger(tracking_uri, experiment, run_name=trial, parent_run_id=parent,
-                                  tags={"sweep": sweep, "trial": trial, "head": head})
-            created.set_terminated("FINISHED")
-            trial_run = created.run_id
+        trial_run = trial_run_of(trial, head)
         if method == first_method[trial]:
             run_id = trial_run
         else:
@@ -202,6 +213,34 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
         client.set_tag(run_id, "score", rows["score"].iloc[0])
         client.set_tag(run_id, "unknown_sets", ",".join(dict.fromkeys(rows["unknown_set"])))
         _log_changed_metrics(client, run_id, metrics)
+
+
+def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tracking_uri: str,
+               experiment: str, run_id: str, run_name: str, **evaluate_options) -> pd.DataFrame:
+    """The report of one `dear-ray train` run: its stores evaluated like a sweep trial's, the
+    tables and plots logged under the run's `report/` artifacts, the metrics on the run (post-hoc
+    methods in nested runs), under the same names as a sweep's child runs.
+
+    Returns:
+        The results table (with a `trial` column = `run_name`); empty when the run has no
+        complete stores.
+    """
+    paths = sorted(Path(stores_dir).glob("*.parquet"))
+    usable, skipped = complete_trials({run_name: paths} if paths else {})
+    if not usable:
+        log.warning("report of run %s: no complete score stores under %s (%s)", run_name,
+                    stores_dir, skipped.get(run_name, "no stores"))
+        return pd.DataFrame()
+    out_dir = Path(out_dir)
+    table = evaluate_stores(paths, out_dir, **evaluate_options)
+    table.insert(0, "trial", run_name)
+    table.to_csv(out_dir / "results.csv", index=False)
+    table.to_parquet(out_dir / "results.parquet", index=False)
+    client = MlflowClient(tracking_uri)
+    client.log_artifacts(run_id, str(out_dir), REPORT_ARTIFACTS)
+    _log_method_rows(client, tracking_uri, experiment, table, run_name,
+                     lambda trial, head: run_id)
+    return table
 
 
 def metric_name(key: str, unknown_set: str) -> str:

@@ -136,11 +136,17 @@ class PrivateRay:
     Args:
         sweep_dir: the sweep's folder (keys the temp dir).
         num_cpus: CPUs the instance offers.
+        log_to_driver: forward the Ray processes' stdout/stderr to this console (Ray's own INFO
+            logs are off either way: `logging_config` level WARNING). A sweep keeps it off and
+            prints its own lines from Tune callbacks; `dear-ray train` turns it on for the epoch
+            lines its Train callback prints in the Train controller.
     """
 
-    def __init__(self, sweep_dir: str | os.PathLike, *, num_cpus: int) -> None:
+    def __init__(self, sweep_dir: str | os.PathLike, *, num_cpus: int,
+                 log_to_driver: bool = False) -> None:
         self.temp_dir = private_temp_dir(sweep_dir)
         self.num_cpus = num_cpus
+        self.log_to_driver = log_to_driver
         self.address: str | None = None
         self._saved_env: dict[str, str | None] = {}
         self._reaper: subprocess.Popen | None = None
@@ -171,7 +177,7 @@ class PrivateRay:
             start_new_session=True)
         ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=True,
                  _temp_dir=str(self.temp_dir), _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_config=ray.LoggingConfig(log_level="WARNING"))
+                 log_to_driver=self.log_to_driver, logging_config=ray.LoggingConfig(log_level="WARNING"))
         return self.address
 
     def stop(self) -> None:

@@ -149,7 +149,7 @@ def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_pat
     assert len(everything) == 3 + len(posthoc)  # sweep, trials, post hoc: nothing duplicated
     for run in trials + posthoc:
         assert run.info.status == "FINISHED", run.info.run_name
-        assert 0.0 <= run.data.metrics["auroc"] <= 1.0
+        assert 0.0 <= run.data.metrics["unknown/auroc"] <= 1.0
     # the job ran on the cluster: the trials' driver functions held its CPUs, not a local Ray
     assert "sweep demo: 2 trial(s), 0 failed" in logs
 
@@ -247,6 +247,6 @@ def test_killing_a_worker_node_resumes_the_trial_on_the_survivor(cluster, synth,
     # scratch
     resumed = [m.value for m in client.get_metric_history(run.info.run_id, "resumed_at_epoch")]
     assert len(resumed) == 1 and max(registered) + 1 <= resumed[0] < epochs, (resumed, registered)
-    assert 0.0 <= run.data.metrics["auroc"] <= 1.0
+    assert 0.0 <= run.data.metrics["unknown/auroc"] <= 1.0
     print(f"\nkilled {killed} after checkpoint epoch {max(registered)} was registered; resumed at "
           f"epoch {int(resumed[0])} on {survivor}; sweep done {recovered_s:.1f} s after the kill")

@@ -139,3 +139,24 @@ def test_each_unknown_set_is_reported_on_its_own(make_stores, tmp_path):
                              merged_unknown=True, resamples=0)
     assert sorted(merged.loc[merged["method"] == "softmax", "unknown_set"]) == ["all", "hmdb", "mit"]
     assert merged["auroc_ci_low"].isna().all()  # resamples=0: no intervals
+
+
+def test_two_sweeps_with_the_same_trial_names_compare_in_one_table(make_stores, tmp_path,
+                                                                   capsys):
+    """`dear-ray evaluate A/stores B/stores` (issue 15 item 10): same trial names, one table."""
+    import shutil
+
+    from dear_ray.cli import main
+
+    make_stores(run="edl_trial", head="edl", seed=1)
+    for sweep in ("before", "after"):
+        shutil.copytree(tmp_path / "edl_trial", tmp_path / sweep / "stores" / "edl_trial")
+    code = main(["evaluate", str(tmp_path / "before" / "stores"),
+                 str(tmp_path / "after" / "stores"), "--out", str(tmp_path / "cmp"),
+                 "--resamples", "20"])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "cmp" / "results.csv")
+    assert sorted(set(table["run"])) == ["after/edl_trial", "before/edl_trial"]
+    a, b = (table[table["run"] == r].iloc[0] for r in ("after/edl_trial", "before/edl_trial"))
+    assert a["auroc"] == pytest.approx(b["auroc"])  # the same stores: the same numbers
+    assert "before/edl_trial" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
+from dear_ray.tracking.aggregate import metric_name
 from dear_ray.tune.sweep import SweepError, parse_sweep, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -66,8 +67,8 @@ def test_two_trial_sweep_logs_parent_table_and_child_metrics_then_resumes(synth,
         assert run.data.tags["trial"] == run.info.run_name and run.data.tags["sweep"] == "e2e"
         assert run.data.params["model.head"] == head
         row = table[(table["trial"] == run.info.run_name) & (table["method"] == head)].iloc[0]
-        for key in ("open_maf1", "auroc", "closed_top1"):
-            assert run.data.metrics[key] == pytest.approx(row[key])
+        for key in ("open_maf1", "auroc", "closed_top1"):  # unknown-set metrics: "<set>/<key>"
+            assert run.data.metrics[metric_name(key, "unknown")] == pytest.approx(row[key])
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
         assert sorted(steps) == [0, 1]
         names = {f.path for f in client.list_artifacts(run.info.run_id)}
@@ -108,5 +109,5 @@ def test_failed_trial_is_reported_and_finished_trials_still_aggregated(synth, tm
     runs = {r.info.run_name: r for r in client.search_runs(
         [result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")}
     assert runs["broken"].info.status == "FAILED" and runs["broken"].data.tags["error"]
-    assert runs["ok"].info.status == "FINISHED" and "open_maf1" in runs["ok"].data.metrics
+    assert runs["ok"].info.status == "FINISHED" and "unknown/open_maf1" in runs["ok"].data.metrics
     assert client.get_run(result.parent_run_id).info.status == "FAILED"

@@ -1,0 +1,154 @@
+"""Re-running, resuming and killing behave as a user expects (issue 15): real Ray, real MLflow.
+
+Each test starts (and stops) private local Ray instances: marked slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from dear_ray.cli import main
+from dear_ray.tune.local_ray import INSTANCE_VARIABLE, own_processes, private_temp_dir
+from dear_ray.tune.sweep import SweepError, parse_sweep, restrict_sweep, run_sweep
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_tracking(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _base(synth, run_dir, epochs=1):
+    return {"data": {"data_root": str(synth), "clip_len": 8, "crop_size": 32, "scale_short": 32,
+                     "batch_size": 6},
+            "model": {"backbone": "i3d_tiny"},
+            "optim": {"epochs": epochs, "lr": 0.01},
+            "eval": {"stochastic_passes": 2, "every_n_epochs": 0},
+            "resources": {"num_workers": 1, "cpus_per_worker": 1},
+            "tracking": {"run_dir": str(run_dir)}}
+
+
+def test_two_train_runs_with_different_settings_are_two_finished_runs(sweep_synth, tmp_path,
+                                                                      capsys):
+    cfg = {"name": "single", **_base(sweep_synth, tmp_path / "runs")}
+    path = tmp_path / "single.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    assert main(["train", str(path), "--set", "optim.lr=0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "new run single-2" in out and "[single-2] epoch 1/1" in out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("single")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert sorted(runs) == ["single", "single-2"]
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert (runs["single"].data.params["optim.lr"], runs["single-2"].data.params["optim.lr"]) == \
+        ("0.01", "0.02")
+    # a single run gets the open-set report of a sweep trial
+    for run in runs.values():
+        assert {"unknown/auroc", "unknown/open_maf1", "closed_top1"} <= set(run.data.metrics)
+    assert main(["train", str(path), "--resume"]) == 2
+    assert "already finished" in capsys.readouterr().err
+
+
+def test_resume_runs_added_trials_and_refuses_changed_ones_with_the_diff(sweep_synth, tmp_path,
+                                                                         capsys):
+    raw = {"name": "grow", "base": _base(sweep_synth, tmp_path / "runs"),
+           "cases": [{"name": "a", "model.head": "softmax"}, {"name": "b", "model.head": "edl"}],
+           "max_concurrent_trials": 1}
+    spec = parse_sweep(raw)
+    first = run_sweep(restrict_sweep(spec, trials=["a"]))
+    assert first.failed == {} and first.trials == ["a"]
+    stores_a = sorted((spec.sweep_dir / "stores" / "a").glob("*.parquet"))
+    mtimes = [p.stat().st_mtime_ns for p in stores_a]
+
+    grown = run_sweep(spec, resume=True)
+    assert grown.failed == {} and grown.reused == ["a"] and sorted(grown.trials) == ["a", "b"]
+    assert [p.stat().st_mtime_ns for p in stores_a] == mtimes  # a was not trained again
+    assert "reusing 1 finished trial(s) of an earlier run: a" in capsys.readouterr().out
+    assert set(grown.table["trial"]) == {"a", "b"}
+
+    longer = restrict_sweep(spec, overrides={"optim.epochs": 2})
+    with pytest.raises(SweepError) as err:
+        run_sweep(longer, resume=True)
+    assert "a: optim.epochs: 1 -> 2" in str(err.value) and "--restart-changed" in str(err.value)
+
+    client = MlflowClient(grown.tracking_uri)
+    children = client.search_runs([grown.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{grown.parent_run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["a", "b"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    parent = client.get_run(grown.parent_run_id)
+    assert "| " in parent.data.tags["mlflow.note.content"]  # the results table as description
+    assert any(k.startswith("a/softmax") and k.endswith("auroc") for k in parent.data.metrics)
+
+
+def test_a_killed_sweep_leaves_no_ray_process_of_its_own(sweep_synth, tmp_path):
+    sweep = tmp_path / "kill.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "kill", "base": _base(sweep_synth, tmp_path / "runs",
+                                                                   epochs=3),
+                                     "grid": {"model.head": ["softmax"]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    log = (tmp_path / "out.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "dear_ray.cli", "sweep", str(sweep)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    temp = private_temp_dir(tmp_path / "runs" / "kill")
+    try:
+        deadline = time.monotonic() + 240
+        while "started" not in (tmp_path / "out.txt").read_text():
+            assert proc.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline, "the trial never started"
+            time.sleep(1)
+        assert len(own_processes(temp)) >= 3  # GCS, raylet, agents, workers...
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while own_processes(temp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [(p.pid, p.name()) for p in own_processes(temp)]
+        assert left == [], f"processes of the killed sweep's Ray still alive: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in own_processes(temp):
+            p.kill()
+    assert INSTANCE_VARIABLE not in os.environ
+
+
+def test_two_sweeps_started_together_on_a_new_sqlite_store_both_finish(sweep_synth, tmp_path):
+    store = tmp_path / "shared" / "mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    procs = []
+    for name in ("left", "right"):
+        path = tmp_path / f"{name}.yaml"
+        base = _base(sweep_synth, tmp_path / name)
+        base["resources"]["cpus_per_worker"] = 0.5
+        path.write_text(yaml.safe_dump({"name": name, "base": base,
+                                        "grid": {"model.head": ["edl"]},
+                                        "trial_resources": {"CPU": 0.25}, "ray": {"num_cpus": 1}}))
+        procs.append(subprocess.Popen([sys.executable, "-m", "dear_ray.cli", "sweep", str(path)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                      text=True))
+    outs = [p.communicate(timeout=480)[0] for p in procs]
+    for proc, out in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+        assert "already exists" not in out
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    for name in ("left", "right"):
+        exp = client.get_experiment_by_name(name)
+        assert exp is not None
+        statuses = {r.info.status for r in client.search_runs([exp.experiment_id])}
+        assert statuses == {"FINISHED"}
