@@ -116,6 +116,23 @@ def check_tracking_uri(tracking_uri: str, *, timeout: float = 3.0) -> None:
                 "tracking server (http://host:port)")
 
 
+def _has_mlflow_schema(db_path: Path) -> bool:
+    """True when the SQLite file already holds MLflow's tables (its `alembic_version` is set)."""
+    import sqlite3
+
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
 def prepare_sqlite_store(tracking_uri: str, db_path: Path, *, attempts: int = 5) -> None:
     """Make sure the SQLite store at `db_path` can be written, creating its schema if new.
 
@@ -148,6 +165,8 @@ def prepare_sqlite_store(tracking_uri: str, db_path: Path, *, attempts: int = 5)
         raise TrackingError(f"MLflow tracking URI {tracking_uri}: the SQLite file {db_path} cannot "
                             f"be written ({err}); check its permissions and its folder's, or set "
                             "tracking.uri / MLFLOW_TRACKING_URI to a writable store") from err
+    if _has_mlflow_schema(db_path):
+        return  # created earlier: MLflow's own start-up (1-2 s of schema checks) is not needed here
     lock_path = db_path.with_name(db_path.name + ".lock")
     for attempt in range(attempts):
         try:

@@ -212,3 +212,45 @@ def test_metrics_accept_numpy_and_skip_nan(store):
     logger.log_metrics({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan")}, step=4)
     metrics = MlflowClient(uri).get_run(logger.run_id).data.metrics
     assert metrics == {"a": 0.5, "b": 3.0}
+
+
+def test_unusable_sqlite_store_fails_at_once_naming_the_file(tmp_path):
+    import time
+
+    from dear_ray.tracking.mlflow_runs import TrackingError, check_tracking_uri
+
+    (tmp_path / "mlflow.db").mkdir()  # a folder where the database file should be
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match="mlflow.db is not a file"):
+        check_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TrackingError, match="cannot create the database folder"):
+        check_tracking_uri(f"sqlite:///{blocker}/sub/mlflow.db")
+    (tmp_path / "junk.db").write_text("not a database")
+    with pytest.raises(TrackingError, match="cannot be written|cannot create or open"):
+        check_tracking_uri(f"sqlite:///{tmp_path}/junk.db")
+    assert time.monotonic() - start < 60  # seconds, not SQLAlchemy's minutes of retries
+
+
+@pytest.mark.slow
+def test_two_processes_creating_one_new_store_both_succeed(tmp_path):
+    """MLflow's table creation is not locked (PLATFORM.md: `table runs already exists`); the
+    store is created under a file lock, so concurrent first users all get a working store."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/shared/mlflow.db"
+    code = ("import sys\nfrom dear_ray.tracking.mlflow_runs import check_tracking_uri, "
+            "ensure_experiment, start_parent_run\n"
+            f"check_tracking_uri({uri!r})\n"
+            f"exp = ensure_experiment({uri!r}, sys.argv[1])\n"
+            f"start_parent_run({uri!r}, exp, sweep=sys.argv[1])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, name], stderr=subprocess.PIPE,
+                              text=True) for name in ("a", "b", "c")]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    from mlflow import MlflowClient
+
+    names = {e.name for e in MlflowClient(uri).search_experiments()}
+    assert {"a", "b", "c"} <= names
