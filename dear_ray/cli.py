@@ -117,6 +117,18 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                             "starting a new one (NAME, NAME-2, NAME-3...)")
     train.set_defaults(func=_cmd_train)
 
+    test = sub.add_parser("test", help="evaluate a checkpoint (ours, MMAction2, DEAR, SDN) on Ray "
+                                       "Train workers, without training")
+    test.add_argument("config", type=Path, help="experiment config YAML (model, data, evaluation)")
+    test.add_argument("--checkpoint", type=Path, required=True,
+                      help="the checkpoint: a .pth (MMAction2 / released DEAR / SDN layout) or a "
+                           "dear_ray checkpoint_epoch_* folder; it must fit the configured model")
+    test.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="FIELD=VALUE", help="override a config field by dotted path")
+    test.add_argument("--resamples", type=int, default=None, metavar="N",
+                      help="bootstrap resamples of the report's intervals (default 1000; 0: none)")
+    test.set_defaults(func=_cmd_test)
+
     sweep = sub.add_parser("sweep", help="run a sweep YAML with Ray Tune, then aggregate the results")
     sweep.add_argument("sweep", type=Path, help="sweep YAML, e.g. jobs/sweeps/demo.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="validate and list the trials, run nothing")
@@ -137,8 +149,16 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("out", type=Path, help="the .pth file to write")
     export.set_defaults(func=_cmd_export)
 
-    report = sub.add_parser("report", help="re-run the results aggregator of a finished sweep")
-    report.add_argument("sweep", type=Path, help="the sweep YAML the sweep ran from")
+    report = sub.add_parser("report", help="re-run the results aggregator of a finished sweep, or "
+                                           "compare several sweeps in one table")
+    report.add_argument("sweep", type=Path, nargs="+",
+                        help="the sweep YAML(s) the sweep(s) ran from; with several, one table "
+                             "over all their trials (labelled <sweep>/<trial>)")
+    report.add_argument("--out", type=Path, default=None,
+                        help="with several sweeps: the folder of the combined tables and plots "
+                             "(default: <run_dir>/compare_<A>_vs_<B>)")
+    report.add_argument("--columns", default=None,
+                        help="columns to print, comma-separated, or 'all' (default: a summary)")
     report.set_defaults(func=_cmd_report)
 
     evaluate = sub.add_parser("evaluate", help="metrics table and plots from score stores (parquet)")
@@ -150,6 +170,15 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                                "(default: each method's own)")
     evaluate.add_argument("--trials", type=_positive_int, default=10, help="subsets per openness point")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the unknown-class subsets")
+    evaluate.add_argument("--merged-unknown", action="store_true",
+                          help="also a row per model on all its unknown sets merged ('all')")
+    evaluate.add_argument("--openmax-decision", choices=("argmax", "threshold"), default="argmax",
+                          help="OpenMax's open-set decision: DEAR's argmax over K+1 (default) or "
+                               "P(unknown) above the 95%% training threshold")
+    evaluate.add_argument("--resamples", type=int, default=1000,
+                          help="bootstrap resamples of the 95%% intervals (0: none)")
+    evaluate.add_argument("--columns", default=None,
+                          help="columns to print, comma-separated, or 'all' (default: a summary)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     config = sub.add_parser("config", help="print an experiment config: the defaults, or a file's "
@@ -204,8 +233,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         if private is not None:
             private.stop()
+    _report_single_run(cfg, name, result)
+    return 0
+
+
+def _report_single_run(cfg, name: str, result: dict) -> None:
+    """The open-set report of a `dear-ray train` run, as a sweep trial gets it."""
+    from dear_ray.tracking.aggregate import report_run
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+
+    out_dir = cfg.run_root() / "report" / name
+    table = report_run(result["stores"], out_dir, tracking_uri=resolve_tracking_uri(cfg),
+                       experiment=cfg.experiment_name(), run_id=result["run_id"], run_name=name)
+    print(f"run {name} finished: MLflow run {result['run_id']}, checkpoint {result['checkpoint']}")
+    if table is not None and not table.empty:
+        print(_results_text(table, None))
+        print(f"tables and plots: {out_dir}")
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    """`dear-ray test`: the config with `eval_only: true` and `model.pretrained` = --checkpoint;
+    the checkpoint is checked against the model before Ray starts (`check_pretrained`)."""
+    from dear_ray.config import load_config
+    from dear_ray.demo import format_table
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+    from dear_ray.train.eval_run import check_pretrained, run_test
+    from dear_ray.train.preflight import preflight
+
+    _refuse_sweep_file(args.config)
+    overrides = _parse_overrides(args.overrides)
+    overrides.update({"model.pretrained": str(args.checkpoint), "eval_only": True})
+    cfg = load_config(args.config, overrides=overrides)
+    preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
+    print(check_pretrained(cfg).summary(max_keys=3), flush=True)
+    name = _train_run_name(cfg, resume=False)
+    (cfg.run_root() / "ray" / name).mkdir(parents=True, exist_ok=True)  # the name is taken
+    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg) \
+        if cfg.resources.num_workers > 0 else None
+    extra = {} if args.resamples is None else {"resamples": args.resamples,
+                                               "curve_resamples": min(args.resamples, 200)}
+    try:
+        result = run_test(cfg, trial_name=name, **extra)
+    except Exception as err:  # noqa: BLE001 - Ray wraps the worker's error in its own types
+        if os.environ.get("DEAR_RAY_DEBUG") or isinstance(err, (CliError, ValueError)):
+            raise
+        logs = private.log_dir if private is not None else "the cluster's Ray logs"
+        raise CliError(f"test run {name} failed: {_short_error(err)}\n  workers' output: {logs} "
+                       "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
+    finally:
+        if private is not None:
+            private.stop()
+    table = result.pop("table")
     for key, value in sorted(result.items()):
         print(f"{key}: {value}")
+    print(format_table(table, ["trial", "method", "unknown_set", "closed_top1", "auroc",
+                               "open_maf1", "binarized_auc", "threshold"]))
+    zoo = cfg.run_root() / "report" / name / "zoo.md"
+    if zoo.is_file():
+        print(zoo.read_text())
     return 0
 
 
@@ -216,7 +301,8 @@ def _start_private_ray(key_dir: Path, cfg):
     from dear_ray.tune.local_ray import PrivateRay
 
     need = max(1, cfg.resources.num_workers) * cfg.resources.cpus_per_worker + 1
-    private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)))
+    private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
+                         log_to_driver=True)
     private.start()
     print(f"Ray logs (workers' output): {private.log_dir}", flush=True)
     return private
@@ -345,36 +431,104 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from dear_ray.demo import format_table
     from dear_ray.tracking.aggregate import report_sweep
     from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
     from dear_ray.tune import load_sweep
     from dear_ray.tune.runner import experiment_name
 
-    spec = load_sweep(args.sweep)
-    table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                         experiment=experiment_name(spec))
-    print(format_table(table))
+    specs = [load_sweep(path) for path in args.sweep]
+    if len(specs) == 1:
+        spec = specs[0]
+        table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
+                             experiment=experiment_name(spec))
+        print(_results_text(table, args.columns))
+        print(f"tables and plots: {spec.sweep_dir / 'report'}")
+        return 0
+    # several sweeps: one table over all their stores, trials labelled <sweep>/<trial>
+    paths, labels = [], []
+    for spec in specs:
+        found = sorted((spec.sweep_dir / "stores").glob("*/*.parquet"))
+        if not found:
+            raise CliError(f"{spec.source}: sweep {spec.name!r} has no score stores under "
+                           f"{spec.sweep_dir / 'stores'}")
+        paths += found
+        labels += [f"{spec.name}/{p.parent.name}" for p in found]
+    if len({s.name for s in specs}) < len(specs):
+        raise CliError("report: two of the sweeps have the same name; compare them with "
+                       "`dear-ray evaluate DIR_A/stores DIR_B/stores --out DIR`")
+    out = args.out or specs[0].base.tracking.run_dir / Path("compare_" + "_vs_".join(s.name for s in specs))
+    from dear_ray.metrics.evaluate import evaluate_stores
+
+    table = evaluate_stores(paths, Path(out), run_labels=labels)
+    print(_results_text(table, args.columns))
+    print(f"tables and plots written to {out}")
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from dear_ray.demo import format_table
-    from dear_ray.metrics.evaluate import evaluate_stores
+SUMMARY_COLUMNS = ["run", "method", "unknown_set", "closed_top1", "shifted_top1", "static_bias_gap",
+                   "auroc", "open_maf1", "binarized_auc", "fpr_at_95_tpr_first", "ece"]
 
-    paths = []
-    for path in args.stores:
+
+def _results_text(table, columns: str | None) -> str:
+    from dear_ray.tracking.console import format_results_table
+
+    if table is None or table.empty:
+        return format_results_table(table)
+    if columns == "all":
+        cols = None
+    elif columns:
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+    else:
+        cols = [c for c in SUMMARY_COLUMNS if c != "run" or table["run"].nunique() > 1]
+        if "trial" in table.columns and "run" not in cols and table["trial"].nunique() > 1:
+            cols.insert(0, "trial")
+    return format_results_table(table, cols)
+
+
+def _store_paths_and_labels(inputs: list[Path]) -> tuple[list[Path], list[str] | None]:
+    """The store files under `inputs`; when a run name occurs under two inputs, every store is
+    labelled `<source>/<run>` (source: the sweep folder above `stores/`, or the input as given when
+    two inputs share that name)."""
+    from dear_ray.scores import read_score_store
+
+    per_input = []
+    for path in inputs:
         if path.is_dir():
-            paths.extend(sorted(path.rglob("*.parquet")))
+            found = sorted(path.rglob("*.parquet"))
         elif path.is_file():
-            paths.append(path)
+            found = [path]
         else:
             raise CliError(f"{path}: no such score store file or folder")
+        resolved = path.resolve()
+        per_input.append((resolved.parent.name if resolved.name == "stores" else str(path), found))
+    paths = [p for _, found in per_input for p in found]
     if not paths:
-        raise CliError(f"no score stores (*.parquet) under {', '.join(map(str, args.stores))}")
+        raise CliError(f"no score stores (*.parquet) under {', '.join(map(str, inputs))}")
+    if len(inputs) < 2:
+        return paths, None
+    names = [name for name, _ in per_input]
+    if len(set(names)) < len(names):
+        names = [str(path) for path in inputs]
+    sources = [name for name, (_, found) in zip(names, per_input, strict=True) for _ in found]
+    runs = [read_score_store(p).meta.run for p in paths]
+    owners: dict[str, set[str]] = {}
+    for run, source in zip(runs, sources, strict=True):
+        owners.setdefault(run, set()).add(source)
+    if all(len(s) == 1 for s in owners.values()):
+        return paths, None
+    return paths, [f"{source}/{run}" for run, source in zip(runs, sources, strict=True)]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from dear_ray.metrics.evaluate import evaluate_stores
+
+    paths, labels = _store_paths_and_labels(args.stores)
     scores = None if args.scores is None else [n for group in args.scores for n in group]
-    table = evaluate_stores(paths, args.out, scores=scores, num_trials=args.trials, seed=args.seed)
-    print(format_table(table))
+    table = evaluate_stores(paths, args.out, scores=scores, num_trials=args.trials, seed=args.seed,
+                            merged_unknown=args.merged_unknown,
+                            openmax_decision=args.openmax_decision, resamples=args.resamples,
+                            run_labels=labels)
+    print(_results_text(table, args.columns))
     print(f"tables and plots written to {args.out}")
     return 0
 

@@ -29,6 +29,7 @@ from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
 from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
+from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
 
 STOCHASTIC_HEADS = ("softmax", "bnn")  # heads whose T stochastic passes are stored (SPEC 1.1, 1.6)
 
@@ -104,7 +105,7 @@ class OptimConfig(_Section):
     """
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    epochs: int = Field(10, ge=1)
+    epochs: int = 10
     lr: float = Field(0.01, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
@@ -124,6 +125,14 @@ class OptimConfig(_Section):
     new_layers_warmup_epochs: int = Field(0, ge=0)
     new_layer_lr: float | None = Field(None, gt=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
+
+    @field_validator("epochs")
+    @classmethod
+    def _some_epochs(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("expected >= 1 training epochs; to evaluate a checkpoint without "
+                             "training set eval_only: true and model.pretrained (dear-ray test)")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> OptimConfig:
@@ -183,51 +192,20 @@ class EvalConfig(_Section):
     precision: Literal["fp32", "amp"] = "fp32"
 
 
-class ResourcesConfig(_Section):
-    """Ray Train workers. `num_workers: 0` runs the loop in the driver process (no cluster)."""
-
-    num_workers: int = Field(1, ge=0)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0.0)
-    gpus_per_worker: float = Field(1.0, ge=0.0)
-    amp: bool = True
-    channels_last_3d: bool = True
-    max_failures: int = Field(0, ge=-1)
-
-
-class CheckpointConfig(_Section):
-    """A checkpoint every `every_n_epochs` epochs (and at the last); Ray keeps `num_to_keep`."""
-
-    every_n_epochs: int = Field(1, ge=1)
-    num_to_keep: int | None = Field(2, ge=1)
-
-
-class TrackingConfig(_Section):
-    """MLflow: `uri` (default: env `MLFLOW_TRACKING_URI`, then `sqlite:///<run_dir>/mlflow.db`)."""
-
-    uri: str | None = None
-    experiment: str | None = None
-    run_dir: str = "runs"
-
-    @field_validator("run_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value:
-            raise ValueError("expected a folder path, got an empty string")
-        return str(Path(value).expanduser().absolute())
-
-
-class DebugConfig(_Section):
-    """Injected faults for tests: the worker dies once at the start of epoch `fail_at_epoch`."""
-
-    fail_at_epoch: int | None = Field(None, ge=0)
-
-
 class ExperimentConfig(_Section):
-    """One experiment: data, model, optimiser, evaluation, resources, checkpoints, tracking."""
+    """One experiment: data, model, optimiser, evaluation, resources, checkpoints, tracking.
+
+    `eval_only`: no training; the Ray Train workers load `model.pretrained` (required: ours, an
+    MMAction2, released DEAR or SDN checkpoint, which must provide every tensor of the model) and
+    run the evaluation of `eval.splits` (SPEC section 2) as a trained trial's last epoch does.
+    `dear-ray test CONFIG --checkpoint PATH` sets both; in a sweep, a case sets them (the released
+    model zoo, jobs/sweeps/dear_ucf101_zoo.yaml). The `optim` section is then unused (`epochs`
+    keeps its meaning: the store meta names `epoch_<epochs - 1>` of a trained trial only).
+    """
 
     name: str = "default"
     seed: int = Field(0, ge=0)
+    eval_only: bool = False
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -255,7 +233,14 @@ class ExperimentConfig(_Section):
             raise ValueError("data.train_list: a training list file is required")
         if self.model.head == "sdn" and self.data.scene_labels is None:
             raise ValueError("data.scene_labels: the sdn head needs scene pseudo-labels")
-        if self.eval.every_n_epochs and self.data.val_list is None:
+        if self.eval_only and self.model.pretrained is None:
+            raise ValueError("eval_only: true evaluates model.pretrained without training: set "
+                             "model.pretrained to the checkpoint (dear-ray test ... --checkpoint "
+                             "PATH does)")
+        if self.eval_only and self.debug.fail_at_epoch is not None:
+            raise ValueError("debug.fail_at_epoch injects a fault into a training epoch: an "
+                             "eval_only run has none (unset it)")
+        if self.eval.every_n_epochs and self.data.val_list is None and not self.eval_only:
             raise ValueError(f"eval.every_n_epochs {self.eval.every_n_epochs} needs data.val_list "
                              "(or set eval.every_n_epochs: 0)")
         if self.debug.fail_at_epoch is not None and self.debug.fail_at_epoch >= self.optim.epochs:

@@ -22,7 +22,12 @@ zoo checkpoint's `fc_cls.weight` / `fc_centers.weight` / `bnn_layer.weight_*` lo
 A dear_ray training checkpoint (a Ray Train `checkpoint_epoch_*` folder, or its `state.pt`) loads
 the same way, so `model.pretrained` can name one directly (SDN's fine-tuning step); `export_weights`
 writes its weights as a plain `.pth` under the MMAction2 / DEAR key names (`DEAR_KEY_MAP` and the
-TPN neck reversed), which those codebases' heads read to the same logits.
+TPN neck reversed; `sdn`: SDN's names), which those codebases' heads read to the same logits.
+
+Evaluating a checkpoint (`eval_only`, `dear-ray test`) needs an exact fit: `check_checkpoint(model,
+path, complete=True)` matches the keys without loading (the driver builds the model on the meta
+device, before any Ray Train worker starts) and fails naming the missing and unexpected keys;
+`load_checkpoint(..., complete=True)` is the same check, then the load.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ IGNORED_KEY_PREFIXES = {
     "hm_mlp.": "SDN's human-mask adversarial head (--is_mask_adv); dear_ray's mask-confusion loss "
                "acts on fc_cls (SPEC 1.7)",
 }
-EXPORT_LAYOUTS = ("mmaction2", "dear_ray")
+EXPORT_LAYOUTS = ("mmaction2", "sdn", "dear_ray")
 TRAIN_STATE_FILE = "state.pt"  # dear_ray.train.checkpointing.STATE_FILE (not imported: no cycle)
 
 
@@ -176,28 +181,12 @@ def _is_classifier(key: str) -> bool:
     return any(part in key for part in CLASSIFIER_KEY_PARTS)
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bool = False) -> LoadReport:
-    """Loads an MMAction2 / DEAR `.pth` into `model` (a Recognizer or a bare backbone), in place.
+def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *,
+           strict_classifier: bool) -> tuple[dict[str, Tensor], LoadReport]:
+    """Map checkpoint keys onto the model's (`own`: its state dict, possibly on the meta device).
 
-    Args:
-        model: the target; its keys are matched as described in the module docstring.
-        path: the checkpoint, read with `torch.load(weights_only=True)`: a bare state dict, a dict
-            whose `state_dict` entry is one, or a dear_ray training checkpoint (its folder or
-            `state.pt`; the model weights are taken).
-        strict_classifier: fail instead of skipping when a classifier tensor (key containing one of
-            `CLASSIFIER_KEY_PARTS`) has another shape.
-
-    Returns:
-        The `LoadReport` (`str(report)` is a readable summary).
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        CheckpointError: unreadable file, not a state dict, or a shape mismatch on a
-            non-classifier tensor (all mismatches are listed with both shapes).
-    """
-    path = Path(path)
-    state = _read_state_dict(path)
-    own = model.state_dict()
+    Returns the tensors to load (by model key) and the report; raises `CheckpointError` on a
+    shape mismatch (a classifier's only with `strict_classifier`)."""
     model_keys = set(own)
     to_load: dict[str, Tensor] = {}
     unexpected, skipped, mismatched, ignored = [], [], [], []
@@ -222,10 +211,84 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
         to_load[target] = value
     if mismatched:
         raise CheckpointError(f"{path}: shape mismatch for {len(mismatched)} tensor(s):\n  " + "\n  ".join(mismatched))
-    model.load_state_dict(to_load, strict=False)
     missing = [k for k in own if k not in to_load and k not in skipped]
-    return LoadReport(path=path, loaded=list(to_load), missing=missing, unexpected=unexpected,
-                      skipped_classifier=skipped, ignored=ignored)
+    return to_load, LoadReport(path=path, loaded=list(to_load), missing=missing,
+                               unexpected=unexpected, skipped_classifier=skipped, ignored=ignored)
+
+
+def _require_complete(report: LoadReport, what: str) -> None:
+    """Raise when the checkpoint does not provide every tensor of the model (BatchNorm's
+    `num_batches_tracked` counters aside: they do not change a prediction) or has tensors with
+    no place in it (`IGNORED_KEY_PREFIXES` aside)."""
+    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    if not missing and not report.unexpected:
+        return
+
+    def keys(names: list[str], n: int = 20) -> str:
+        return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+    lines = [f"{report.path}: does not fit {what}: evaluating it needs every tensor of the model"]
+    if missing:
+        lines.append(f"  missing in checkpoint ({len(missing)}): {keys(missing)}")
+    if report.unexpected:
+        lines.append(f"  unexpected in checkpoint ({len(report.unexpected)}): {keys(report.unexpected)}")
+    lines.append("  (another head or backbone than model.head / model.backbone, other "
+                 "head_options, or a checkpoint of a different model)")
+    raise CheckpointError("\n".join(lines))
+
+
+def check_checkpoint(model: nn.Module, path: str | Path, *, complete: bool = False,
+                     what: str = "the model") -> LoadReport:
+    """What `load_checkpoint` would do, without loading: `model` may live on the meta device
+    (the driver checks a checkpoint this way before any Ray Train worker starts).
+
+    Args:
+        complete: the checkpoint must fit exactly (an evaluation, `eval_only`): every model tensor
+            provided (`num_batches_tracked` aside), no unexpected key, classifier shapes equal.
+        what: how the message names the model (e.g. `model i3d_r50 + dear (101 classes)`).
+
+    Raises:
+        FileNotFoundError, CheckpointError: as `load_checkpoint`; with `complete`, also a
+            checkpoint that leaves tensors out or has extra ones, naming up to 20 of each.
+    """
+    path = Path(path)
+    _, report = _match(_read_state_dict(path), model.state_dict(), path,
+                       strict_classifier=complete)
+    if complete:
+        _require_complete(report, what)
+    return report
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bool = False,
+                    complete: bool = False) -> LoadReport:
+    """Loads an MMAction2 / DEAR / SDN `.pth` into `model` (a Recognizer or a bare backbone), in place.
+
+    Args:
+        model: the target; its keys are matched as described in the module docstring.
+        path: the checkpoint, read with `torch.load(weights_only=True)`: a bare state dict, a dict
+            whose `state_dict` entry is one, or a dear_ray training checkpoint (its folder or
+            `state.pt`; the model weights are taken).
+        strict_classifier: fail instead of skipping when a classifier tensor (key containing one of
+            `CLASSIFIER_KEY_PARTS`) has another shape.
+        complete: fail unless the checkpoint fits exactly (`check_checkpoint`); implies
+            `strict_classifier`. Nothing is loaded when it fails.
+
+    Returns:
+        The `LoadReport` (`str(report)` is a readable summary).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        CheckpointError: unreadable file, not a state dict, or a shape mismatch on a
+            non-classifier tensor (all mismatches are listed with both shapes); with `complete`,
+            missing or unexpected tensors.
+    """
+    path = Path(path)
+    to_load, report = _match(_read_state_dict(path), model.state_dict(), path,
+                             strict_classifier=strict_classifier or complete)
+    if complete:
+        _require_complete(report, "the model")
+    model.load_state_dict(to_load, strict=False)
+    return report
 
 
 def to_mmaction2_layout(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -254,19 +317,36 @@ def to_mmaction2_layout(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def to_sdn_layout(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a dear_ray Recognizer state dict to SDN's (vt-vl-lab/SDN models/resnet.py, saved by
+    libs/train_epoch.py as `DataParallel(model).state_dict()`): the backbone's keys at the top
+    level, `cls_head.fc_cls.` -> `fc.`, `cls_head.place_mlp.` -> `place_mlp.`, everything under
+    `module.`. `load_checkpoint` reads the result back (`SDN_KEY_MAP`)."""
+    renames = [("backbone.", "")] + [(ours, theirs) for theirs, ours in SDN_KEY_MAP]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for ours, theirs in renames:
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        out[f"module.{key}"] = value
+    return out
+
+
 def export_weights(checkpoint: str | Path, out: str | Path, *, layout: str = "mmaction2") -> Path:
     """Write a dear_ray training checkpoint's model weights as `{"state_dict": ...}` to `out`.
 
     With `layout="mmaction2"` (default) the keys are MMAction2 / DEAR's (`to_mmaction2_layout`), so
     their recognizers load it and their heads give the same logits (SlowFast's fc columns are
-    fast-first in both); `dear_ray` keeps dear_ray's names. Either is what `model.pretrained` reads
+    fast-first in both); `sdn` writes SDN's names (`to_sdn_layout`, for r3d18 models);
+    `dear_ray` keeps dear_ray's names. Either is what `model.pretrained` reads
     like any model-zoo file (a different class count skips the classifier). The optimizer,
     scheduler and RNG states stay behind.
 
     Args:
         checkpoint: a `checkpoint_epoch_*` folder written by `dear_ray.train` (or its `state.pt`).
         out: the `.pth` file to write (folders are created).
-        layout: `mmaction2` or `dear_ray`.
+        layout: `mmaction2`, `sdn` or `dear_ray`.
 
     Raises:
         FileNotFoundError: no checkpoint at `checkpoint`.
@@ -289,5 +369,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, layout: str = "mm
     state = dict(obj["model"])
     if layout == "mmaction2":
         state = to_mmaction2_layout(state)
+    elif layout == "sdn":
+        state = to_sdn_layout(state)
     torch.save({"state_dict": state, "meta": meta}, out)
     return out

@@ -4,13 +4,19 @@
 calls it from its trial driver function (`dear_ray.tune.runner`). Layout under
 `<tracking.run_dir>/<name>/`: `ray/<trial>/` is the Train run's storage (checkpoints, each with
 the resolved `config.yaml`), `configs/<trial>.yaml` the resolved config (also an MLflow artifact),
-and `stores/<trial>/<split>.parquet` the score stores rank 0 writes after training
-(`dear_ray.train.evaluation`: view averaging and precision; its `evaluate_splits`, `stores_dir`
-and `write_store` are re-exported here).
+and `stores/<trial>/<split>.parquet` the score stores written after training. The evaluation
+itself lives in `dear_ray.train.evaluation`: every worker scores a shard of each split, rank 0
+gathers and writes the stores.
+
+`model.pretrained` is checked in the driver before any worker starts (the model built on the meta
+device, `dear_ray.train.eval_run.check_pretrained`): a shape mismatch, and with `eval_only` any
+missing or unexpected tensor, fails the run naming the keys.
 
 Per epoch every worker calls `ray.train.report` exactly once; rank 0 attaches a checkpoint every
 `checkpoint.every_n_epochs` epochs and at the last one. The last epoch's report comes after the
-final evaluation, so `Result.metrics` carries the test accuracies too.
+final evaluation, so `Result.metrics` carries the test accuracies too. With `eval_only` the
+workers load `model.pretrained`, evaluate, and report once without a checkpoint (the returned
+metrics are then read back from the MLflow run).
 
 MLflow: the driver opens (or, in a sweep, finds) the trial's run before training; rank 0 logs into
 it by run id (also stored in each checkpoint), one step per epoch. A restarted worker group resumes
@@ -33,7 +39,7 @@ import torch
 
 from dear_ray.config import ExperimentConfig, load_config, save_config
 from dear_ray.train.checkpointing import load_checkpoint, save_checkpoint
-from dear_ray.train.evaluation import evaluate_splits, stores_dir, validate, write_store
+from dear_ray.train.evaluation import evaluate_splits, stores_dir, validate
 from dear_ray.train.loop import TrainingStep, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         checkpoint), `stores` (folder of the score stores) and `trial_name`.
 
     Raises:
+        CheckpointError: `model.pretrained` does not fit the model (with `eval_only`: does not
+            provide exactly its tensors), before anything else.
         TrackingError: the tracking server is unreachable (before training starts).
         ray.train.TrainingFailedError: training failed more than `resources.max_failures` times.
     """
@@ -75,6 +83,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         run_tags,
     )
 
+    from dear_ray.train.eval_run import check_pretrained
+
+    check_pretrained(cfg)  # before any worker starts: a wrong file fails here, naming the keys
     trial_name = trial_name or cfg.name
     tracking_uri = resolve_tracking_uri(cfg)
     check_tracking_uri(tracking_uri)
@@ -122,8 +133,13 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         raise
     logger.set_terminated("FINISHED")
     out = dict(result.metrics or {})
-    out.update(run_id=logger.run_id, trial_name=trial_name,
-               checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    if cfg.eval_only:  # no checkpoint attached, so no Result.metrics: the run has them
+        from mlflow import MlflowClient
+
+        out.update(MlflowClient(tracking_uri).get_run(logger.run_id).data.metrics)
+        checkpoint = cfg.model.pretrained
+    out.update(run_id=logger.run_id, trial_name=trial_name, checkpoint=checkpoint,
                stores=str(stores_dir(cfg, trial_name)))
     return out
 
@@ -181,12 +197,16 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                              dropout=m.dropout)
     new_parameters = None  # nothing pretrained: every parameter is new
     if m.pretrained:
-        loaded = load_pretrained(model, m.pretrained)
+        loaded = load_pretrained(model, m.pretrained, complete=cfg.eval_only)
         if rank == 0:
             log.info("%s", loaded)
         new_parameters = set(loaded.missing) | set(loaded.skipped_classifier)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
+    if cfg.eval_only:
+        _evaluate_only(model.to(device), cfg, loop_config, rank=rank, num_classes=num_classes,
+                       device=device, amp=amp)
+        return
     side_inputs = load_side_inputs(cfg.data, m.head_options.get("scene_labels", "soft"))
     train_loader, dist_sampler = build_train_loader(
         cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs)
@@ -252,15 +272,14 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         global_step = result.global_step
         metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
         last = epoch == epochs - 1
-        if rank == 0:
-            every = cfg.eval.every_n_epochs
-            if every and ((epoch + 1) % every == 0 or last):
-                last_val = validate(model, cfg, num_classes, device, amp)
-            if last_val is not None:
-                metrics["val_top1"] = last_val
-            if last:
-                metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
-                                               logger=logger))
+        every = cfg.eval.every_n_epochs
+        if every and ((epoch + 1) % every == 0 or last):  # every rank: a shard each
+            last_val = validate(model, cfg, num_classes, device, amp)
+        if rank == 0 and last_val is not None:
+            metrics["val_top1"] = last_val
+        if last:
+            metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
+                                           logger=logger))
         if logger is not None and epoch > logged_through:
             logger.log_metrics(metrics, step=epoch)
         save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
@@ -270,10 +289,30 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                 extra={RUN_ID_KEY: run_id, "val_top1": last_val})
     if start_epoch >= epochs:  # resumed after the last epoch: only the evaluation is left
         metrics = {"epoch": epochs - 1}
-        if rank == 0:
-            metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
-                                           logger=logger))
+        metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
+                                       logger=logger))
         ray.train.report(metrics)
+
+
+def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *, rank: int,
+                   num_classes: int, device, amp: bool) -> None:
+    """`eval_only`: every rank scores its shards of the evaluation splits; rank 0 writes the
+    stores and logs the metrics (step 0) into the run; one report per rank, no checkpoint."""
+    import ray.train
+
+    logger = None
+    if rank == 0 and loop_config.get("run_id") is not None:
+        from dear_ray.tracking import TrialLogger
+
+        logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"],
+                             run_name=loop_config["trial_name"],
+                             parent_run_id=loop_config.get("parent_run_id"),
+                             run_id=loop_config["run_id"])
+    metrics = evaluate_splits(model, cfg, loop_config["trial_name"], num_classes, device, amp,
+                              logger=logger)
+    if logger is not None:
+        logger.log_metrics(metrics, step=0)
+    ray.train.report(metrics)
 
 
 def _last_logged_epoch(tracking_uri: str, run_id: str) -> int:
@@ -340,4 +379,4 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-__all__ = ["evaluate_splits", "run_training", "stores_dir", "train_fn_per_worker", "write_store"]
+__all__ = ["run_training", "train_fn_per_worker"]

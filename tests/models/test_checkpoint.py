@@ -263,3 +263,96 @@ def test_our_training_checkpoint_loads_directly_and_exports(tmp_path):
         export_weights(out, tmp_path / "x.pth")
     with pytest.raises(FileNotFoundError, match="has no state.pt"):
         load_checkpoint(fine, tmp_path / "export")
+
+
+# --------------------------------------------------------------------------------------------
+# exact fit for evaluation (eval_only) and the meta-device check
+
+
+def _random(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t))
+    return model
+
+
+def test_check_on_a_meta_model_names_missing_and_unexpected_keys_for_evaluation(tmp_path):
+    from dear_ray.models import build_recognizer
+    from dear_ray.models.checkpoint import check_checkpoint, to_mmaction2_layout
+
+    def meta(head, **kw):
+        with torch.device("meta"):
+            return build_recognizer(backbone="i3d_tiny", head=head, num_classes=3, **kw)
+
+    dear_opts = {"head_options": {"temporal_kernel": 1}}
+    edl = _random(build_recognizer(backbone="i3d_tiny", head="edl", num_classes=3))
+    dear = _random(build_recognizer(backbone="i3d_tiny", head="dear", num_classes=3, **dear_opts))
+    torch.save({"state_dict": edl.state_dict()}, tmp_path / "edl.pth")
+    torch.save({"meta": {"epoch": 50}, "state_dict": to_mmaction2_layout(dear.state_dict()),
+                "optimizer": torch.optim.SGD(dear.parameters(), lr=0.1, momentum=0.9).state_dict()},
+               tmp_path / "dear.pth")  # mmcv's save_checkpoint layout, DEAR's key names
+
+    # exact fits pass, also with the optimizer state in the file
+    assert check_checkpoint(meta("edl"), tmp_path / "edl.pth", complete=True).missing == []
+    report = check_checkpoint(meta("dear", **dear_opts), tmp_path / "dear.pth", complete=True)
+    assert report.unexpected == [] and len(report.loaded) == len(dear.state_dict())
+    # an EDL checkpoint for a DEAR model: the debias head is missing
+    with pytest.raises(CheckpointError, match=r"edl.pth: does not fit model X: evaluating it needs "
+                       r"every tensor of the model\n  missing in checkpoint \(\d+\): "
+                       r"cls_head.debias_head\."):
+        check_checkpoint(meta("dear", **dear_opts), tmp_path / "edl.pth", complete=True,
+                         what="model X")
+    # a DEAR checkpoint for an EDL model: its debias head is unexpected (under DEAR's name)
+    with pytest.raises(CheckpointError, match=r"unexpected in checkpoint \(\d+\): debias_head\."):
+        check_checkpoint(meta("edl"), tmp_path / "dear.pth", complete=True)
+    # fine-tuning (not complete) accepts both: missing tensors keep their initial values
+    assert check_checkpoint(meta("dear", **dear_opts), tmp_path / "edl.pth").missing
+    # a classifier of another width is an error for evaluation, naming both shapes
+    with torch.device("meta"):
+        five = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=5)
+    with pytest.raises(CheckpointError, match=r"cls_head.fc_cls.weight -> cls_head.fc_cls.weight: "
+                                              r"checkpoint \(3, \d+\), model \(5, \d+\)"):
+        check_checkpoint(five, tmp_path / "edl.pth", complete=True)
+
+
+def test_complete_load_tolerates_only_missing_batch_counters_and_loads_nothing_on_failure(tmp_path):
+    from dear_ray.models import build_recognizer
+
+    src = _random(build_recognizer(backbone="i3d_tiny", head="rpl", num_classes=3))
+    state = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "no_counters.pth")  # old torch checkpoints lack the counters
+    dst = build_recognizer(backbone="i3d_tiny", head="rpl", num_classes=3)
+    load_checkpoint(dst, tmp_path / "no_counters.pth", complete=True)
+    _assert_same(src, dst, skip="num_batches_tracked")
+    del state["cls_head.radius"]
+    torch.save(state, tmp_path / "no_radius.pth")
+    fresh = build_recognizer(backbone="i3d_tiny", head="rpl", num_classes=3)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"missing in checkpoint \(1\): cls_head.radius$"
+                                              r"|missing in checkpoint \(1\): cls_head.radius\n"):
+        load_checkpoint(fresh, tmp_path / "no_radius.pth", complete=True)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_export_in_sdn_layout_reads_back_exactly(tmp_path):
+    from dear_ray.models import build_recognizer, export_weights
+    from dear_ray.train.checkpointing import save_checkpoint
+
+    options = {"num_places": 4, "num_place_hidden_layers": 2}
+    trained = _random(build_recognizer(backbone="r3d18_tiny", head="sdn", num_classes=6,
+                                       head_options=options))
+    folder = save_checkpoint(tmp_path / "checkpoint_epoch_0001", model=trained, epoch=1,
+                             global_step=4)
+    out = export_weights(folder, tmp_path / "sdn.pth", layout="sdn")
+    keys = set(torch.load(out, weights_only=True)["state_dict"])
+    # vt-vl-lab/SDN: DataParallel names, backbone at the top level, fc / place_mlp heads
+    assert all(k.startswith("module.") for k in keys)
+    assert {"module.conv1.weight", "module.fc.weight", "module.place_mlp.0.fc.weight",
+            "module.place_mlp.p_last_fc.bias"} <= keys
+    assert not any(k.startswith(("module.backbone.", "module.cls_head.")) for k in keys)
+    again = build_recognizer(backbone="r3d18_tiny", head="sdn", num_classes=6,
+                             head_options=options)
+    report = load_checkpoint(again, out, complete=True)
+    assert report.unexpected == [] and report.missing == []
+    _assert_same(again, trained)

@@ -1,6 +1,7 @@
-"""Tests of dear_ray.train.driver: evaluation stores, the injected fault, and whole Ray Train runs.
+"""Tests of dear_ray.train.driver: the injected fault, the checkpoint check before the workers,
+and whole Ray Train runs (evaluation itself: tests/train/test_evaluation.py).
 
-The end-to-end runs start a local Ray instance (2 CPUs) and are marked slow.
+The end-to-end runs start a private local Ray instance (2 CPUs) and are marked slow.
 """
 
 from __future__ import annotations
@@ -30,39 +31,6 @@ def _config(root, tmp_path, **overrides):
     return load_config(base, overrides=overrides)
 
 
-def test_evaluate_splits_writes_one_store_per_split(synth_root, tmp_path):
-    torch.manual_seed(0)
-    cfg = _config(synth_root, tmp_path, **{"eval.splits": ["test", "unknown"]})
-    k = num_known_classes(cfg.data)
-    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
-    metrics = driver.evaluate_splits(model, cfg, "trial0", k, torch.device("cpu"), False)
-    out = driver.stores_dir(cfg, "trial0")
-    assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "unknown.parquet"]
-    test = read_score_store(out / "test.parquet")
-    unknown = read_score_store(out / "unknown.parquet")
-    assert test.meta.split == "test" and unknown.meta.split == "unknown"
-    assert unknown.meta.dataset == "unknown" and test.meta.num_known == k
-    assert test.sample_logits.shape == (3, len(test.video_ids), k)  # MC-dropout passes kept
-    assert {"msp", "bald"} <= set(test.scores)
-    assert metrics["test_top1"] == pytest.approx(np.mean(test.logits.argmax(1) == test.labels))
-    assert "unknown_top1" not in metrics and metrics["unknown_bad_videos"] == 0
-    # the store holds what the model predicts (MSP = 1 - max softmax)
-    p = torch.softmax(torch.tensor(test.logits), 1).numpy()
-    assert np.allclose(test.scores["msp"], 1 - p.max(1), atol=1e-5)
-
-
-def test_unknown_sets_other_than_unknown_get_their_own_file(synth_root, tmp_path):
-    cfg = _config(synth_root, tmp_path, **{"data.unknown": {"other": "unknown.txt"},
-                                           "eval.splits": ["other"],
-                                           "model.head": "edl"})
-    k = num_known_classes(cfg.data)
-    model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k)
-    driver.evaluate_splits(model, cfg, "t1", k, torch.device("cpu"), False)
-    store = read_score_store(driver.stores_dir(cfg, "t1") / "unknown_other.parquet")
-    assert (store.meta.split, store.meta.dataset, store.meta.head) == ("unknown", "other", "edl")
-    assert store.sample_logits is None and "vacuity" in store.scores
-
-
 def test_injected_fault_fires_once_on_rank_zero(synth_root, tmp_path, monkeypatch):
     cfg = _config(synth_root, tmp_path, **{"debug.fail_at_epoch": 1})
     exits = []
@@ -82,15 +50,13 @@ def test_injected_fault_fires_once_on_rank_zero(synth_root, tmp_path, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import os
+def ray_cluster(tmp_path_factory):
+    from dear_ray.tune.local_ray import PrivateRay
 
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=2, include_dashboard=True)
+    private = PrivateRay(tmp_path_factory.mktemp("driver_ray"), num_cpus=2)
+    private.start()
     yield
-    ray.shutdown()
+    private.stop()
 
 
 def _runs(cfg):
@@ -124,8 +90,11 @@ def test_run_training_two_workers_writes_stores_and_one_mlflow_run(synth_root, t
     preds = predict(model, build_eval_loader(cfg, "test", num_classes=k),
                     device=torch.device("cpu"))
     store = read_score_store(stores / "test.parquet")
-    assert preds.video_ids == list(store.video_ids)
+    assert preds.video_ids == list(store.video_ids)  # both workers' shards, in list order
     assert np.allclose(preds.logits, store.logits, atol=1e-4)
+    train = read_score_store(stores / "train.parquet")
+    assert len(set(train.video_ids)) == len(train.video_ids) == len(
+        build_eval_loader(cfg, "train", num_classes=k).dataset)
 
 
 @pytest.mark.slow
@@ -157,3 +126,26 @@ def test_local_mode_runs_in_process(synth_root, tmp_path, monkeypatch):
     assert kept == ["checkpoint_epoch_0002"] and out["checkpoint"].endswith(kept[0])
     _, runs = _runs(cfg)
     assert len(runs) == 1 and runs[0].data.metrics["epoch"] == 2
+
+
+def test_a_wrong_pretrained_checkpoint_fails_before_any_worker_starts(synth_root, tmp_path,
+                                                                     monkeypatch):
+    from dear_ray.models.checkpoint import CheckpointError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    edl = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=3)
+    torch.save({"state_dict": edl.state_dict()}, tmp_path / "edl.pth")
+    cfg = _config(synth_root, tmp_path, **{"model.head": "dear", "eval_only": True,
+                                           "model.head_options": {"temporal_kernel": 1},
+                                           "model.pretrained": str(tmp_path / "edl.pth")})
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("the TorchTrainer was built")
+
+    monkeypatch.setattr("ray.train.torch.TorchTrainer", no_trainer)
+    with pytest.raises(CheckpointError, match=r"missing in checkpoint \(\d+\): "
+                                              r"cls_head.debias_head"):
+        driver.run_training(cfg)
+    # fine-tuning from the same file only needs matching shapes: the new head is "missing"
+    with pytest.raises(AssertionError, match="TorchTrainer was built"):
+        driver.run_training(cfg.override({"eval_only": False}))

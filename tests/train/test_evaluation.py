@@ -1,4 +1,5 @@
-"""Tests of dear_ray.train.evaluation: released view averaging, precision, bnn predictions."""
+"""Tests of dear_ray.train.evaluation: stores per split, sharding over workers, released view
+averaging, precision, bnn predictions."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from dear_ray.scores.store import read_score_store
 from dear_ray.train import evaluation
 from dear_ray.train.data import build_eval_loader, num_known_classes
 from dear_ray.train.evaluation import (
+    Shard,
     average_clips_for,
     eval_autocast,
     evaluate_splits,
     mean_probability_logits,
+    merge_shards,
+    predict_shard,
     predict_split,
+    shard_range,
     stores_dir,
 )
 from dear_ray.train.loop import predict
@@ -130,3 +135,115 @@ def test_bnn_store_logits_follow_the_passes(synth_root, tmp_path):
     sm = np.exp(store.sample_logits - store.sample_logits.max(-1, keepdims=True))
     sm /= sm.sum(-1, keepdims=True)
     np.testing.assert_allclose(np.exp(store.logits), sm.mean(0), rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_splits_writes_one_store_per_split(synth_root, tmp_path):
+    torch.manual_seed(0)
+    cfg = _config(synth_root, tmp_path, **{"eval.splits": ["test", "unknown"]})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
+    metrics = evaluate_splits(model, cfg, "trial0", k, torch.device("cpu"), False)
+    out = stores_dir(cfg, "trial0")
+    assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "unknown.parquet"]
+    test = read_score_store(out / "test.parquet")
+    unknown = read_score_store(out / "unknown.parquet")
+    assert test.meta.split == "test" and unknown.meta.split == "unknown"
+    assert unknown.meta.dataset == "unknown" and test.meta.num_known == k
+    assert test.meta.checkpoint == "trial0/epoch_1"
+    assert test.sample_logits.shape == (3, len(test.video_ids), k)  # MC-dropout passes kept
+    assert {"msp", "bald"} <= set(test.scores)
+    assert metrics["test_top1"] == pytest.approx(np.mean(test.logits.argmax(1) == test.labels))
+    assert "unknown_top1" not in metrics and metrics["unknown_bad_videos"] == 0
+    assert metrics["test_eval_time_s"] > 0 and metrics["unknown_eval_time_s"] > 0
+    # the store holds what the model predicts (MSP = 1 - max softmax)
+    p = torch.softmax(torch.tensor(test.logits), 1).numpy()
+    assert np.allclose(test.scores["msp"], 1 - p.max(1), atol=1e-5)
+
+
+def test_unknown_sets_other_than_unknown_get_their_own_file(synth_root, tmp_path):
+    cfg = _config(synth_root, tmp_path, **{"data.unknown": {"other": "unknown.txt"},
+                                           "eval.splits": ["other"],
+                                           "model.head": "edl"})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k)
+    evaluate_splits(model, cfg, "t1", k, torch.device("cpu"), False)
+    store = read_score_store(stores_dir(cfg, "t1") / "unknown_other.parquet")
+    assert (store.meta.split, store.meta.dataset, store.meta.head) == ("unknown", "other", "edl")
+    assert store.sample_logits is None and "vacuity" in store.scores
+
+
+# --------------------------------------------------------------------------------------------
+# sharding
+
+
+def test_shards_are_whole_batches_that_cover_every_video_once():
+    from torch.utils.data import DistributedSampler
+
+    for n in range(0, 23):
+        for batch in (1, 2, 4, 5):
+            for world in (1, 2, 3, 4, 8):
+                shards = [shard_range(n, batch, r, world) for r in range(world)]
+                covered = [i for indices, _ in shards for i in indices]
+                assert covered == list(range(n)), (n, batch, world)  # in order, once each
+                for indices, first in shards:
+                    assert indices.start == first * batch or not indices
+                sizes = [-(-len(ix) // batch) for ix, _ in shards]
+                assert max(sizes) - min(sizes) <= 1
+    # what DistributedSampler would do instead: 5 videos on 2 ranks -> 6 indices, one twice
+    padded = [i for r in range(2) for i in DistributedSampler(range(5), num_replicas=2, rank=r,
+                                                              shuffle=False)]
+    assert len(padded) == 6 and len(set(padded)) == 5
+    assert [list(shard_range(5, 2, r, 2)[0]) for r in range(2)] == [[0, 1, 2, 3], [4]]
+    assert [list(shard_range(3, 4, r, 2)[0]) for r in range(2)] == [[0, 1, 2], []]
+    with pytest.raises(ValueError, match="rank 2 is not in"):
+        shard_range(5, 2, 2, 2)
+
+
+@pytest.mark.parametrize("head", ["softmax", "bnn"])
+def test_shards_of_any_number_of_workers_merge_into_the_one_worker_predictions(synth_root,
+                                                                              tmp_path, head):
+    # batch size 2 over the 12 training videos: 6 batches, split 6 / 3+3 / 2+2+1+1 ways; the
+    # stochastic passes (MC dropout masks, BNN weight draws) are seeded per batch
+    cfg = _config(synth_root, tmp_path, **{"data.batch_size": 2, "model.head": head})
+    k = num_known_classes(cfg.data)
+    torch.manual_seed(0)
+    model = build_recognizer(backbone="i3d_tiny", head=head, num_classes=k, dropout=0.5)
+    cpu = torch.device("cpu")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+
+    def merged(world):
+        shards = [predict_shard(model, cfg, "train", num_classes=k, rank=r, world_size=world,
+                                device=cpu, amp=False) for r in range(world)]
+        return merge_shards(shards, "train", 12)
+
+    one = merged(1)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is untouched
+    assert one.sample_logits.shape == (3, 12, k)
+    assert len(set(one.video_ids)) == 12
+    for world in (2, 4):
+        many = merged(world)
+        assert many.video_ids == one.video_ids
+        np.testing.assert_allclose(many.logits, one.logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(many.sample_logits, one.sample_logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(many.features, one.features, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(many.labels, one.labels)
+    # the passes do differ from each other (dropout / weight sampling really is on)
+    assert not np.allclose(one.sample_logits[0], one.sample_logits[1])
+
+
+def test_merge_refuses_shards_that_miss_or_repeat_videos(synth_root, tmp_path):
+    cfg = _config(synth_root, tmp_path, **{"data.batch_size": 2, "model.head": "edl"})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k)
+    cpu = torch.device("cpu")
+    a, b = (predict_shard(model, cfg, "train", num_classes=k, rank=r, world_size=2, device=cpu,
+                          amp=False) for r in range(2))
+    assert (a.start, a.num_videos, b.start, b.num_videos) == (0, 6, 6, 6)
+    with pytest.raises(RuntimeError, match="the shards cover 6 dataset positions .* of 12"):
+        merge_shards([a], "train", 12)
+    with pytest.raises(RuntimeError, match="cover 12 dataset positions \\(6 distinct\\)"):
+        merge_shards([a, Shard(0, 6, a.preds)], "train", 12)
+    with pytest.raises(ValueError, match="no decodable video"):
+        merge_shards([Shard(0, 12, None)], "train", 12)
+    assert merge_shards([a, b], "train", 12).logits.shape == (12, k)

@@ -1,0 +1,49 @@
+"""The run-side config sections: Ray Train workers, checkpoints, MLflow tracking, injected faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from dear_ray.config._base import Section as _Section
+
+
+class ResourcesConfig(_Section):
+    """Ray Train workers. `num_workers: 0` runs the loop in the driver process (no cluster)."""
+
+    num_workers: int = Field(1, ge=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(1.0, ge=0.0)
+    amp: bool = True
+    channels_last_3d: bool = True
+    max_failures: int = Field(0, ge=-1)
+
+
+class CheckpointConfig(_Section):
+    """A checkpoint every `every_n_epochs` epochs (and at the last); Ray keeps `num_to_keep`."""
+
+    every_n_epochs: int = Field(1, ge=1)
+    num_to_keep: int | None = Field(2, ge=1)
+
+
+class TrackingConfig(_Section):
+    """MLflow: `uri` (default: env `MLFLOW_TRACKING_URI`, then `sqlite:///<run_dir>/mlflow.db`)."""
+
+    uri: str | None = None
+    experiment: str | None = None
+    run_dir: str = "runs"
+
+    @field_validator("run_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value:
+            raise ValueError("expected a folder path, got an empty string")
+        return str(Path(value).expanduser().absolute())
+
+
+class DebugConfig(_Section):
+    """Injected faults for tests: the worker dies once at the start of epoch `fail_at_epoch`."""
+
+    fail_at_epoch: int | None = Field(None, ge=0)
