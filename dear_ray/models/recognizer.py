@@ -47,7 +47,8 @@ class PredictOutput(NamedTuple):
     Attributes:
         logits: (B, K) deterministic logits (dropout off, Bayesian weights at their means), averaged
             over views as `average_clips` says (`prob`: log of the mean per-view softmax).
-        features: (B, F) pooled features averaged over views.
+        features: (B, F) pooled features averaged over views (each view's `cls_head.embed`: the
+            pooled features themselves, psl's L2-normalised embedding).
         sample_logits: (S, B, K) each stochastic pass's view-averaged logits (same averaging), or
             None when S = 1.
     """
@@ -83,6 +84,13 @@ def average_views(logits: torch.Tensor, num_views: int, how: str = "score") -> t
     if how == "score":
         return z.mean(dim=1)
     return torch.logsumexp(F.log_softmax(z.float(), dim=-1), dim=1) - math.log(num_views)
+
+
+def shuffle_frames(clips: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> the same clips with their frames in one random order, the same for the
+    whole batch (PSL datasets/utils/mixup.py `mixup_contrastive_shuffle`: one `random.shuffle` of
+    the T indices a batch; it may be the identity, with probability 1/T!)."""
+    return clips[:, :, torch.randperm(clips.shape[2], device=clips.device)]
 
 
 @contextlib.contextmanager
@@ -160,6 +168,9 @@ class Recognizer(nn.Module):
                 `separate` step calls `mask_confusion_loss` on its own batch instead. Ignored by
                 other heads.
 
+        A head with `uses_shuffled_clip` (psl) also gets `HeadInputs.shuffled_features`: the
+        backbone runs once on the clips and `shuffle_frames(clips)` together (2B clips).
+
         Returns:
             The scalar loss and stats (python floats): `loss` and the head's terms (`loss_cls`,
             `loss_avu`, `loss_ced`, `hsic_*`, `loss_scene`, `loss_mask`, ...), `loss_aux` for TPN,
@@ -171,7 +182,15 @@ class Recognizer(nn.Module):
         if lo < 0 or hi >= self.num_classes:
             raise ValueError(f"training_loss: labels must be in [0, {self.num_classes}), got values "
                              f"in [{lo}, {hi}]")
-        out = self.backbone.forward_features(clips)
+        b, shuffle = clips.shape[0], self.cls_head.uses_shuffled_clip
+        # psl: one backbone pass over the clips and their shuffled copies (BatchNorm sees both, as
+        # PSL's batch of 2 clips a video); rows [b:] are the shuffled clips
+        out = self.backbone.forward_features(torch.cat([clips, shuffle_frames(clips)]) if shuffle
+                                             else clips)
+        features = self._dropped(self._segments(out.maps), active=self.training)
+        shuffled_features = features[b:] if shuffle else None
+        debias_map, aux_map = (m[:b] if shuffle and m is not None else m
+                               for m in (out.debias_map, out.aux_map))
         masked_features = None
         if masked_clips is not None and self.cls_head.uses_masked_features:
             if masked_clips.shape != clips.shape:
@@ -180,13 +199,13 @@ class Recognizer(nn.Module):
             masked = self._segments(self.backbone.forward_features(masked_clips).maps)
             masked_features = self._dropped(masked, active=self.training)
         inputs = HeadInputs(
-            features=self._dropped(self._segments(out.maps), active=self.training), labels=labels,
-            anneal=float(anneal),
-            iteration=int(iteration), debias_map=out.debias_map if self.cls_head.uses_debias_map else None,
-            scene=scene if self.cls_head.uses_scene else None, masked_features=masked_features)
+            features=features[:b], labels=labels, anneal=float(anneal),
+            iteration=int(iteration), debias_map=debias_map if self.cls_head.uses_debias_map else None,
+            scene=scene if self.cls_head.uses_scene else None, masked_features=masked_features,
+            shuffled_features=shuffled_features)
         loss, stats = self.cls_head.loss(inputs)
         if self.aux_head is not None:
-            loss_aux, aux_stats = self.aux_head.loss(out.aux_map, labels)
+            loss_aux, aux_stats = self.aux_head.loss(aux_map, labels)
             loss = loss + loss_aux
             stats.update(aux_stats)
         stats["loss"] = float(loss.detach())
@@ -264,6 +283,7 @@ class Recognizer(nn.Module):
             units = self._segments(self.backbone.forward_features(clips.flatten(0, 1)).maps)
             features = units.mean(dim=1)
             logits = average_views(self.cls_head(features), v, average_clips)
+            stored = self.cls_head.embed(features)  # in eval mode (psl: BatchNorm running stats)
             samples = None
             if stochastic_passes > 1:
                 drop = self.cls_head.mc_dropout
@@ -275,7 +295,7 @@ class Recognizer(nn.Module):
                 samples = torch.stack(samples)
         finally:
             self.train(was_training)
-        return PredictOutput(logits, features.view(b, v, -1).mean(dim=1), samples)
+        return PredictOutput(logits, stored.view(b, v, -1).mean(dim=1), samples)
 
     def classifier_parameter_names(self) -> set[str]:
         """Full names of the parameters of the layers that output class scores (`cls_head.fc_cls.*`,
@@ -345,4 +365,4 @@ def build_recognizer(
 
 
 __all__ = ["AVERAGE_CLIPS", "PredictOutput", "Recognizer", "RecognizerOutput", "average_views",
-           "build_recognizer", "pool_maps"]
+           "build_recognizer", "pool_maps", "shuffle_frames"]

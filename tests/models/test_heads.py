@@ -35,7 +35,7 @@ def _inputs(features, **kw):
 
 
 def test_registry_names_and_errors():
-    assert list_heads() == ["bnn", "dear", "dear_alt", "edl", "edl_avu", "rpl", "sdn", "softmax"]
+    assert list_heads() == ["bnn", "dear", "dear_alt", "edl", "edl_avu", "psl", "rpl", "sdn", "softmax"]
     with pytest.raises(UnknownNameError, match="unknown head 'mc_dropout'; known heads: bnn, dear"):
         create_head("mc_dropout", in_features=F_DIM, num_classes=K)
     with pytest.raises(ValueError, match=r"head 'edl' got unknown option\(s\) \['disentangle'\]; "

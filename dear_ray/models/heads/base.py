@@ -69,6 +69,8 @@ class HeadInputs:
         debias_map: (B, C, T, H, W) backbone map for the CED branch, or None.
         scene: (B, P) soft scene pseudo-labels for SDN, or None.
         masked_features: (B, F) pooled features of the human-masked clips (after dropout), or None.
+        shuffled_features: (B, F) pooled features (after dropout) of the same clips with their
+            frames permuted in time, for heads with `uses_shuffled_clip` (psl), or None.
     """
 
     features: torch.Tensor
@@ -78,10 +80,11 @@ class HeadInputs:
     debias_map: torch.Tensor | None = None
     scene: torch.Tensor | None = None
     masked_features: torch.Tensor | None = None
+    shuffled_features: torch.Tensor | None = None
 
 
 class Head(nn.Module):
-    """Base of every head. Subclasses set the three `uses_*` flags they need and implement
+    """Base of every head. Subclasses set the `uses_*` flags they need and implement
     `forward`, `loss` and `classifier_parameter_names`.
 
     Attributes:
@@ -89,6 +92,8 @@ class Head(nn.Module):
         uses_debias_map: the loss reads `HeadInputs.debias_map`.
         uses_scene: the loss reads `HeadInputs.scene` (required).
         uses_masked_features: the loss reads `HeadInputs.masked_features` (optional).
+        uses_shuffled_clip: the loss reads `HeadInputs.shuffled_features` (the recognizer runs
+            the backbone on the batch and its time-shuffled copy together; psl).
         mc_dropout: a stochastic test pass (`Recognizer.predict(stochastic_passes=S)`) keeps the
             recognizer's dropout on (MC dropout). False for `bnn`: DEAR's scripts turn dropout on
             at test only for its "dnn" configs (experiments/ood_detection.py, get_threshold.py
@@ -98,6 +103,7 @@ class Head(nn.Module):
     uses_debias_map: bool = False
     uses_scene: bool = False
     uses_masked_features: bool = False
+    uses_shuffled_clip: bool = False
     mc_dropout: bool = True
 
     def __init__(self, num_classes: int) -> None:
@@ -116,6 +122,11 @@ class Head(nn.Module):
     def classifier_parameter_names(self) -> set[str]:
         """Names (relative to the head) of the layers that output class scores."""
         raise NotImplementedError
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The features score stores keep, (B, F) -> (B, D): the pooled features themselves;
+        psl overrides it with its L2-normalised embedding (what PSL's test score reads)."""
+        return features
 
 
 def check_positive(builder: str, **values: int) -> None:
