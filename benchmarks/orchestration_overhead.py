@@ -47,7 +47,7 @@ def train_direct(cfg) -> float:
     from dear_ray.losses import annealing_coefficient
     from dear_ray.models import build_recognizer
     from dear_ray.train.data import build_train_loader, num_known_classes
-    from dear_ray.train.driver import evaluate_splits
+    from dear_ray.train.evaluation import evaluate_splits
     from dear_ray.train.loop import TrainingStep, train_one_epoch
     from dear_ray.train.optim import build_optimizer, build_scheduler
 

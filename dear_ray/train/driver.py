@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from dear_ray.config import ExperimentConfig, load_config, save_config
+from dear_ray.train.bad_videos import append_bad_videos, bad_videos_dir
 from dear_ray.train.checkpointing import load_checkpoint, save_checkpoint
 from dear_ray.train.evaluation import evaluate_splits, stores_dir, validate
 from dear_ray.train.loop import TrainingStep, train_one_epoch
@@ -72,6 +73,7 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         ray.train.TrainingFailedError: training failed more than `resources.max_failures` times.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import LoggingConfig as TrainLoggingConfig
     from ray.train.torch import TorchTrainer
 
     from dear_ray.tracking.mlflow_runs import (
@@ -122,6 +124,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
                                      resources_per_worker=per_worker),
         run_config=RunConfig(
             name=trial_name, storage_path=str(storage),
+            # Ray Train's own INFO lines (worker group start, every report's dict) stay in its
+            # log files; the console gets warnings and our one line per epoch
+            logging_config=TrainLoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=res.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
             callbacks=list(callbacks) or None),
@@ -269,6 +274,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                                  grad_clip=cfg.optim.grad_clip, amp=amp,
                                  channels_last=channels_last, bad_report=report,
                                  masked_loader=masked_loader)
+        append_bad_videos(bad_videos_dir(cfg.run_root(), trial) / f"train_rank{rank}.csv",
+                          report.bad, split="train", epoch=epoch, rank=rank)
         global_step = result.global_step
         metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
         last = epoch == epochs - 1
@@ -280,6 +287,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         if last:
             metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
                                            logger=logger))
+            _log_bad_videos(logger, cfg, trial)
         if logger is not None and epoch > logged_through:
             logger.log_metrics(metrics, step=epoch)
         save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
@@ -292,6 +300,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
                                        logger=logger))
         ray.train.report(metrics)
+
+
+def _log_bad_videos(logger, cfg: ExperimentConfig, trial: str) -> None:
+    """Rank 0: the run's bad-video lists (`dear_ray.train.bad_videos`) into its artifacts."""
+    folder = bad_videos_dir(cfg.run_root(), trial)
+    if logger is not None and folder.is_dir() and any(folder.glob("*.csv")):
+        logger.log_artifact(folder, artifact_path="bad_videos")
 
 
 def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *, rank: int,

@@ -374,6 +374,11 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
         if split_is_known(split):
             metrics[f"{key}_top1"] = preds.top1()
         metrics[f"{key}_bad_videos"] = float(len(preds.bad))
+        if rank == 0 and preds.bad:
+            from dear_ray.train.bad_videos import append_bad_videos, bad_videos_dir
+
+            append_bad_videos(bad_videos_dir(cfg.run_root(), trial) / "eval.csv", preds.bad,
+                              split=split, epoch=None, rank=0)
         if logger is not None:
             logger.log_artifact(path, artifact_path="stores")
     return metrics

@@ -15,7 +15,8 @@ What is checked (once per distinct value across the configs):
   their own class ids: not range-checked); the first `VIDEOS_CHECKED` videos of each list exist
   (all of them would be slow on network storage: `dear-ray data check` does that);
 - the SDN side inputs (`data.scene_labels`, `data.detections`) exist;
-- `model.pretrained` exists and is readable (a file, or a dear_ray checkpoint folder);
+- `model.pretrained` exists, is readable (a file, or a dear_ray checkpoint folder) and fits the
+  configured model (shapes; every key with `eval_only`), checked on the meta device;
 - `tracking.run_dir` can be created and written.
 """
 
@@ -91,6 +92,19 @@ def _check_writable(field: str, folder: Path, problems: list[str]) -> None:
         problems.append(f"{field}: cannot write to {folder}: {err.strerror or err}")
 
 
+def _check_checkpoint_keys(cfg: ExperimentConfig) -> list[str]:
+    """The checkpoint against the model it should load into, on the meta device (no weights
+    are materialised): shapes, and with `eval_only` missing / unexpected keys."""
+    from dear_ray.models.checkpoint import CheckpointError
+    from dear_ray.train.eval_run import check_pretrained
+
+    try:
+        check_pretrained(cfg)
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
+        return [f"model.pretrained: {err}"]
+    return []
+
+
 def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]:
     """The problems of one config (an empty list when it can run)."""
     seen = set() if seen is None else seen
@@ -127,7 +141,8 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
             if path is not None and not path.exists() and once(("side", path)):
                 problems.append(f"{field}: {path} does not exist")
     pretrained = cfg.model.pretrained
-    if pretrained is not None and once(("pretrained", pretrained)):
+    if pretrained is not None and once(("pretrained", pretrained, cfg.model.backbone,
+                                        cfg.model.head, cfg.eval_only)):
         path = Path(pretrained)
         if not path.exists():
             problems.append(f"model.pretrained: {path} does not exist")
@@ -139,6 +154,9 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
                     fh.read(1)
             except OSError as err:
                 problems.append(f"model.pretrained: {path} cannot be read: {err.strerror or err}")
+        if path.exists() and not any(p.startswith("model.pretrained") for p in problems) \
+                and root.is_dir():
+            problems += _check_checkpoint_keys(cfg)
     run_dir = Path(cfg.tracking.run_dir)
     if once(("run_dir", run_dir)):
         _check_writable("tracking.run_dir", run_dir, problems)

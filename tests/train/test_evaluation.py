@@ -247,3 +247,23 @@ def test_merge_refuses_shards_that_miss_or_repeat_videos(synth_root, tmp_path):
     with pytest.raises(ValueError, match="no decodable video"):
         merge_shards([Shard(0, 12, None)], "train", 12)
     assert merge_shards([a, b], "train", 12).logits.shape == (12, k)
+
+
+def test_skipped_videos_are_listed_with_their_reason(synth_root, tmp_path):
+    """Issue 15 item 11: the bad videos of a run are a CSV (file, reason), not only a count."""
+    import shutil
+
+    from dear_ray.train.bad_videos import bad_videos_dir, read_bad_videos
+
+    root = tmp_path / "copy"
+    shutil.copytree(synth_root, root)
+    first = (root / "test.txt").read_text().split()[0]
+    (root / first).write_bytes(b"not a video at all")
+    cfg = _config(root, tmp_path, **{"eval.splits": ["test"], "data.max_bad_fraction": 0.5})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
+    metrics = evaluate_splits(model, cfg, "trial0", k, torch.device("cpu"), False)
+    assert metrics["test_bad_videos"] == 1
+    rows = read_bad_videos(bad_videos_dir(cfg.run_root(), "trial0"))
+    assert len(rows) == 1 and rows[0]["split"] == "test" and rows[0]["path"].endswith(first)
+    assert rows[0]["reason"] and rows[0]["video_id"] == first.rsplit("/", 1)[-1].rsplit(".", 1)[0]

@@ -79,3 +79,17 @@ def test_each_problem_is_reported_once_across_many_trials(tmp_path):
     with pytest.raises(PreflightError) as err:
         preflight(cfgs)
     assert str(err.value).count("data.data_root") == 1
+
+
+def test_a_checkpoint_that_does_not_fit_is_found_before_ray(synth_root, tmp_path):
+    import torch
+
+    from dear_ray.models import build_recognizer
+
+    other = build_recognizer(backbone="r3d18_tiny", head="softmax", num_classes=3)
+    path = tmp_path / "other.pth"
+    torch.save({"state_dict": other.state_dict()}, path)
+    cfg = _cfg(synth_root, tmp_path, **{"model.pretrained": str(path), "eval_only": True})
+    problems = check_config(cfg)
+    assert len(problems) == 1 and problems[0].startswith("model.pretrained: ")
+    assert "other.pth" in problems[0]
