@@ -1,16 +1,25 @@
-"""Clips per second of the video data path, against baselines measured in the same run.
+"""Clips per second of the video data path, as ratios to bare decord on the same frames, one run.
 
-Writes a few dozen 320x240 h264 videos (~64 frames) with PyAV into a temporary folder, then times,
-single process and one torch thread:
+Writes a few dozen 320x240 h264 videos (~64 frames) with PyAV into a temporary folder, draws the
+frame indices of every (epoch, item) once (I3D train sampling: 32 frames at interval 2), then
+times, in one process with one torch thread and one OpenCV thread:
 
-- ``VideoDataset``: open + I3D train sampling (32 frames, interval 2) + decord ``get_batch`` + the
-  ``random_resized`` train preset (short side 256, 224 crop, flip, normalise);
-- ``transform only``: the same preset on frames decoded beforehand;
-- ``decord get_batch``: open + ``get_batch`` on exactly the same frame indices (the floor for
-  decoding);
-- ``PyAV whole video``: decode every frame of the video to RGB (what reading whole videos costs).
+- ``decord get_batch``: open + ``get_batch`` on exactly those frames (the baseline, 1.00x);
+- ``torchcodec get_frames_at``: the same with torchcodec (when installed);
+- ``VideoDataset <decoder>, <handover>``: open + sampling + decoding + the ``random_resized`` train
+  preset (MMAction2-exact: cv2 resize of the short side to 256, random crop, cv2 resize to 224,
+  flip) + float32 normalisation (``float``) or the uint8 handover (``uint8``: normalised later on
+  the training device, timed here separately on the CPU);
+- ``transform only``: the preset on frames decoded beforehand, float and uint8;
+- ``transform + ColorJitter``: TPN's float preset;
+- ``PyAV whole-video decode``: every frame of the video to RGB (what reading whole videos costs).
 
-Run: ``.venv/bin/python benchmarks/data_throughput.py [--videos 24] [--rounds 2]``.
+Clip by clip, every method runs in turn, `--rounds` times; each (method, clip) keeps its best time
+and a row sums them, so every method meets the same moments of a shared machine's load. Wall time
+also counts waiting for a core there, so the rows give CPU time per clip (all threads of the
+process) next to wall-clock clips/s, and a ratio for each (> 1 = faster than decord).
+
+Run: ``.venv/bin/python benchmarks/data_throughput.py [--videos 24] [--rounds 4]``.
 """
 
 from __future__ import annotations
@@ -21,17 +30,12 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 
-from dear_ray.data import (
-    SampleFrames,
-    VideoDataset,
-    VideoRecord,
-    build_train_transform,
-    open_video,
-)
-from dear_ray.data.decode import get_frames
+from dear_ray.data import SampleFrames, VideoDataset, VideoRecord, build_train_transform, open_video
+from dear_ray.data.decode import DecoderUnavailableError, check_decoder, get_frames
 
 
 def write_videos(folder: Path, count: int, num_frames: int, width: int = 320, height: int = 240) -> list[Path]:
@@ -62,85 +66,128 @@ def write_videos(folder: Path, count: int, num_frames: int, width: int = 320, he
     return paths
 
 
-def timed(fn, n_items: int) -> float:
-    start = time.perf_counter()
-    fn()
-    return n_items / (time.perf_counter() - start)
+def torchcodec_missing() -> str | None:
+    """None when torchcodec decodes here, else why not (one line)."""
+    try:
+        check_decoder("torchcodec")
+    except DecoderUnavailableError as exc:
+        return (f"not available ({type(exc.__cause__).__name__}; install: the [torchcodec] extra "
+                "and FFmpeg's libraries, dear_ray/data/decode.py)")
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--frames", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the videos per method")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the videos a round")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds a method")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # as in DataLoader workers (dear_ray.train.data), and decord's 1 thread
+    no_torchcodec = torchcodec_missing()
+    decoders = ["decord"] + ([] if no_torchcodec else ["torchcodec"])
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         paths = write_videos(Path(tmp), args.videos, args.frames)
-        print(f"wrote {len(paths)} videos 320x240 x {args.frames} frames in {time.perf_counter() - t0:.1f} s")
+        print(f"wrote {len(paths)} videos 320x240 x {args.frames} frames in "
+              f"{time.perf_counter() - t0:.1f} s")
         records = [VideoRecord(p, 0, p.stem, None, i + 1) for i, p in enumerate(paths)]
         sampler = SampleFrames(32, 2, 1)
-        transform = build_train_transform(224, 256, kind="random_resized")
-        ds = VideoDataset(records, sampler, transform)
-        n = len(ds) * args.rounds
+        datasets = {
+            (dec, handover): VideoDataset(
+                records, sampler, build_train_transform(224, 256, kind="random_resized",
+                                                        handover=handover), decoder=dec)
+            for dec in decoders for handover in ("float", "uint8")
+        }
+        ds = datasets["decord", "float"]
+        n = len(ds) * args.epochs
 
-        # the frame indices each (epoch, item) of the dataset reads, for the decord baseline
+        # clip j of a pass is item i = j % videos of epoch j // videos; the frame indices each
+        # one reads, for the bare decoders
         plans = []
-        for epoch in range(args.rounds):
+        for epoch in range(args.epochs):
             ds.set_epoch(epoch)
             for i, rec in enumerate(records):
                 plans.append((rec.path, sampler(len(open_video(rec.path)), ds.item_rng(i))))
 
-        def run_dataset():
-            for epoch in range(args.rounds):
-                ds.set_epoch(epoch)
-                for i in range(len(ds)):
-                    item = ds[i]
-                    assert item["clip"].shape == (3, 32, 224, 224)
+        def bare(decoder):
+            def one(j):
+                path, idx = plans[j]
+                get_frames(open_video(path, decoder=decoder), idx, path=path)
+            return one
 
-        def run_decord():
-            for path, idx in plans:
-                get_frames(open_video(path), idx, path=path)
+        def item(dataset):
+            def one(j):
+                dataset.set_epoch(j // len(records))
+                assert dataset[j % len(records)]["clip"].shape == (3, 32, 224, 224)
+            return one
 
+        # the first epoch's frames, decoded once (the second epoch transforms them again)
         decoded = [get_frames(open_video(p), idx, path=p) for p, idx in plans[: len(records)]]
 
-        def run_transform():
-            rng = np.random.default_rng(0)
-            for _ in range(args.rounds):
-                for frames in decoded:
-                    transform(frames, rng)
+        def transform_only(transform, then=None):
+            def one(j):
+                out = transform(decoded[j % len(decoded)], np.random.default_rng(j))
+                if then is not None:
+                    then(out[None])
+            return one
 
-        jitter = build_train_transform(224, 256, kind="random_resized", color_jitter=True)
+        def pyav_whole(j):
+            with av.open(str(paths[j % len(paths)])) as container:
+                np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
-        def run_transform_jitter():
-            rng = np.random.default_rng(0)
-            for _ in range(args.rounds):
-                for frames in decoded:
-                    jitter(frames, rng)
+        uint8_t = datasets["decord", "uint8"].transform
+        methods = {"decord get_batch (same frames)": bare("decord")}
+        if "torchcodec" in decoders:
+            methods["torchcodec get_frames_at (same frames)"] = bare("torchcodec")
+        for (dec, handover), dataset in datasets.items():
+            methods[f"VideoDataset {dec}, {handover} handover"] = item(dataset)
+        methods.update({
+            "transform only, float (pre-decoded)": transform_only(ds.transform),
+            "transform only, uint8 (pre-decoded)": transform_only(uint8_t),
+            "  + ClipNormalizer on CPU (the device's work)":
+                transform_only(uint8_t, uint8_t.normalizer),
+            "transform + ColorJitter (TPN, pre-decoded)": transform_only(
+                build_train_transform(224, 256, kind="random_resized", color_jitter=True)),
+            "PyAV whole-video decode": pyav_whole,
+        })
 
-        def run_pyav():
-            for _ in range(args.rounds):
-                for p in paths:
-                    with av.open(str(p)) as container:
-                        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-                    np.stack(frames)
+        same = "n/a"
+        if "torchcodec" in decoders:
+            diff = max(int(np.abs(get_frames(open_video(p, decoder="torchcodec"), idx, path=p)
+                                  .astype(np.int16) - get_frames(open_video(p), idx, path=p)).max())
+                       for p, idx in plans)
+            same = f"max |torchcodec - decord| = {diff} grey levels over all {len(plans)} clips"
 
-        run_decord()  # warm the page cache and decoder libraries
-        results = {
-            "decord get_batch (same frames)": timed(run_decord, n),
-            "VideoDataset (decode+sample+transform)": timed(run_dataset, n),
-            "transform only (pre-decoded)": timed(run_transform, n),
-            "transform + ColorJitter (TPN, pre-decoded)": timed(run_transform_jitter, n),
-            "PyAV whole-video decode": timed(run_pyav, n),
-        }
+        for j in range(len(plans)):  # warm the page cache, decoder libraries and allocators
+            for one in methods.values():
+                one(j)
+        # per clip, every method in turn, `rounds` times: each (method, clip) keeps its best time,
+        # so all methods meet the same moments of a shared machine's load
+        wall = {k: np.full(n, np.inf) for k in methods}
+        cpu = {k: np.full(n, np.inf) for k in methods}
+        for _ in range(args.rounds):
+            for j in range(n):
+                for name, one in methods.items():
+                    w, c = time.perf_counter(), time.process_time()
+                    one(j)
+                    wall[name][j] = min(wall[name][j], time.perf_counter() - w)
+                    cpu[name][j] = min(cpu[name][j], time.process_time() - c)
+        wall = {k: float(v.sum()) for k, v in wall.items()}
+        cpu = {k: float(v.sum()) for k, v in cpu.items()}
 
-    base = results["decord get_batch (same frames)"]
-    print(f"\n{n} clips per method, I3D sampling 32x2, 224 crop, 1 process, 1 torch thread\n")
-    print(f"{'method':42s} {'clips/s':>9s} {'vs decord':>10s}")
-    for name, rate in results.items():
-        print(f"{name:42s} {rate:9.2f} {rate / base:9.2f}x")
+    base_w, base_c = wall["decord get_batch (same frames)"], cpu["decord get_batch (same frames)"]
+    print(f"\n{n} clips a method ({args.epochs} epochs of {len(paths)} videos), each clip's best "
+          f"of {args.rounds} interleaved rounds; I3D sampling 32x2, random_resized 224 crop with "
+          "MMAction2-exact cv2 resizes; 1 process, 1 torch thread, 1 OpenCV thread")
+    print(f"torchcodec: {no_torchcodec or 'installed'}; same frames: {same}\n")
+    print(f"{'method':48s} {'clips/s':>8s} {'vs decord':>9s} {'CPU ms/clip':>12s} "
+          f"{'vs decord':>9s}")
+    for name in methods:
+        print(f"{name:48s} {n / wall[name]:8.2f} {base_w / wall[name]:8.2f}x "
+              f"{1e3 * cpu[name] / n:12.2f} {base_c / cpu[name]:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ class DataConfig(_Section):
     datasets/kinetics.py `is_video_valid_det`): a frame counts when one of its human boxes scores
     strictly above `mask_min_box_score`; a video may give masked clips when counted frames /
     frames >= `mask_min_human_fraction`. (Masking itself fills boxes scoring >= 0.3.)
+    `decoder`: `decord` (default; a pip wheel) or `torchcodec` (PyTorch's decoder: the same
+    pixels and frame counts, less CPU per clip, but it needs the `[torchcodec]` extra and the
+    system's FFmpeg libraries; `dear_ray.data.decode`).
     """
 
     dataset: str = "synth"
@@ -104,6 +107,7 @@ class DataConfig(_Section):
     test_scale_short: int | None = Field(None, ge=8)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
+    decoder: Literal["decord", "torchcodec"] = "decord"
     multiprocessing_context: Literal["forkserver", "spawn"] = "forkserver"
     max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
     scene_labels: str | None = None

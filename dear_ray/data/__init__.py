@@ -1,5 +1,5 @@
-"""Video data: annotation lists, decord decoding, MMAction2 frame samplers, clip transforms,
-`VideoDataset` with bad-video handling, and SDN side inputs.
+"""Video data: annotation lists, decoding (decord or torchcodec), MMAction2 frame samplers, clip
+transforms (float or uint8 handover), `VideoDataset` with bad-video handling, and SDN side inputs.
 
 The synthetic data generator lives in `dear_ray.data.synth` and is not imported here.
 """
@@ -18,7 +18,10 @@ from dear_ray.data.dataset import (
     collate_skip_bad,
 )
 from dear_ray.data.decode import (
+    DECODERS,
+    DecoderUnavailableError,
     VideoDecodeError,
+    check_decoder,
     get_frames,
     open_video,
     read_frames,
@@ -29,6 +32,7 @@ from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_hu
 from dear_ray.data.transforms import (
     MEAN_RGB,
     STD_RGB,
+    ClipNormalizer,
     VideoTransform,
     build_test_transform,
     build_train_transform,
@@ -38,6 +42,9 @@ __all__ = [
     "AnnotationError",
     "BadSample",
     "BadVideoReport",
+    "ClipNormalizer",
+    "DECODERS",
+    "DecoderUnavailableError",
     "DenseSampleFrames",
     "FrameSampler",
     "MEAN_RGB",
@@ -51,6 +58,7 @@ __all__ = [
     "VideoTransform",
     "build_test_transform",
     "build_train_transform",
+    "check_decoder",
     "collate_skip_bad",
     "get_frames",
     "load_detections",

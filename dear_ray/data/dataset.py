@@ -5,6 +5,11 @@ A video that cannot be decoded (unreadable, truncated/corrupt, zero frames) neve
 batch and lists them under ``batch["bad"]``, and a `BadVideoReport` counts them across an epoch and
 raises `TooManyBadVideosError` only once more than ``max_bad_fraction`` of the dataset is bad.
 
+Clips are float32 and normalised, or, with a ``handover="uint8"`` transform, uint8 channels-last
+views that `collate_skip_bad` stacks without a transposing copy and hands over with the transform's
+`ClipNormalizer` under ``batch["clip_norm"]``: the training loop normalises them on the device
+(`dear_ray.train.loop`).
+
 Randomness: item ``i`` draws from ``np.random.default_rng([seed, epoch, i])`` (training) or
 ``np.random.default_rng([seed, i])`` (test mode), so results do not depend on DataLoader workers
 and an epoch is reproducible; call `VideoDataset.set_epoch` at the start of each epoch.
@@ -20,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from dear_ray.data.annotations import VideoRecord
-from dear_ray.data.decode import VideoDecodeError, read_sampled_clip
+from dear_ray.data.decode import VideoDecodeError, check_decoder, read_sampled_clip
 from dear_ray.data.sampling import FrameSampler
 from dear_ray.data.sdn_inputs import mask_humans
 from dear_ray.data.transforms import VideoTransform
@@ -66,7 +71,8 @@ class VideoDataset(Dataset):
             pixels as ``clip``.
         seed: base seed of the per-item generators.
         mask_score_threshold: boxes scoring below it are never masked (SDN: 0.3).
-        num_threads: decord decoder threads per video.
+        num_threads: decoder threads per video.
+        decoder: ``"decord"`` or ``"torchcodec"`` (`data.decoder`, `dear_ray.data.decode`).
         masked_only: with `detections`, ``"clip"`` IS the (possibly) masked clip and there is no
             ``"masked_clip"``: the items of SDN's separate masked batch (``Kinetics_adv_msk``).
 
@@ -91,11 +97,13 @@ class VideoDataset(Dataset):
         mask_score_threshold: float = 0.3,
         num_threads: int = 1,
         masked_only: bool = False,
+        decoder: str = "decord",
     ) -> None:
         if num_clips is not None and num_clips != sampler.num_views:
             raise ValueError(
                 f"num_clips={num_clips} but the sampler {sampler!r} yields {sampler.num_views} clips"
             )
+        check_decoder(decoder)
         if masked_only and detections is None:
             raise ValueError("masked_only=True needs detections (the human boxes to mask)")
         if not 0.0 <= mask_ratio <= 1.0:
@@ -118,6 +126,7 @@ class VideoDataset(Dataset):
         self.mask_score_threshold = mask_score_threshold
         self.num_threads = num_threads
         self.masked_only = masked_only
+        self.decoder = decoder
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -137,7 +146,7 @@ class VideoDataset(Dataset):
         rng = self.item_rng(index)
         try:
             frames, indices = read_sampled_clip(
-                record.path, self.sampler, rng, num_threads=self.num_threads
+                record.path, self.sampler, rng, num_threads=self.num_threads, decoder=self.decoder
             )
         except VideoDecodeError as exc:
             return BadSample(index, record.video_id, str(record.path), exc.reason)
@@ -157,10 +166,28 @@ class VideoDataset(Dataset):
                 )
         else:
             item["clip"] = self.transform(frames, rng, num_clips=self.num_clips)
+        if self.transform.handover == "uint8":
+            item["clip_norm"] = self.transform.normalizer
         if self.scene_labels is not None:
             label = np.asarray(self.scene_labels[record.video_id])
             item["scene"] = torch.as_tensor(label.astype(np.float32 if label.ndim else np.int64))
         return item
+
+
+CLIP_KEYS = ("clip", "masked_clip")
+
+
+def stack_clips(clips: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack clips ``(..., C, T, H, W)`` into ``(B, ..., C, T, H, W)``.
+
+    Float clips stack as ``default_collate`` does (contiguous). uint8 clips (the uint8 handover:
+    channels-last views) are stacked in their memory layout ``(..., T, H, W, C)`` and returned as
+    a channels-last view again, so no transposing copy is made on the CPU (in a DataLoader worker
+    the stack lands in shared memory, and the view's strides travel with it).
+    """
+    if clips[0].dtype != torch.uint8:
+        return default_collate(list(clips))
+    return default_collate([c.movedim(-4, -1) for c in clips]).movedim(-1, -4)
 
 
 def collate_skip_bad(batch: Sequence[dict | BadSample]) -> dict:
@@ -168,15 +195,19 @@ def collate_skip_bad(batch: Sequence[dict | BadSample]) -> dict:
 
     Returns:
         ``default_collate`` of the good items (``clip`` (B, ...), ``label`` int64 (B,), ``index``
-        int64 (B,), ``video_id`` list, and ``scene``/``masked_clip`` when present) plus ``"bad"``:
-        the list of `BadSample`s. When every item is bad: ``clip`` is None, ``label`` and ``index``
-        are empty int64 tensors, ``video_id`` is empty; the training loop skips such a batch
-        (test ``batch["clip"] is None``).
+        int64 (B,), ``video_id`` list, and ``scene``/``masked_clip`` when present; clips stacked
+        by `stack_clips`; ``clip_norm``, the `ClipNormalizer` of uint8 clips, passed through once)
+        plus ``"bad"``: the list of `BadSample`s. When every item is bad: ``clip`` is None,
+        ``label`` and ``index`` are empty int64 tensors, ``video_id`` is empty; the training loop
+        skips such a batch (test ``batch["clip"] is None``).
     """
     good = [b for b in batch if not isinstance(b, BadSample)]
     bad = [b for b in batch if isinstance(b, BadSample)]
     if good:
-        out = default_collate(good)
+        special = [k for k in (*CLIP_KEYS, "clip_norm") if k in good[0]]
+        out = default_collate([{k: v for k, v in b.items() if k not in special} for b in good])
+        for key in special:
+            out[key] = good[0][key] if key == "clip_norm" else stack_clips([b[key] for b in good])
     else:
         empty = torch.empty(0, dtype=torch.int64)
         out = {"clip": None, "label": empty, "index": empty.clone(), "video_id": []}

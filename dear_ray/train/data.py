@@ -10,10 +10,16 @@ SDN's separate mask step (`optim.sdn_mask_step: separate`, SDN datasets/kinetics
 `make_dataset_human_det`): a second training loader of masked clips over the videos that
 `mask_eligible` accepts, the eligible list repeated (first in order, then shuffled copies) to the
 length of the whole training list, shuffled again each epoch by its own sampler.
+
+Handover (`handover`, every builder): ``"float"`` (the default) gives normalised float32 clips;
+``"uint8"`` gives uint8 clips with their `ClipNormalizer` (``batch["clip_norm"]``), normalised by
+`dear_ray.train.loop` on the device, with the same numbers. Clips are decoded with
+`data.decoder`. DataLoader workers run OpenCV single-threaded (`_worker_init`), as decord.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -54,11 +60,16 @@ def build_sampler(data: DataConfig, *, test_mode: bool):
                           sample_range=data.sample_range, dense=data.segment_sampling == "dense")
 
 
-def build_transform(data: DataConfig, *, test_mode: bool):
+def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float"):
     """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output, at
     `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224).
-    Both normalise with `data.mean` / `data.std` (SDN: the ActivityNet mean, std 1)."""
-    norm = {"mean": data.mean, "std": data.std}
+    Both normalise with `data.mean` / `data.std` (SDN: the ActivityNet mean, std 1), in the
+    loader (``handover="float"``) or on the device (``"uint8"``; training clips with
+    `data.color_jitter` stay float: the jitter works on float pixels before normalisation, and the
+    loop takes either)."""
+    if data.color_jitter and not test_mode:
+        handover = "float"
+    norm = {"mean": data.mean, "std": data.std, "handover": handover}
     if test_mode:
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,
@@ -94,13 +105,14 @@ def separate_mask_step(cfg: ExperimentConfig, side_inputs: dict | None) -> bool:
 
 
 def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
-                  num_classes: int, side_inputs: dict | None = None) -> VideoDataset:
+                  num_classes: int, side_inputs: dict | None = None,
+                  handover: str = "float") -> VideoDataset:
     """The `VideoDataset` of one configured split.
 
     Known splits' labels are checked against [0, num_classes); unknown sets keep their own ids.
     SDN side inputs are attached to training datasets only (`side_inputs`: as loaded by
     `load_side_inputs`); with the separate mask step the training items carry no masked clip
-    (the masked batches come from `build_masked_loader`).
+    (the masked batches come from `build_masked_loader`). `handover`: see the module docstring.
     """
     data = cfg.data
     records = _records(cfg, split, num_classes)
@@ -108,18 +120,19 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
     side = dict(side_inputs) if (side_inputs and not test_mode) else {}
     if separate_mask_step(cfg, side):
         side.pop("detections")
-    return VideoDataset(records, sampler, build_transform(data, test_mode=test_mode),
+    return VideoDataset(records, sampler,
+                        build_transform(data, test_mode=test_mode, handover=handover),
                         num_clips=sampler.num_views, test_mode=test_mode,
                         scene_labels=side.get("scene_labels"), detections=side.get("detections"),
                         mask_ratio=data.mask_ratio if side.get("detections") else 0.0,
-                        seed=cfg.seed)
+                        seed=cfg.seed, decoder=data.decoder)
 
 
-def _num_frames(record) -> int:
+def _num_frames(record, data: DataConfig) -> int:
     if record.num_frames is not None:
         return record.num_frames
     try:
-        return len(open_video(record.path))
+        return len(open_video(record.path, decoder=data.decoder))
     except VideoDecodeError:
         return 0
 
@@ -141,7 +154,7 @@ def masked_records(records, detections: dict, data: DataConfig, *, seed: int = 0
         if data.mask_min_human_fraction > 0 and (
                 not boxes or counted < data.mask_min_human_fraction * max(boxes)):
             continue
-        n = _num_frames(r)
+        n = _num_frames(r, data)
         if n > 0 and mask_eligible(boxes, n, min_human_fraction=data.mask_min_human_fraction,
                                    min_box_score=data.mask_min_box_score):
             eligible.append(r)
@@ -168,9 +181,15 @@ def load_side_inputs(data: DataConfig, scene_kind: str = "soft") -> dict:
     return out
 
 
+def _worker_init(worker_id: int) -> None:
+    # one OpenCV thread a worker (its default is one per core: N workers would oversubscribe)
+    cv2.setNumThreads(1)
+
+
 def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=None,
                 drop_last: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn.
+    """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn
+    and run OpenCV single-threaded.
 
     Workers are not persistent: each epoch's workers get the dataset after its `set_epoch`.
     """
@@ -180,12 +199,12 @@ def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=Non
         dataset, batch_size=data.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
         num_workers=data.num_workers, collate_fn=collate_skip_bad, drop_last=drop_last,
         multiprocessing_context=data.multiprocessing_context if data.num_workers > 0 else None,
-        generator=generator)
+        worker_init_fn=_worker_init if data.num_workers > 0 else None, generator=generator)
 
 
 def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
-                       world_size: int = 1, side_inputs: dict | None = None
-                       ) -> tuple[DataLoader, DistributedSampler | None]:
+                       world_size: int = 1, side_inputs: dict | None = None,
+                       handover: str = "float") -> tuple[DataLoader, DistributedSampler | None]:
     """The training loader (this rank's shard) and its DistributedSampler (call `set_epoch`).
 
     The last incomplete batch is dropped when a full batch remains (a tiny last batch gives noisy
@@ -193,7 +212,7 @@ def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0
     runs the same number of steps.
     """
     dataset = build_dataset(cfg, "train", test_mode=False, num_classes=num_classes,
-                            side_inputs=side_inputs)
+                            side_inputs=side_inputs, handover=handover)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
@@ -207,15 +226,18 @@ def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0
     return loader, sampler
 
 
-def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int) -> DataLoader:
+def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int,
+                      handover: str = "float") -> DataLoader:
     """A test-mode loader over the whole split (multi-view clips `(B, V, C, T, H, W)`)."""
-    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes)
+    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes,
+                            handover=handover)
     return make_loader(dataset, cfg.data, shuffle=False, seed=cfg.seed)
 
 
 
 def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
-                        world_size: int = 1, side_inputs: dict | None = None
+                        world_size: int = 1, side_inputs: dict | None = None,
+                        handover: str = "float"
                         ) -> tuple[DataLoader | None, DistributedSampler | None]:
     """SDN's separate masked loader (items: ``clip`` = the masked clip, masked with probability
     `data.mask_ratio`) and its DistributedSampler, or ``(None, None)`` without the separate step.
@@ -229,9 +251,11 @@ def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 
     records = _records(cfg, "train", num_classes)
     repeated = masked_records(records, side_inputs["detections"], data, seed=cfg.seed)
     sampler = build_sampler(data, test_mode=False)
-    dataset = VideoDataset(repeated, sampler, build_transform(data, test_mode=False),
+    dataset = VideoDataset(repeated, sampler,
+                           build_transform(data, test_mode=False, handover=handover),
                            num_clips=sampler.num_views, detections=side_inputs["detections"],
-                           mask_ratio=data.mask_ratio, seed=cfg.seed + 1, masked_only=True)
+                           mask_ratio=data.mask_ratio, seed=cfg.seed + 1, masked_only=True,
+                           decoder=data.decoder)
     dist_sampler = None
     if world_size > 1:
         dist_sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,

@@ -213,11 +213,16 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                        device=device, amp=amp)
         return
     side_inputs = load_side_inputs(cfg.data, m.head_options.get("scene_labels", "soft"))
+    # on a GPU the loader hands uint8 clips over and the step normalises them on the device
+    # (dear_ray.train.data: the same numbers as the CPU path); on a CPU float clips are cheaper
+    handover = "uint8" if on_gpu else "float"
     train_loader, dist_sampler = build_train_loader(
-        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs)
+        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs,
+        handover=handover)
     # SDN's separate mask step: an independent loader of masked clips (None otherwise)
     masked_loader, masked_sampler = build_masked_loader(
-        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs)
+        cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs,
+        handover=handover)
     dataset, generator = train_loader.dataset, train_loader.generator
     shard_size = len(dist_sampler) if dist_sampler is not None else len(dataset)
     iters_per_epoch = len(train_loader)

@@ -206,7 +206,8 @@ def predict_shard(model, cfg: ExperimentConfig, split: str, *, num_classes: int,
 
     from dear_ray.train.data import build_dataset, make_loader
 
-    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes)
+    handover = "uint8" if getattr(device, "type", "cpu") == "cuda" else "float"
+    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes, handover=handover)
     indices, first = shard_range(len(dataset), cfg.data.batch_size, rank, world_size)
     shard = Shard(start=indices.start, num_videos=len(indices), preds=None)
     if not indices:

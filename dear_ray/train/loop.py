@@ -7,6 +7,10 @@ statistics' reduction.
 Batches are the dicts of `dear_ray.data.collate_skip_bad`: `clip (B, C, T, H, W)` (test mode
 `(B, V, C, T, H, W)`), `label (B,)`, `video_id` (B strings), optional `scene` (`(B, P)` soft or
 `(B,)` hard scene labels) and `masked_clip`, and `bad` (the `BadSample`s dropped from the batch).
+Clips are normalised float32, or uint8 (the loader's uint8 handover, `dear_ray.data.presets`)
+with `clip_norm`, the `ClipNormalizer` that turns them into the same float32 numbers: they are
+normalised here, after the move to the device (`_to_device`), so the DataLoader and the
+host-to-device copy carry a quarter of the bytes.
 
 SDN's two steps (`optim.sdn_mask_step: separate`, SDN libs/train_epoch.py `train_adv_msk_epoch`):
 with a `masked_loader`, each iteration takes an SGD step on the unmasked batch (CE + scene loss),
@@ -72,10 +76,20 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool):
+def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool,
+               clip_norm=None):
+    """Move a batch tensor to `device`; uint8 clips are normalised there with `clip_norm` (the
+    batch's `ClipNormalizer`); 5-d clips become channels_last_3d when asked, else contiguous."""
     if x is None:
         return None
     x = x.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        if clip_norm is None:
+            raise ValueError(f"uint8 clips {tuple(x.shape)} came without batch['clip_norm'] (the "
+                             "ClipNormalizer of the uint8 handover): cannot normalise them")
+        x = clip_norm(x)
+        if not (channels_last and x.dim() == 5):
+            return x.contiguous()
     if channels_last and x.dim() == 5:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return x
@@ -168,12 +182,13 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         labels = batch.get("label")
         n = 0 if labels is None else int(len(labels))
         if _vote(n, distributed):
-            clips = _to_device(batch["clip"], device, channels_last)
+            norm = batch.get("clip_norm")
+            clips = _to_device(batch["clip"], device, channels_last, norm)
             with autocast(device, amp):
                 loss, stats = step_module(
                     clips, labels.to(device), anneal=anneal, iteration=global_step,
                     scene=_to_device(batch.get("scene"), device, False),
-                    masked_clips=_to_device(batch.get("masked_clip"), device, channels_last))
+                    masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
             _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch, step=global_step)
             for key, value in {**stats, "loss": float(loss.detach())}.items():
                 sums[key] += float(value) * n
@@ -184,8 +199,8 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
             m = int(len(masked.get("label", ())))
             if _vote(m, distributed):
                 with autocast(device, amp):
-                    loss, stats = step_module(_to_device(masked["clip"], device, channels_last),
-                                              mode="mask")
+                    loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
+                                                         masked.get("clip_norm")), mode="mask")
                 _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch,
                           step=global_step)
                 for key, value in {**stats, "loss": float(loss.detach())}.items():
@@ -278,7 +293,7 @@ def predict(model: nn.Module, loader, *, device: torch.device, stochastic_passes
             bad_report.update(batch_bad)
         if batch.get("label") is None or len(batch["label"]) == 0:
             continue
-        clips = batch["clip"].to(device, non_blocking=True)
+        clips = _to_device(batch["clip"], device, False, batch.get("clip_norm"))
         with autocast(device, amp):
             out = model.predict(clips, stochastic_passes=stochastic_passes,
                                 average_clips=average_clips)

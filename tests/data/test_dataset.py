@@ -182,3 +182,63 @@ def test_masked_only_items_and_hard_scene_labels(video_dir):
     assert batch["scene"].tolist() == [3, 0]  # (B,) class indices for the hard scene loss
     with pytest.raises(ValueError, match="masked_only=True needs detections"):
         VideoDataset(recs, sampler, test_t, masked_only=True)
+
+
+def test_uint8_handover_batches_normalise_to_the_float_batches(video_dir):
+    from dear_ray.train.loop import _to_device
+
+    names = ["good/v_good.mp4", "good/v_good2.mp4", "bad/empty.mp4"]
+    det = {"v_good": {f: np.array([[8, 8, 40, 30, 0.9]]) for f in range(1, 21)}}
+    kw = {"detections": det, "mask_ratio": 1.0}
+    as_float = train_dataset(video_dir, names, **kw)
+    as_uint8 = VideoDataset(records(video_dir, names), SampleFrames(4, 2, 1),
+                            build_train_transform(32, 40, handover="uint8"), **kw)
+    for epoch in range(3):
+        as_float.set_epoch(epoch)
+        as_uint8.set_epoch(epoch)
+        ref = collate_skip_bad([as_float[i] for i in range(3)])
+        batch = collate_skip_bad([as_uint8[i] for i in range(3)])
+        assert len(batch["bad"]) == 1 and "clip_norm" not in ref
+        for key in ("clip", "masked_clip"):
+            raw = batch[key]
+            assert raw.dtype == torch.uint8 and raw.shape == ref[key].shape == (2, 3, 4, 32, 32)
+            # stacked in the clips' own memory layout: (B, T, H, W, C), no transposing copy
+            assert raw.permute(0, 2, 3, 4, 1).is_contiguous()
+            out = _to_device(raw, torch.device("cpu"), False, batch["clip_norm"])
+            assert out.is_contiguous() and torch.equal(out, ref[key])
+            last = _to_device(raw, torch.device("cpu"), True, batch["clip_norm"])
+            assert last.is_contiguous(memory_format=torch.channels_last_3d)
+            assert torch.equal(last, ref[key])
+
+
+def test_uint8_handover_through_a_dataloader_worker(video_dir):
+    names = ["good/v_good.mp4", "good/v_good2.mp4", "good/v_good.mkv"]
+    sampler = SampleFrames(4, 2, 2, test_mode=True)
+    make = lambda handover: VideoDataset(  # noqa: E731
+        records(video_dir, names), sampler, build_test_transform(32, 48, 3, handover=handover),
+        test_mode=True)
+    ref = collate_skip_bad([make("float")[i] for i in range(3)])
+    loader = DataLoader(make("uint8"), batch_size=3, num_workers=1, collate_fn=collate_skip_bad,
+                        multiprocessing_context="fork")  # forkserver: the same transfer, ~10-25 s
+    (batch,) = list(loader)
+    raw = batch["clip"]
+    assert raw.shape == (3, 6, 3, 4, 32, 32) and raw.movedim(-4, -1).is_contiguous()
+    assert torch.equal(batch["clip_norm"](raw).contiguous(), ref["clip"])
+
+
+def test_decoder_is_passed_to_the_reader(video_dir, monkeypatch):
+    import dear_ray.data.dataset as dataset_module
+
+    seen = []
+    real = dataset_module.read_sampled_clip
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["decoder"])
+        return real(*args, **{**kwargs, "decoder": "decord"})
+
+    with pytest.raises(ValueError, match="unknown data.decoder 'pyav'; known: decord, torchcodec"):
+        train_dataset(video_dir, ["good/v_good.mp4"], decoder="pyav")
+    monkeypatch.setattr(dataset_module, "read_sampled_clip", spy)
+    monkeypatch.setattr(dataset_module, "check_decoder", lambda name: None)  # not installed: fine
+    ds = train_dataset(video_dir, ["good/v_good.mp4"], decoder="torchcodec")
+    assert ds[0]["clip"].shape == (3, 4, 32, 32) and seen == ["torchcodec"]

@@ -108,3 +108,49 @@ def test_zero_length_reader_is_a_decode_error(good_video, monkeypatch):
     monkeypatch.setattr(decord, "VideoReader", EmptyReader)
     with pytest.raises(VideoDecodeError, match="video has no frames"):
         open_video(good_video)
+
+
+def _torchcodec_or_skip():
+    from dear_ray.data.decode import DecoderUnavailableError, check_decoder
+
+    try:
+        check_decoder("torchcodec")
+    except DecoderUnavailableError as exc:
+        pytest.skip(f"torchcodec unavailable here: {exc}")
+
+
+@pytest.mark.parametrize("name", ["v_good.mp4", "v_good.mkv", "v_good2.mp4"])
+def test_torchcodec_reads_the_same_frames_as_decord(video_dir, name):
+    _torchcodec_or_skip()
+    path = video_dir / "good" / name
+    reader = open_video(path, decoder="torchcodec")
+    assert len(reader) == len(open_video(path))
+    idx = np.array([0, 5, 3, 5, len(reader) - 1])  # any order, repeats
+    frames = read_frames(path, idx, decoder="torchcodec")
+    assert frames.dtype == np.uint8 and frames.flags.c_contiguous
+    np.testing.assert_array_equal(frames, read_frames(path, idx))
+    with pytest.raises(IndexError, match="max"):
+        get_frames(reader, [len(reader)], path=path)
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_torchcodec_broken_files_raise_video_decode_error(video_dir, name):
+    _torchcodec_or_skip()
+    path = video_dir / "bad" / name
+    with pytest.raises(VideoDecodeError) as err:
+        read_frames(path, [0], decoder="torchcodec")
+    assert err.value.path == path and err.value.reason
+
+
+def test_missing_torchcodec_is_not_a_bad_video(good_video, monkeypatch):
+    import sys
+
+    from dear_ray.data.decode import DecoderUnavailableError, check_decoder
+
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails
+    with pytest.raises(DecoderUnavailableError, match="apt-get install libavcodec59"):
+        open_video(good_video, decoder="torchcodec")
+    with pytest.raises(DecoderUnavailableError, match="dear_ray.torchcodec. extra"):
+        check_decoder("torchcodec")
+    with pytest.raises(ValueError, match="unknown data.decoder 'av'"):
+        open_video(good_video, decoder="av")

@@ -245,3 +245,37 @@ def test_input_is_not_modified():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("size", [(240, 320), (226, 400), (480, 640), (263, 351), (60, 90)])
+def test_resize_rows_equals_the_rows_of_the_full_resize(size):
+    # bands start every height / gcd(H, height) output rows: 16 for 240 -> 256, 128 for 226,
+    # 256 (no band) for 263
+    from dear_ray.data.transforms import resize_rows
+
+    H, W = size
+    frames = np.random.default_rng(H).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    width, height = rescale_size(W, H, 40 if H < 100 else 256)
+    full = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+                     for f in frames])
+    rng = np.random.default_rng(0)
+    banded = 0
+    for _ in range(25):
+        h = int(rng.integers(1, height + 1))
+        top = int(rng.integers(0, height - h + 1))
+        band, first = resize_rows(frames, width, height, top, top + h)
+        banded += band.shape[1] < height
+        np.testing.assert_array_equal(band[:, top - first : top - first + h],
+                                      full[:, top : top + h])
+    assert (banded > 5) == (H != 263)  # most boxes resized only a band
+
+
+def test_short_side_resize_and_box_crop_fused_equal_the_two_ops():
+    from dear_ray.data.transforms import resize_short_side_and_crop
+
+    clip = np.random.default_rng(5).integers(0, 256, (3, 240, 320, 3), dtype=np.uint8)
+    resize = ResizeShortSide(256)
+    for crop in (RandomResizedCrop(224), MultiScaleCrop(224, (1, 0.8), 0, False, 5)):
+        for seed in range(8):
+            fused = resize_short_side_and_crop(clip, resize, crop, np.random.default_rng(seed))
+            np.testing.assert_array_equal(fused, crop(resize(clip), np.random.default_rng(seed)))

@@ -183,3 +183,48 @@ def test_hard_scene_labels_are_loaded_for_the_hard_head_option(synth_root):
     hard = load_side_inputs(cfg.data, "hard")["scene_labels"]
     vid = next(iter(soft))
     assert soft[vid].ndim == 1 and hard[vid].ndim == 0 and hard[vid].dtype == np.int64
+
+
+def test_uint8_handover_loaders_and_the_decoder_field(synth_root):
+    from dear_ray.train.data import _worker_init, build_dataset
+
+    cfg = _config(synth_root)
+    k = num_known_classes(cfg.data)
+    ref = next(iter(build_train_loader(cfg, num_classes=k)[0]))
+    batch = next(iter(build_train_loader(cfg, num_classes=k, handover="uint8")[0]))
+    assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape == (2, 3, 8, 32, 32)
+    assert torch.equal(batch["clip_norm"](batch["clip"]).contiguous(), ref["clip"])
+    views = next(iter(build_eval_loader(cfg, "test", num_classes=k, handover="uint8")))
+    ref_views = next(iter(build_eval_loader(cfg, "test", num_classes=k)))
+    assert torch.equal(views["clip_norm"](views["clip"]).contiguous(), ref_views["clip"])
+    # TPN's colour jitter works on float pixels: its training clips stay float
+    jitter = _config(synth_root, **{"data.color_jitter": True})
+    assert build_transform(jitter.data, test_mode=False, handover="uint8").handover == "float"
+    assert build_transform(jitter.data, test_mode=True, handover="uint8").handover == "uint8"
+    assert cfg.data.decoder == "decord"
+    ds = build_dataset(_config(synth_root, **{"data.decoder": "torchcodec"}), "val",
+                       test_mode=True, num_classes=k) if _has_torchcodec() else None
+    if ds is not None:
+        assert ds.decoder == "torchcodec"
+        assert torch.equal(ds[0]["clip"], build_dataset(cfg, "val", test_mode=True,
+                                                        num_classes=k)[0]["clip"])
+    with pytest.raises(ValueError, match="decoder"):
+        _config(synth_root, **{"data.decoder": "pyav"})
+    import cv2
+
+    threads = cv2.getNumThreads()
+    try:
+        _worker_init(0)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _has_torchcodec() -> bool:
+    from dear_ray.data.decode import DecoderUnavailableError, check_decoder
+
+    try:
+        check_decoder("torchcodec")
+    except DecoderUnavailableError:
+        return False
+    return True

@@ -234,3 +234,44 @@ def test_predict_passes_the_view_averaging():
     model, _, _ = _setup()
     predict(model, _batches(1, bs=2, views=2), device=torch.device("cpu"), average_clips="prob")
     assert model.calls[-1] == {"average_clips": "prob"}
+
+
+def _as_uint8(batches):
+    """The float batches' clips as the uint8 handover delivers them: pixels in (..., T, H, W, C)
+    memory shown as (..., C, T, H, W), with their normaliser; plus the float batches the
+    normaliser gives back (the reference)."""
+    from dear_ray.data.presets import ClipNormalizer
+
+    norm = ClipNormalizer()
+    raw, ref = [], []
+    for b in batches:
+        pixels = {}
+        for key in ("clip", "masked_clip"):
+            if key in b:
+                u8 = (b[key] * 40 + 128).clamp(0, 255).to(torch.uint8)
+                pixels[key] = u8.movedim(-4, -1).contiguous().movedim(-1, -4)
+        raw.append({**b, **pixels, "clip_norm": norm})
+        ref.append({**b, **{k: norm(v).contiguous() for k, v in pixels.items()}})
+    return raw, ref
+
+
+def test_uint8_batches_are_normalised_after_the_move_as_the_float_ones():
+    raw, ref = _as_uint8(_batches(4))
+    results = []
+    for data in (ref, raw):
+        model, opt, _ = _setup()
+        out = train_one_epoch(TrainingStep(model), data, opt, None, epoch=0, anneal=0.1,
+                              global_step=0, device=torch.device("cpu"))
+        results.append((out.metrics["loss"], [p.detach().clone() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+    raw_views, ref_views = _as_uint8(_batches(2, bs=4, views=3))
+    model, _, _ = _setup()
+    p_raw = predict(model, raw_views, device=torch.device("cpu"))
+    p_ref = predict(model, ref_views, device=torch.device("cpu"))
+    assert np.array_equal(p_raw.logits, p_ref.logits)
+    del raw[0]["clip_norm"]
+    with pytest.raises(ValueError, match=r"uint8 clips \(6, 3, 2, 4, 4\) came without "
+                                         r"batch\['clip_norm'\]"):
+        train_one_epoch(TrainingStep(_setup()[0]), raw[:1], opt, None, epoch=0, anneal=0.1,
+                        global_step=0, device=torch.device("cpu"))
