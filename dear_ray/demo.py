@@ -1,64 +1,148 @@
-"""The main job behind `make demo`: synthetic data -> demo sweep -> results table -> MLflow UI.
+"""The main job behind `make demo`: two synthetic data sets -> demo sweep -> results table -> MLflow UI.
 
-Re-running it is cheap: the data set is generated only when absent, and the sweep resumes, so
-finished trials are not trained again (delete `runs/<sweep name>` to train from scratch).
+The demo trains every method on the biased data set (`data/synth`, scene = class's scene for 90% of
+train/val/test videos) and, as a control arm, the softmax baseline with the same backbone and budget
+on an unbiased copy (`data/synth_unbiased`, scene drawn independently of the class). The control
+shows that the motion is learnable by the demo's model; the biased rows show how far each method
+leans on the scene (test vs test_shifted) and how well it detects unknown motions.
+
+What is reused when `make demo` runs again:
+- a data set whose `manifest.json` records exactly the parameters the demo asks for (the generator's
+  defaults plus `DEMO_DATA`); a missing, interrupted or differently generated one is (re)generated;
+- the sweep's finished trials (`run_sweep(resume=True)`): they are not trained again. When a data set
+  was (re)generated, earlier results under `runs/<sweep name>` belong to the old data: that folder is
+  moved aside to `runs/<sweep name>.old-<UTC time>` and every trial trains again.
+To start over by hand: delete `runs/<sweep name>` (and `data/synth*` to regenerate the data too).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 # The columns the demo prints, in order; the full table (every metric) is in MLflow and on disk.
 _DEMO_COLUMNS = [
-    "method", "closed_top1", "shifted_top1", "static_bias_gap", "auroc", "open_maf1",
-    "binarized_auc", "open_auc", "fpr_at_95_tpr", "ece",
+    "trial", "method", "unknown_set", "closed_top1", "shifted_top1", "static_bias_gap", "auroc",
+    "open_maf1", "binarized_auc", "fpr_at_95_tpr_first", "ece",
 ]
+
+#: The demo's data sets: folder name suffix -> generator parameters over its defaults. The control
+#: arm's copy has `bias` = 1/K (K = 10 known classes): the scene is independent of the class.
+DEMO_DATA: dict[str, dict] = {"": {}, "_unbiased": {"bias": 0.1}}
 
 
 def format_table(table: pd.DataFrame | None, columns: list[str] | None = None) -> str:
-    """A plain-text results table (percentages with one decimal), without optional dependencies."""
-    if table is None or table.empty:
-        return "(no results: no trial left score stores)"
-    cols = [c for c in (columns or list(table.columns)) if c in table.columns]
-    shown = table[cols].copy()
-    for col in cols:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}"
-                                        if col != "threshold" else f"{v:.4g}")
-    return shown.to_string(index=False)
+    """The results table as text: `value [95% interval]` in percent, `*` where the difference to
+    the softmax baseline exceeds its interval, and a legend (`format_results_table`)."""
+    from dear_ray.tracking.console import format_results_table
+
+    return format_results_table(table, columns)
+
+
+def mlflow_ui_hint(tracking_uri: str, experiment_id: str | None = None) -> str:
+    """How to open the MLflow UI on the runs: the `mlflow ui` command with absolute paths, and
+    the address of the experiment's runs in the classic view (MLflow 3.17 otherwise opens in its
+    GenAI view, an empty traces page)."""
+    import sys
+
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    runs = (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            if experiment_id else "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning")
+    if tracking_uri.startswith("sqlite:"):
+        return ("open the MLflow UI with:\n"
+                f"  {mlflow_bin} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000 "
+                f"--workers 1\nthen browse {runs}")
+    return f"MLflow: {tracking_uri} (runs: {runs.replace('http://127.0.0.1:5000', tracking_uri)})"
 
 
 def print_results(result) -> None:
     """Print a `SweepResult`: its table, failed trials, and how to open the MLflow UI."""
     print()
-    print(format_table(result.table, _DEMO_COLUMNS))
-    print("(percent; closed_top1/shifted_top1: top-1 on test/test_shifted; auroc, open_maf1, "
-          "binarized_auc, open_auc: unknown detection; lower fpr_at_95_tpr and ece are better)")
+    table = result.table
+    cols = [c for c in _DEMO_COLUMNS if c != "unknown_set" or (
+        table is not None and not table.empty and table["unknown_set"].nunique() > 1)]
+    print(format_table(table, cols))
+    if table is not None and not table.empty and "softmax_control" in set(table.get("trial", [])):
+        print("trial softmax_control: the softmax baseline trained on the unbiased copy "
+              "(data/synth_unbiased): how well the motion itself can be learned")
     print(result.summary())
-    print(f"\nfull tables and plots: {result.sweep_dir / 'report'}")
-    if result.tracking_uri.startswith("sqlite:"):
-        print("open the MLflow UI with:\n"
-              f"  .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} "
-              "--host 127.0.0.1 --port 5000 --workers 1\n"
-              "then browse http://127.0.0.1:5000")
+    report = result.sweep_dir / "report"
+    if report.is_dir():
+        print(f"\nfull tables and plots: {report}")
+    print(mlflow_ui_hint(result.tracking_uri, result.experiment_id))
+
+
+def ensure_dataset(root: Path, *, workers: int = 2, **params) -> str | None:
+    """Generate the synthetic data set in `root` unless it already holds one with these parameters.
+
+    Args:
+        root: the data set's folder.
+        workers: rendering processes.
+        **params: `generate_dataset` parameters (the rest keep the generator's defaults).
+
+    Returns:
+        None when the existing data set was kept, else why it was generated (for the console).
+    """
+    from dear_ray.data.synth import SynthParams, generate_dataset
+    from dear_ray.data.synth.generate import GENERATOR, GENERATOR_VERSION
+
+    wanted = json.loads(json.dumps(SynthParams(**params).to_dict()))
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        reason = "absent" if not root.exists() else "incomplete (no manifest.json)"
     else:
-        print(f"MLflow: {result.tracking_uri}")
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        same = (found.get("generator") == GENERATOR and found.get("version") == GENERATOR_VERSION
+                and found.get("params") == wanted)
+        if same:
+            return None
+        reason = (f"generated by {found.get('generator')} v{found.get('version')} with other "
+                  "parameters than the demo's")
+    print(f"generating the synthetic data set in {root} ({reason}) ...", flush=True)
+    generate_dataset(root, workers=workers, **params)
+    return reason
+
+
+def _set_aside(sweep_dir: Path) -> Path | None:
+    """Move an earlier sweep folder out of the way (its trials used other data); returns where."""
+    if not sweep_dir.exists():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = sweep_dir.with_name(f"{sweep_dir.name}.old-{stamp}")
+    shutil.move(str(sweep_dir), str(target))
+    return target
 
 
 def run_demo(*, data_dir: Path = Path("data/synth"), sweep_file: Path = Path("jobs/sweeps/demo.yaml")):
-    """Generate the synthetic data set if absent, run (or resume) the demo sweep, print the table."""
-    from dear_ray.data.synth import generate_dataset, summarize_dataset
+    """Generate the demo's two data sets if needed, run (or resume) the demo sweep, print the table.
+
+    The data sets go to `data_dir` (biased) and `<data_dir>_unbiased` (the control arm's); the
+    sweep file names the same folders (`data.data_root`).
+    """
+    from dear_ray.data.synth import summarize_dataset
     from dear_ray.tune import load_sweep, run_sweep
 
     start = time.perf_counter()
-    if not (data_dir / "manifest.json").exists():
-        print(f"generating the synthetic biased-actions data set in {data_dir} ...", flush=True)
-        generate_dataset(data_dir, workers=2)
-    print(summarize_dataset(data_dir), flush=True)
+    data_dir = Path(data_dir)
+    regenerated = []
+    for suffix, params in DEMO_DATA.items():
+        root = data_dir.with_name(data_dir.name + suffix)
+        if ensure_dataset(root, **params) is not None:
+            regenerated.append(root)
+        print(summarize_dataset(root), flush=True)
+    print(f"data sets ready ({time.perf_counter() - start:.0f} s)", flush=True)
     spec = load_sweep(sweep_file)
+    if regenerated and (moved := _set_aside(spec.sweep_dir)) is not None:
+        print(f"{', '.join(map(str, regenerated))} (re)generated: the earlier results in "
+              f"{spec.sweep_dir} were moved to {moved}; every trial trains again", flush=True)
+    elif spec.sweep_dir.exists():
+        print(f"resuming {spec.sweep_dir}: finished trials are reused (delete that folder to "
+              "train from scratch)", flush=True)
     result = run_sweep(spec, resume=True)
     print_results(result)
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")

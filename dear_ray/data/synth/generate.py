@@ -24,9 +24,10 @@ from dear_ray.data.synth.motions import MOTIONS, actor_boxes, render_actor, samp
 from dear_ray.data.synth.scenes import render_scene
 
 GENERATOR = "dear_ray.data.synth"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: actor/palette knobs, 2x rotation, tighter orbits (issue 11)
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown")
 KNOWN_SPLITS: tuple[str, ...] = SPLITS[:4]
+IN_PROGRESS = ".synth_in_progress"  # marker file of a generation under way (or interrupted)
 MIN_SIZE = 32
 MIN_FRAMES = 4
 # stream tags: the first entropy word after the seed, so plan and video streams never coincide
@@ -42,9 +43,13 @@ class SynthParams:
     unknown_classes: int = 6
     videos_per_class: int = 60
     frames: int = 16
-    size: int = 64
+    size: int = 40
     bias: float = 0.9
-    contrast: float = 0.15
+    contrast: float = 0.08
+    palettes: int | None = 3
+    actor_radius: float = 10.0
+    actor_speed: float = 2.5
+    rim: float = 2.0
     scene_label_noise: float = 0.1
     fps: int = 25
     crf: int = 18
@@ -79,6 +84,16 @@ class SynthParams:
             fail("bias", self.bias, "a probability in [0, 1]")
         if not 0.0 < self.contrast <= 1.0:
             fail("contrast", self.contrast, "a blend factor in (0, 1]")
+        if self.palettes is not None and (isinstance(self.palettes, bool)
+                                          or not isinstance(self.palettes, (int, np.integer))
+                                          or self.palettes < 1):
+            fail("palettes", self.palettes, "None (one palette a scene type) or an integer >= 1 "
+                                            "(>= known_classes: no sharing)")
+        for name, lo, hi in (("actor_radius", 2.0, 24.0), ("actor_speed", 0.0, 16.0), ("rim", 0.0, 6.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not lo < value <= hi:
+                fail(name, value, f"a number of pixels at 64x64 in ({lo:g}, {hi:g}]")
         if not 0.0 <= self.scene_label_noise <= 1.0:
             fail("scene_label_noise", self.scene_label_noise, "a probability in [0, 1]")
         if not 1 <= self.fps <= 240:
@@ -233,9 +248,11 @@ def render_video(task: VideoTask, params: SynthParams):
         pred_cls int).
     """
     rng = _stream(params.seed, _VIDEO_STREAM, SPLITS.index(task.split), task.motion_index, task.index)
-    actor = sample_actor(rng, params.size)
+    actor = sample_actor(rng, params.size, radius=params.actor_radius, speed=params.actor_speed,
+                         rim=params.rim)
     traj = trajectory(task.class_name, actor, rng, frames=params.frames, size=params.size)
-    background = render_scene(task.scene, rng, params.size, contrast=params.contrast)
+    background = render_scene(task.scene, rng, params.size, contrast=params.contrast,
+                              palettes=params.palettes)
     frames = render_actor(background, actor, traj)
     boxes = []
     for xyxy in actor_boxes(actor, traj, params.size):
@@ -272,16 +289,24 @@ def _make_video(task: VideoTask, params: SynthParams, root: Path) -> VideoResult
 
 
 def _prepare_output(root: Path) -> None:
-    """Remove a previous synthetic data set's videos and manifest; refuse to touch anything else."""
+    """Remove a previous synthetic data set's videos and manifest; refuse to touch anything else.
+
+    A data set of this generator is recognised by its manifest (complete) or by the `IN_PROGRESS`
+    marker written before the first video (an interrupted run), so an interrupted generation can be
+    started again in the same folder.
+    """
     root.mkdir(parents=True, exist_ok=True)
     manifest = root / "manifest.json"
+    marker = root / IN_PROGRESS
     videos = root / "videos"
     if videos.exists():
-        if not manifest.is_file() and any(videos.iterdir()):
+        if not manifest.is_file() and not marker.is_file() and any(videos.iterdir()):
             raise FileExistsError(f"{videos} exists but {manifest} does not: not a synthetic data set "
                                   "written by this generator; choose an empty output folder")
         shutil.rmtree(videos)
     manifest.unlink(missing_ok=True)  # written last: its presence means the data set is complete
+    marker.write_text(f"{GENERATOR} is writing this folder; removed when manifest.json is written\n",
+                      encoding="utf-8")
 
 
 def run_videos(tasks: list[VideoTask], params: SynthParams, root: Path, *, workers: int,
@@ -321,6 +346,7 @@ def generate(params: SynthParams, out_dir: Path, *, workers: int, progress: bool
     tasks = plan_videos(params)
     results = run_videos(tasks, params, root, workers=workers, progress=progress)
     manifest = write_dataset_files(root, params, tasks, results, pairs=unknown_scene_pairs(params))
+    (root / IN_PROGRESS).unlink(missing_ok=True)
     if progress:
         print(f"synthetic data set: {len(tasks)} videos in {root} ({time.perf_counter() - start:.1f} s)")
     return manifest

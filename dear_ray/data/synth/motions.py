@@ -8,9 +8,10 @@ The world is a torus: an actor leaving one edge re-enters at the opposite one, a
 straddles an edge is split into up to four boxes. A path that fits in the frame is placed uniformly
 at random inside it; a longer one (most translations) starts anywhere and wraps.
 
-Only the motion depends on the class. Shape, colour, rim, radius (7-11 px at 64x64), start, phase
-and speed (~3 px/frame +-30% at 64x64) are drawn from the video's own random stream for every class
-alike (SPEC 5's measured settings: smaller actors or no rim made the motion unlearnable).
+Only the motion depends on the class. Shape, colour, rim colour, radius (mean `actor_radius`,
++-22%), start, phase and speed (mean `actor_speed`, +-30%) are drawn from the video's own random
+stream for every class alike (SPEC 5's measured settings: smaller actors or no rim made the motion
+unlearnable; the defaults and what they were measured to give are in `dear_ray.data.synth`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ _SHAPES: dict[str, np.ndarray] = {
 }
 SHAPES: tuple[str, ...] = tuple(_SHAPES)
 _SHAPES = {k: v / np.linalg.norm(v, axis=1).max() for k, v in _SHAPES.items()}
+
+#: Rim speed of rotate_cw/ccw as a multiple of the actor's speed (at 1, the measured rotation classes
+#: were the least learnable; the fastest order-2 shape aliases only past 90 degrees a frame).
+ROTATION_RIM_SPEED = 2.0
+#: Orbit radius range as a fraction of the frame side (drawn per video).
+ORBIT_RADIUS = (0.12, 0.2)
 
 _LINEAR = {
     "move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1),
@@ -78,21 +85,26 @@ class Trajectory:
     angle: np.ndarray
 
 
-def sample_actor(rng: np.random.Generator, size: int) -> Actor:
+def sample_actor(rng: np.random.Generator, size: int, *, radius: float = 9.0, speed: float = 3.0,
+                 rim: float = 1.5) -> Actor:
     """Draw an actor whose every property is independent of the class.
 
     Args:
         rng: the video's random stream.
         size: frame side in pixels; radius, rim and speed scale with ``size / 64``.
+        radius: mean circumradius in pixels at 64x64; each actor draws uniformly in
+            ``radius * [7/9, 11/9]`` (7-11 px at 9).
+        speed: mean speed in pixels per frame at 64x64; each actor draws uniformly in +-30%.
+        rim: rim width in pixels at 64x64 (at least 1 px in the frame).
     """
     unit = size / 64.0
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    radius = float(rng.uniform(7.0, 11.0)) * unit
+    radius = float(rng.uniform(7.0 / 9.0, 11.0 / 9.0)) * radius * unit
     hue, sat, val = rng.uniform(0, 1), rng.uniform(0.6, 1.0), rng.uniform(0.55, 1.0)
     colour = tuple(255.0 * c for c in colorsys.hsv_to_rgb(hue, sat, val))
     rim_colour = (255.0,) * 3 if rng.random() < 0.5 else (0.0,) * 3
-    speed = 3.0 * unit * float(rng.uniform(0.7, 1.3))
-    return Actor(shape, radius, max(1.0, 1.5 * unit), colour, rim_colour, speed)
+    speed = speed * unit * float(rng.uniform(0.7, 1.3))
+    return Actor(shape, radius, max(1.0, rim * unit), colour, rim_colour, speed)
 
 
 def trajectory(motion: str, actor: Actor, rng: np.random.Generator, *, frames: int, size: int) -> Trajectory:
@@ -121,7 +133,7 @@ def trajectory(motion: str, actor: Actor, rng: np.random.Generator, *, frames: i
         norm = np.hypot(dx, dy)
         cx, cy = v * t * dx / norm, v * t * dy / norm
     elif motion in ("rotate_cw", "rotate_ccw"):
-        omega = v / actor.radius  # rim moves at the actor's speed
+        omega = ROTATION_RIM_SPEED * v / actor.radius
         angle = a0 + (omega if motion == "rotate_cw" else -omega) * t
     elif motion in ("grow", "shrink"):
         # the same range of scales for both (x0.67 .. x1.48 at nominal speed): size alone says nothing
@@ -134,7 +146,7 @@ def trajectory(motion: str, actor: Actor, rng: np.random.Generator, *, frames: i
             sign = 1.0 if rng.random() < 0.5 else -1.0
             rho = 0.06 * size + 0.22 * size * t / max(frames - 1, 1)
         else:
-            rho = float(rng.uniform(0.18, 0.28)) * size * one
+            rho = float(rng.uniform(*ORBIT_RADIUS)) * size * one
         theta = phase + sign * np.cumsum(np.concatenate([[0.0], v / rho[:-1]]))
         cx, cy = rho * np.cos(theta), rho * np.sin(theta)
     elif motion == "bounce":

@@ -1,10 +1,12 @@
 """Scenes: procedural static backgrounds, one scene type per known class (SPEC 5).
 
-A scene type is a (pattern, palette) pair. Each type has its own pattern family and its own two
-colours, so both the texture and the tint identify it; each video draws its own frequency, phase,
-orientation jitter and noise, so no two backgrounds are identical. The image is blended towards grey,
-``128 + contrast * (img - 128)`` (SPEC 5: at contrast 0.15 the actor stands out enough for the
-motion to be learnable, and the palette still identifies the scene).
+A scene type is a (pattern, palette) pair. Each type has its own pattern family; its two colours
+are its own (`palettes=None`: texture and tint both identify it) or shared round-robin with other
+types (`palettes=P`: type i uses palette i % P, so the tint alone no longer names the scene). Each
+video draws its own frequency, phase, orientation jitter and noise, so no two backgrounds are
+identical. The image is blended towards grey, ``128 + contrast * (img - 128)`` (SPEC 5: at low
+contrast the actor stands out enough for the motion to be learnable; measured defaults in
+`dear_ray.data.synth`).
 """
 
 from __future__ import annotations
@@ -27,19 +29,22 @@ def scene_names(count: int) -> list[str]:
     return [f"s{i:02d}_{PATTERNS[i % len(PATTERNS)]}" for i in range(count)]
 
 
-def scene_palette(scene: int) -> np.ndarray:
+def scene_palette(scene: int, palettes: int | None = None) -> np.ndarray:
     """The two RGB colours (2, 3) of a scene type, floats in [0, 255], before blending to grey.
 
-    Hues follow the golden-ratio sequence so that consecutive types are far apart on the hue circle;
-    the second colour is a darker neighbour hue, so the mean tint stays the type's hue.
+    Scene type i uses palette ``i % palettes`` (None: its own, i). Palette hues follow the
+    golden-ratio sequence so that consecutive palettes are far apart on the hue circle; the second
+    colour is a darker neighbour hue, so the mean tint stays the palette's hue.
     """
-    hue = (scene * _GOLDEN) % 1.0
+    index = scene if palettes is None else scene % palettes
+    hue = (index * _GOLDEN) % 1.0
     light = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
     dark = colorsys.hsv_to_rgb((hue + 0.08) % 1.0, 0.9, 0.35)
     return 255.0 * np.array([light, dark])
 
 
-def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: float) -> np.ndarray:
+def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: float,
+                 palettes: int | None = None) -> np.ndarray:
     """One background of a scene type.
 
     Args:
@@ -47,6 +52,7 @@ def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: f
         rng: the video's random stream (frequency, phase, orientation jitter, noise).
         size: frame side in pixels; pattern frequencies scale with it.
         contrast: blend factor towards grey, in (0, 1]; 1 keeps full contrast.
+        palettes: distinct palettes shared round-robin by the scene types (`scene_palette`).
 
     Returns:
         float64 (size, size, 3) in [0, 255].
@@ -87,7 +93,7 @@ def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: f
         field = gaussian_filter(rng.standard_normal((size, size)), sigma=2.0 * unit, mode="wrap")
         mix = np.clip(0.5 + field / (4 * field.std() + 1e-9), 0, 1)
     mix = np.asarray(mix, dtype=np.float64)[..., None]
-    light, dark = scene_palette(scene)
+    light, dark = scene_palette(scene, palettes)
     jitter = rng.uniform(-12, 12, 3)
     img = np.clip(light * mix + dark * (1 - mix) + jitter, 0, 255)
     return 128.0 + contrast * (img - 128.0)
