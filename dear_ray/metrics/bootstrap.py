@@ -255,7 +255,9 @@ def bootstrap_report(report: OpenSetReport, subsets, *, resamples: int = DEFAULT
 def paired_difference(result: BootstrapResult, baseline: BootstrapResult, key: str,
                       level: float = CI_LEVEL) -> tuple[float, float] | None:
     """The percentile interval of `result - baseline` for metric `key` over the SAME resamples, or
-    None when the two were not tested on the same videos (or lack the metric)."""
+    None when the two were not tested on the same videos (or lack the metric). With different
+    resample counts (a post-hoc row's fewer) the common first resamples pair: the draws depend only
+    on the seed, the split and its size, and B draws are the first B of any larger count."""
     if key not in result.values or key not in baseline.values:
         return None
     splits = {"shifted_top1": ("shifted",), "static_bias_gap": ("known", "shifted")}.get(
@@ -264,6 +266,7 @@ def paired_difference(result: BootstrapResult, baseline: BootstrapResult, key: s
     if any(result.ids.get(s) is None or result.ids.get(s) != baseline.ids.get(s) for s in splits):
         return None
     a, b = result.values[key], baseline.values[key]
-    if a.shape != b.shape:
+    m = min(a.shape[0], b.shape[0])  # resample i is the same draw in both (a prefix of the same draws)
+    if m == 0 or a.shape[1:] != b.shape[1:]:
         return None
-    return percentile_interval(a - b, level)
+    return percentile_interval(a[:m] - b[:m], level)

@@ -1,16 +1,25 @@
 """`dear-ray evaluate`: score stores in, results table and plots out (SPEC 2).
 
-Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
-store, one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
-`test_shifted` store. Every unknown set (one store each, named by its `StoreMeta.dataset`) is
-evaluated ON ITS OWN, as DEAR reports HMDB-51 and MiT-v2 (`--ood_data HMDB|MiT`): one row per
-(model, method, unknown set), column `unknown_set`. A merged set is only an explicit extra row
-(`merged_unknown=True`, `unknown_set` = `all`). Every method is evaluated with the SAME
-unknown-class subsets of a set (drawn once per set), so curves and open maF1 compare like with like.
+Stores are grouped by model (`dear_ray.metrics.groups`: `StoreMeta.run`, `StoreMeta.method`);
+each group needs one `train` store, one known test store (`test`, else `val`), one or more
+`unknown` stores and optionally a `test_shifted` store. Every unknown set (one store each, named
+by its `StoreMeta.dataset`) is evaluated ON ITS OWN, as DEAR reports HMDB-51 and MiT-v2
+(`--ood_data HMDB|MiT`): one row per (model, method, unknown set), column `unknown_set`. A merged
+set is only an explicit extra row (`merged_unknown=True`, `unknown_set` = `all`). Every method is
+evaluated with the SAME unknown-class subsets of a set (drawn once per set), so curves and open
+maF1 compare like with like.
+
+Protocol (`protocol`, column `protocol`; `dear_ray.metrics.protocols`): `dear` (thresholded open
+maF1 over the openness curve, binarised AUC, and the threshold-free metrics) or `psl` (PSL's: HMDB-51
+without the classes overlapping UCF-101, MiT-v2 averaged over 10 subsamples, threshold-free
+metrics only).
 
 Without `scores`, each model is reported under its method's own score (`softmax` -> msp, `dear` ->
 vacuity, ...), and a `softmax` model additionally yields an `mc_dropout` row (its stored `bald`
-score) and an `openmax` row (OpenMax fitted post hoc on its train store) when the stores allow.
+score) and an `openmax` row (OpenMax fitted post hoc on its train store) when the stores allow;
+a `softmax` or `sdn` model also yields the post-hoc detector rows `<method>+<detector>`
+(`dear_ray.metrics.posthoc`: energy, maxlogit, gen, temp_msp, mahalanobis, knn, vim, react, ash;
+those it cannot fit are skipped with a one-line warning).
 OpenMax DECIDES by the argmax over K+1 classes (`openmax_decision="argmax"`, DEAR's
 `baseline_openmax.py`); `"threshold"` thresholds P(unknown) at the 95% training cut instead.
 
@@ -18,13 +27,13 @@ Intervals (`dear_ray.metrics.bootstrap`): every metric M but `threshold` gets `M
 `M_ci_high`, the 95% percentile bootstrap over the test, unknown and `test_shifted` videos, and
 `M_diff_sig`: whether the paired-bootstrap interval of M minus the same metric of the `softmax`
 baseline on the same videos (same known set, unknown set, backbone and seed) excludes 0 (NA for
-the baseline itself and rows without one).
+the baseline itself and rows without one). Post-hoc detector rows use `posthoc_resamples` (200)
+and `posthoc_curve_resamples` (50), the first of the same draws, so they still pair.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import warnings
 from collections import defaultdict
@@ -43,82 +52,39 @@ from dear_ray.metrics.bootstrap import (
     paired_difference,
     percentile_interval,
 )
+from dear_ray.metrics.groups import ModelStores, Plan, group_stores
 from dear_ray.metrics.openset import draw_unknown_subsets
 from dear_ray.metrics.plots import (
     plot_confusion_matrix,
+    plot_histogram_grid,
     plot_openness_curves_by_set,
     plot_reliability_diagram,
     plot_uncertainty_histograms,
 )
+from dear_ray.metrics.posthoc import POSTHOC_HEADS, POSTHOC_SCORES, posthoc_plans
+from dear_ray.metrics.protocols import (
+    MIT_ORDERS,
+    check_protocol,
+    psl_bootstrap,
+    psl_metrics,
+    psl_subsamples,
+    psl_unknown,
+)
 from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, read_score_store
+from dear_ray.scores.classifier import prob_averaged
 
-INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "backbone", "seed")
+INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "protocol", "backbone", "seed")
 CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high"))
 SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
 BASELINE_METHOD = "softmax"
 OPENMAX_DECISIONS = ("argmax", "threshold")
+# resamples of the post-hoc detector rows (the first of the same resamples as the other rows)
+POSTHOC_RESAMPLES = 200
+POSTHOC_CURVE_RESAMPLES = 50
 # the data behind the plots, one long table each (what notebooks/compare_methods.ipynb reads)
 CURVES_FILE = "openness_curves.parquet"  # label, method, run, unknown_set, num_unknown_classes, openness, f1_*
 SCORES_FILE = "uncertainty_scores.parquet"  # label, method, run, unknown_set, score, split, uncertainty, threshold
-
-
-@dataclass
-class ModelStores:
-    """The stores of one model."""
-
-    run: str
-    method: str
-    train: ScoreStore
-    known: ScoreStore
-    unknown: list[ScoreStore]
-    shifted: ScoreStore | None
-
-    @property
-    def all(self) -> list[ScoreStore]:
-        return [self.train, self.known, *self.unknown] + ([self.shifted] if self.shifted else [])
-
-    def with_scores(self, name: str, fn) -> ModelStores:
-        """A copy whose stores all carry score `name` = `fn(store)`."""
-        add = lambda s: s.with_scores({name: fn(s)})  # noqa: E731
-        return ModelStores(self.run, self.method, add(self.train), add(self.known), [add(u) for u in self.unknown],
-                           add(self.shifted) if self.shifted else None)
-
-
-def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
-    """Group stores by (run, method); errors name the run and the missing or duplicated split."""
-    by_model: dict[tuple[str, str], list[ScoreStore]] = defaultdict(list)
-    for store in stores:
-        by_model[(store.meta.run, store.meta.method)].append(store)
-    groups = []
-    for (run, method), members in sorted(by_model.items()):
-        split: dict[str, list[ScoreStore]] = defaultdict(list)
-        for store in members:
-            split[store.meta.split].append(store)
-        for name, found in split.items():
-            if name != "unknown" and len(found) > 1:
-                raise ValueError(f"run {run!r} ({method}): {len(found)} {name!r} stores: "
-                                 + ", ".join(str(s.path) for s in found))
-        known = split.get("test") or split.get("val")
-        missing = [n for n, ok in (("train", split.get("train")), ("test (or val)", known),
-                                   ("unknown", split.get("unknown"))) if not ok]
-        if missing:
-            files = ", ".join(str(s.path) for s in members)
-            raise ValueError(f"run {run!r} ({method}): no {' / '.join(missing)} store among {files}")
-        unknown = sorted(split["unknown"], key=lambda s: (s.meta.dataset, str(s.path)))
-        groups.append(ModelStores(run, method, split["train"][0], known[0], unknown,
-                                  (split.get("test_shifted") or [None])[0]))
-    return groups
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One row a model yields: the method label, the score, the stores, OpenMax's decisions."""
-
-    method: str
-    score: str
-    stores: ModelStores
-    decide: object = None  # callable store -> (N,) decisions in [0, K], or None (threshold)
 
 
 def _with_openmax(group: ModelStores, decision: str) -> Plan | None:
@@ -133,16 +99,23 @@ def _with_openmax(group: ModelStores, decision: str) -> Plan | None:
     return Plan("openmax", name, group.with_scores(name, lambda s: model(s.logits, features=s.features)), decide)
 
 
-def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str) -> list[Plan]:
+def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
+           posthoc: Sequence[str], knn_k: int) -> list[Plan]:
     """Every row a model yields."""
     have = set.intersection(*(set(s.scores) for s in group.all))
     if scores is not None:
         rows = []
         for name in scores:
+            stale = name in ("energy", "maxlogit") and prob_averaged(group.train)
             if name == "openmax" and name not in have:
                 fitted = _with_openmax(group, openmax_decision)
                 if fitted:
                     rows.append(Plan(group.method, fitted.score, fitted.stores, fitted.decide))
+            elif name in POSTHOC_SCORES and group.train.meta.head in POSTHOC_HEADS and (name not in have or stale):
+                fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k)
+                rows += [dataclasses.replace(p, method=group.method, fewer_resamples=False) for p in fitted]
+                for line in skipped:
+                    warnings.warn(line, stacklevel=3)
             elif name in have:
                 rows.append(Plan(group.method, name, group))
             else:
@@ -161,6 +134,11 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str) 
         fitted = _with_openmax(group, openmax_decision)
         if fitted:
             rows.append(fitted)
+    if posthoc:
+        fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k)
+        rows += fitted
+        for line in skipped:
+            warnings.warn(line, stacklevel=3)
     return rows
 
 
@@ -240,6 +218,7 @@ class _Row:
     report: object
     boot: object
     label: str
+    posthoc: bool = False
 
 
 def _pair_key(row: _Row) -> tuple:
@@ -260,7 +239,7 @@ def _significance(rows: list[_Row]) -> list[dict[str, object]]:
         base = (same_run or found)[0] if len(same_run or found) == 1 else None
         sig: dict[str, object] = {}
         for key in CI_KEYS:
-            diff = None if base is None or base is row or row.boot is None else \
+            diff = None if base is None or base is row or row.boot is None or base.boot is None else \
                 paired_difference(row.boot, base.boot, key)
             sig[f"{key}_diff_sig"] = pd.NA if diff is None or np.isnan(diff[0]) else bool(diff[0] > 0 or diff[1] < 0)
         out.append(sig)
@@ -271,20 +250,25 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     num_trials: int = 10, seed: int = 0, plots: bool = True, merged_unknown: bool = False,
                     openmax_decision: str = "argmax", resamples: int = DEFAULT_RESAMPLES,
                     curve_resamples: int = DEFAULT_CURVE_RESAMPLES, bootstrap_seed: int = 0,
-                    run_labels: Sequence[str | None] | None = None) -> pd.DataFrame:
+                    run_labels: Sequence[str | None] | None = None, protocol: str = "dear",
+                    posthoc: Sequence[str] = POSTHOC_SCORES, posthoc_resamples: int = POSTHOC_RESAMPLES,
+                    posthoc_curve_resamples: int = POSTHOC_CURVE_RESAMPLES, knn_k: int = 50,
+                    mit_order: str = "released", hmdb_order: str = "lists") -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
         store_paths: score store files (any order, any number of models).
         out_dir: receives `results.csv`, `results.parquet`, `results.md`, the plots' data
-            (`CURVES_FILE`, `SCORES_FILE`), `openness_curves.png` (a panel per unknown set) and per
-            row `hist_*.png`, `reliability_*.png`, `confusion_*.png`.
-        scores: evaluate these scores (where a model's stores have them; `openmax` is fitted post
-            hoc) instead of each method's own.
+            (`CURVES_FILE` under `dear` only, `SCORES_FILE`), `openness_curves.png` (a panel per
+            unknown set) and per row `hist_*.png`, `reliability_*.png`, `confusion_*.png` (`psl`:
+            the histograms only).
+        scores: evaluate these scores (where a model's stores have them; `openmax` and the
+            detectors of `POSTHOC_SCORES` are fitted post hoc) instead of each method's own.
         num_trials: unknown-class subsets per openness point.
-        seed: seed of the subsets, shared by every method.
+        seed: seed of the subsets, shared by every method (and of `mit_order="shuffled"`).
         plots: write the PNG plots (False: tables only).
-        merged_unknown: also a row per model on all its unknown sets merged (`unknown_set` = `all`).
+        merged_unknown: also a row per model on all its unknown sets merged (`unknown_set` = `all`;
+            `dear` only).
         openmax_decision: `argmax` (DEAR: argmax over K+1 classes) or `threshold` (P(unknown) >
             the 95% training cut).
         resamples: bootstrap resamples of every metric's interval (0: no intervals).
@@ -293,6 +277,13 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         bootstrap_seed: seed of the resamples.
         run_labels: one per store path (or None): the label that replaces the store's run name,
             e.g. `<sweep>/<trial>` when several sweeps with the same trial names are compared.
+        protocol: `dear` or `psl` (`dear_ray.metrics.protocols`), the table's `protocol` column.
+        posthoc: the post-hoc detector rows of a softmax-classifier model without `scores`
+            (`dear_ray.metrics.posthoc`; empty: none).
+        posthoc_resamples, posthoc_curve_resamples: their (smaller) resample counts, the first of
+            the same resamples, so their paired differences to softmax still pair.
+        knn_k: the KNN detector's k.
+        mit_order, hmdb_order: `psl`'s MiT-v2 subsamples and HMDB-51 class-id order.
 
     Returns:
         One row per (model, method, unknown set): `INFO_COLUMNS`, the metrics of `METRIC_KEYS`,
@@ -302,6 +293,9 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         raise ValueError("evaluate_stores: no score store paths given")
     if openmax_decision not in OPENMAX_DECISIONS:
         raise ValueError(f"openmax_decision={openmax_decision!r}; expected one of {', '.join(OPENMAX_DECISIONS)}")
+    check_protocol(protocol)
+    if mit_order not in MIT_ORDERS:
+        raise ValueError(f"mit_order={mit_order!r}; expected one of {', '.join(MIT_ORDERS)}")
     stores = [read_score_store(p) for p in store_paths]
     if run_labels is not None:
         if len(run_labels) != len(stores):
@@ -311,34 +305,47 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     groups = group_stores(stores)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if protocol == "psl" and merged_unknown:
+        warnings.warn("protocol 'psl' reports each unknown set on its own; merged_unknown ignored", stacklevel=2)
     shared: dict[tuple[str, ...], list] = {}
     rows: list[_Row] = []
     for group in groups:
         extra = group.train.meta.extra
-        plans = _plans(group, scores, openmax_decision)
-        for unknown_set, unknown in _unknown_sets(group, merged_unknown):
+        plans = _plans(group, scores, openmax_decision, posthoc, knn_k)
+        for unknown_set, unknown in _unknown_sets(group, merged_unknown and protocol == "dear"):
             key = tuple(u.meta.dataset for u in unknown)
+            if protocol == "psl":
+                unknown = [psl_unknown(u, hmdb_order=hmdb_order) for u in unknown]
+                subsamples = psl_subsamples(unknown[0], mit_order=mit_order, seed=seed)
             if key not in shared:
                 shared[key] = draw_unknown_subsets(combine_unknown_classes(unknown), num_trials=num_trials, seed=seed)
             for plan in plans:
                 stores = plan.stores
                 picked = [u for u in stores.unknown if u.meta.dataset in key]
+                if protocol == "psl":
+                    picked = [psl_unknown(u, hmdb_order=hmdb_order) for u in picked]
                 report = open_set_report(train=stores.train, known=stores.known, unknown=picked, score=plan.score,
                                          shifted=stores.shifted, subsets=shared[key], decide=plan.decide)
-                boot = bootstrap_report(report, shared[key], resamples=resamples, curve_resamples=curve_resamples,
-                                        seed=bootstrap_seed) if resamples > 0 else None
+                b = posthoc_resamples if plan.fewer_resamples else resamples
+                c = posthoc_curve_resamples if plan.fewer_resamples else curve_resamples
+                if protocol == "psl":
+                    report = dataclasses.replace(report, metrics=psl_metrics(report, subsamples))
+                    boot = psl_bootstrap(report, subsamples, resamples=b, seed=bootstrap_seed) if b > 0 else None
+                else:
+                    boot = bootstrap_report(report, shared[key], resamples=b, curve_resamples=c,
+                                            seed=bootstrap_seed) if b > 0 else None
                 label = plan.method if scores is None else f"{plan.method}/{plan.score}"
                 if sum(g.method == group.method for g in groups) > 1:
                     label = f"{label} [{group.run}]"
                 info = {"method": plan.method, "score": plan.score, "run": group.run, "head": group.train.meta.head,
-                        "known": group.known.meta.dataset, "unknown_set": unknown_set,
+                        "known": group.known.meta.dataset, "unknown_set": unknown_set, "protocol": protocol,
                         "backbone": extra.get("backbone", ""),
                         "seed": int(extra["seed"]) if extra.get("seed", "").isdigit() else pd.NA}
-                rows.append(_Row(info, report, boot, label))
+                rows.append(_Row(info, report, boot, label, plan.fewer_resamples))
     if not rows:
         raise ValueError(f"evaluate_stores: none of the scores {scores} is available in any model's stores")
     table = _table(rows)
-    _write(table, rows, out_dir, plots)
+    _write(table, rows, out_dir, plots, curves=protocol == "dear")
     return table
 
 
@@ -358,33 +365,53 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
     return table
 
 
-def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool) -> None:
+def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *, curves: bool = True) -> None:
+    """The tables, the plots' data and the plots. `curves=False` (`psl`, no threshold): no
+    openness curves, reliability or confusion plots. Post-hoc detector rows get one histogram
+    panel each in `hist_posthoc_<run>_<set>.png` (their closed-set predictions, hence reliability
+    and confusion, are their model's) and stay out of `openness_curves.png` (their curves are in
+    `CURVES_FILE`)."""
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown(table))
     curve_rows, score_rows = [], []
+    grids: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (run, set) -> post-hoc panels
     for row in rows:
         rep, set_name = row.report, row.info["unknown_set"]
-        if row.boot is not None:
-            band = np.array([percentile_interval(col) for col in row.boot.curve_f1.T]).T
-        else:
-            band = np.full((2, len(rep.curve.f1_mean)), np.nan)
-        curve_rows.append(_curve_frame(row.label, row.info["method"], row.info["run"], set_name, rep.curve, band))
+        if curves:
+            if row.boot is not None:
+                band = np.array([percentile_interval(col) for col in row.boot.curve_f1.T]).T
+            else:
+                band = np.full((2, len(rep.curve.f1_mean)), np.nan)
+            curve_rows.append(_curve_frame(row.label, row.info["method"], row.info["run"], set_name, rep.curve, band))
         score_rows.append(_score_frame(row.label, row.info["method"], row.info["run"], set_name,
                                        row.info["score"], rep))
         if not plots:
             continue
-        slug = _slug(f"{row.label}_{set_name}")
         threshold = rep.metrics["threshold"]
+        threshold = None if np.isnan(threshold) else threshold
+        if row.posthoc:
+            grids[(row.info["run"], set_name)].append(
+                {"known": rep.known_scores, "unknown": rep.unknown_scores, "score_name": row.info["score"],
+                 "threshold": threshold, "title": row.label})
+            continue
+        slug = _slug(f"{row.label}_{set_name}")
         plot_uncertainty_histograms(rep.known_scores, rep.unknown_scores, out_dir / f"hist_{slug}.png",
-                                    score_name=row.info["score"], threshold=None if np.isnan(threshold) else threshold,
+                                    score_name=row.info["score"], threshold=threshold,
                                     title=f"{row.label} (unknown: {set_name})")
+        if not curves:
+            continue
         plot_reliability_diagram(rep.confidence, rep.correct, out_dir / f"reliability_{_slug(row.label)}.png",
                                  title=f"{row.label}: ECE {100 * rep.metrics['ece']:.2f}%")
         plot_confusion_matrix(rep.confusion, out_dir / f"confusion_{slug}.png",
                               title=f"{row.label} (unknown: {set_name})")
-    curves = pd.concat(curve_rows, ignore_index=True)
-    curves.to_parquet(out_dir / CURVES_FILE, index=False)
+    for (run, set_name), panels in grids.items():
+        plot_histogram_grid(panels, out_dir / f"hist_posthoc_{_slug(f'{run}_{set_name}')}.png",
+                            title=f"post-hoc detectors of {run} (unknown: {set_name})")
     pd.concat(score_rows, ignore_index=True).to_parquet(out_dir / SCORES_FILE, index=False)
-    if plots:
-        plot_openness_curves_by_set(curves, out_dir / "openness_curves.png")
+    if curves:
+        frame = pd.concat(curve_rows, ignore_index=True)
+        frame.to_parquet(out_dir / CURVES_FILE, index=False)
+        if plots:  # the post-hoc detectors' curves stay in CURVES_FILE, out of the crowded plot
+            shown = frame[~frame["label"].isin({row.label for row in rows if row.posthoc})]
+            plot_openness_curves_by_set(shown, out_dir / "openness_curves.png")

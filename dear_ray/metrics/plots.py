@@ -19,8 +19,8 @@ from dear_ray.metrics.calibration import reliability_bins
 from dear_ray.metrics.openset import OpennessCurve
 
 
-def _figure(size: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
+def _figure(size: tuple[float, float], layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=size, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -103,8 +103,11 @@ def shared_bin_edges(known_scores, unknown_scores, bins: int = 50) -> np.ndarray
 
 def draw_uncertainty_histograms(ax: Axes, known_scores, unknown_scores, *, bins: int = 50,
                                 score_name: str = "uncertainty", threshold: float | None = None,
-                                title: str | None = None) -> Axes:
+                                title: str | None = None, histtype: str = "bar") -> Axes:
     """Known vs unknown score histograms on `ax`, on ONE shared bin scale, as densities.
+
+    `histtype`: matplotlib's; `stepfilled` draws one polygon a histogram instead of a patch a bin
+    (about 2x faster, what the post-hoc grid uses).
 
     Both histograms use the same bin edges over the pooled range, so their positions compare
     directly (DEAR's script normalised each set to its own range, which hides the overlap).
@@ -112,8 +115,8 @@ def draw_uncertainty_histograms(ax: Axes, known_scores, unknown_scores, *, bins:
     known = np.asarray(known_scores, dtype=np.float64)
     unknown = np.asarray(unknown_scores, dtype=np.float64)
     edges = shared_bin_edges(known, unknown, bins)
-    ax.hist(known, bins=edges, density=True, alpha=0.55, label=f"known (n={known.size})")
-    ax.hist(unknown, bins=edges, density=True, alpha=0.55, label=f"unknown (n={unknown.size})")
+    ax.hist(known, bins=edges, density=True, alpha=0.55, histtype=histtype, label=f"known (n={known.size})")
+    ax.hist(unknown, bins=edges, density=True, alpha=0.55, histtype=histtype, label=f"unknown (n={unknown.size})")
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
     ax.set(xlabel=f"{score_name} (higher = more unknown)", ylabel="density", title=title or score_name)
@@ -129,6 +132,31 @@ def plot_uncertainty_histograms(known_scores, unknown_scores, path: str | Path, 
     draw_uncertainty_histograms(fig.add_subplot(), known_scores, unknown_scores, bins=bins,
                                 score_name=score_name, threshold=threshold, title=title)
     return _save(fig, path)
+
+
+def plot_histogram_grid(panels: Sequence[Mapping], path: str | Path, *, columns: int = 3,
+                        title: str | None = None) -> Path:
+    """Several `draw_uncertainty_histograms` panels in one PNG (the post-hoc detector rows of a
+    model: one figure instead of one each). A panel: `known`, `unknown`, `score_name`, optional
+    `threshold` and `title`."""
+    if not panels:
+        raise ValueError("histogram grid: no panels given")
+    cols = min(columns, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = _figure((3.6 * cols, 2.9 * rows), layout=None)  # constrained layout costs 2x here
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.88 if title else 0.94, wspace=0.3, hspace=0.6)
+    for i, panel in enumerate(panels):
+        ax = draw_uncertainty_histograms(fig.add_subplot(rows, cols, i + 1), panel["known"], panel["unknown"],
+                                         score_name=panel["score_name"], threshold=panel.get("threshold"),
+                                         title=panel.get("title"), histtype="stepfilled")
+        if i:  # the first panel's legend names the colours for all; thresholds differ per panel
+            ax.get_legend().remove()
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def plot_reliability_diagram(confidences, correct, path: str | Path, *, num_bins: int = 15,

@@ -44,7 +44,7 @@ UNKNOWN_SET_KEYS = (
 )
 MERGED_UNKNOWN_SET = "all"  # the `unknown_set` of a report on several unknown data sets merged
 # scores that are 1 - a confidence in [0, 1]; ECE uses 1 - score for them and the MSP otherwise
-_ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax")
+_ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax", "temp_msp")
 
 
 def default_threshold_rank(head: str, score: str) -> str:
@@ -138,7 +138,7 @@ def _check_stores(train: ScoreStore, known: ScoreStore, unknown: Sequence[ScoreS
 
 
 def _confidence(store: ScoreStore, score: str) -> np.ndarray:
-    if score in _ONE_MINUS_CONFIDENCE:
+    if score.split("(")[0] in _ONE_MINUS_CONFIDENCE:  # `temp_msp(val)`: its temperature-scaled MSP
         return np.clip(1.0 - store.score(score), 0.0, 1.0)
     probs = expected_probability(store.logits) if store.meta.head in EVIDENTIAL_HEADS \
         else softmax_probs(store.logits)

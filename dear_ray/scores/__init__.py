@@ -7,6 +7,12 @@ Every created score is a callable `score(logits (N, K), *, features=None, sample
     u = energy(logits)                                       # (N,)
     om = create_score("openmax", tail_size=20).fit(train_logits, train_labels, train_features)
     p_unknown = om(logits, features=features)                # (N,)
+    knn = create_score("knn", k=50).fit(features=train_features)
+    u = knn(logits, features=features)                       # (N,)
+
+Post-hoc detectors (OpenOOD v1.5, `dear_ray.scores.posthoc`): `gen`, `temp_msp`, `mahalanobis`,
+`knn`, `vim`, `react`, `ash`; the fitted ones have `.fit(*, logits, labels, features)`, and `vim`,
+`react`, `ash` take the classifier's `weight` `(K, F)` and `bias` `(K,)` when created.
 """
 
 from __future__ import annotations
@@ -19,7 +25,17 @@ from dear_ray.registry import Registry
 from dear_ray.scores import bald as _bald
 from dear_ray.scores import evidential as _evidential
 from dear_ray.scores import softmax as _softmax
+from dear_ray.scores.classifier import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_KEY,
+    Classifier,
+    ClassifierError,
+    read_classifier,
+    store_logits,
+    write_classifier,
+)
 from dear_ray.scores.openmax import OpenMax, OpenMaxFitError, WeibullTail, fit_high, fit_weibull
+from dear_ray.scores.posthoc import KNN, Mahalanobis, ReAct, TemperatureScaling, ViM, ash_energy, gen
 from dear_ray.scores.predictions import (
     PREDICTION_RULES,
     class_probabilities,
@@ -111,6 +127,53 @@ def _create_openmax(*, tail_size: int = 20, alpha_rank: int = 1, on: str = "feat
     return OpenMax(tail_size=tail_size, alpha_rank=alpha_rank, on=on)
 
 
+@register_score("gen")
+def _create_gen(*, gamma: float = 0.1, m: int = 100) -> ScoreFn:
+    """Generalised entropy of the top-`m` softmax probabilities (OpenOOD: gamma 0.1, M 100)."""
+    return _logit_score(lambda z: gen(z, gamma=gamma, m=m))
+
+
+@register_score("temp_msp")
+def _create_temp_msp() -> TemperatureScaling:
+    """An unfitted temperature-scaled MSP; `.fit(logits=val_logits, labels=val_labels)`."""
+    return TemperatureScaling()
+
+
+@register_score("mahalanobis")
+def _create_mahalanobis() -> Mahalanobis:
+    """Unfitted; `.fit(logits=, labels=, features=)` on the training split (tied covariance)."""
+    return Mahalanobis()
+
+
+@register_score("knn")
+def _create_knn(*, k: int = 50) -> KNN:
+    """Unfitted; `.fit(features=train_features)`; k-th neighbour distance (OpenOOD k = 50)."""
+    return KNN(k)
+
+
+@register_score("vim")
+def _create_vim(*, weight, bias, dim: int | None = None) -> ViM:
+    """Unfitted; `.fit(features=train_features)`; needs the classifier's `weight`, `bias`."""
+    return ViM(weight, bias, dim=dim)
+
+
+@register_score("react")
+def _create_react(*, weight, bias, percentile: float = 90.0) -> ReAct:
+    """Unfitted; `.fit(features=train_features)` sets the clip at `percentile` (OpenOOD 90)."""
+    return ReAct(weight, bias, percentile=percentile)
+
+
+@register_score("ash")
+def _create_ash(*, weight, bias, percentile: float = 90.0) -> ScoreFn:
+    """ASH-B pruning at `percentile` (OpenOOD 90), then the energy; needs `weight`, `bias`."""
+    def ash(logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
+        if features is None:
+            raise ValueError("ash needs the pooled features (N, F); none were given")
+        return ash_energy(features, weight, bias, percentile=percentile)
+
+    return ash
+
+
 def create_score(name: str, **options) -> ScoreFn:
     """Build the score registered as `name` (see `list_scores()`)."""
     return SCORES.create(name, **options)
@@ -146,16 +209,24 @@ def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = F
     return ["vacuity", "msp"]
 
 
-def methods_for_head(head: str, *, stochastic_passes: int = 1) -> list[str]:
+# heads with a plain linear softmax classifier: the post-hoc detector rows (dear_ray.metrics.posthoc)
+POSTHOC_HEADS = ("softmax", "sdn")
+
+
+def methods_for_head(head: str, *, stochastic_passes: int = 1, posthoc=()) -> list[str]:
     """The methods (result rows) a model trained with `head` is reported as by `dear-ray evaluate`.
 
     A `softmax` model also yields MC Dropout (its stored `bald`, which needs `stochastic_passes`
     > 1) and OpenMax (fitted post hoc on its train store); every other head is its own method.
+    `posthoc`: the post-hoc detectors evaluated (`dear_ray.metrics.posthoc.POSTHOC_SCORES` by
+    `evaluate_stores`' default), each a row `<head>+<detector>` of a `softmax` or `sdn` model
+    (`vim`, `react`, `ash` only when the trial has its classifier file).
     """
     _check_head(head)
+    extra = [f"{head}+{name}" for name in posthoc] if head in POSTHOC_HEADS else []
     if head == "softmax":
-        return ["softmax"] + ["mc_dropout"] * (stochastic_passes > 1) + ["openmax"]
-    return [head]
+        return ["softmax"] + ["mc_dropout"] * (stochastic_passes > 1) + ["openmax"] + extra
+    return [head] + extra
 
 
 def compute_scores(head: str, logits, *, sample_logits=None, evidence: str = "exp") -> dict[str, np.ndarray]:
@@ -192,8 +263,10 @@ def default_score(method: str) -> str:
 
 
 __all__ = [
-    "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "PREDICTION_RULES", "OpenMax", "OpenMaxFitError", "ScoreStore",
-    "ScoreStoreError", "StoreMeta", "WeibullTail", "class_probabilities", "closed_predictions", "compute_scores",
-    "create_score", "default_prediction_rule", "default_score", "fit_high", "fit_weibull", "list_scores", "methods_for_head", "read_score_store", "register_score",
-    "scores_for_head", "write_score_store",
+    "CLASSIFIER_FILE", "CLASSIFIER_KEY", "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "KNN", "POSTHOC_HEADS",
+    "PREDICTION_RULES", "Classifier", "ClassifierError", "Mahalanobis", "OpenMax", "OpenMaxFitError", "ReAct",
+    "ScoreStore", "ScoreStoreError", "StoreMeta", "TemperatureScaling", "ViM", "WeibullTail", "class_probabilities",
+    "closed_predictions", "compute_scores", "create_score", "default_prediction_rule", "default_score", "fit_high",
+    "fit_weibull", "list_scores", "methods_for_head", "read_classifier", "read_score_store", "register_score",
+    "scores_for_head", "store_logits", "write_classifier", "write_score_store",
 ]

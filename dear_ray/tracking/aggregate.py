@@ -4,7 +4,15 @@
 trial's stores with `dear_ray.metrics.evaluate.evaluate_stores`, which draws the unknown-class
 subsets ONCE and passes the same subsets to every method, and expands a `softmax` trial into
 `softmax` (MSP), `mc_dropout` (BALD over the stored stochastic passes) and `openmax` (fitted post
-hoc on the trial's train store) rows.
+hoc on the trial's train store) rows, and a `softmax` or `sdn` trial into the post-hoc detector
+rows `<method>+energy`, `+maxlogit`, `+gen`, `+temp_msp`, `+mahalanobis`, `+knn`, `+vim`,
+`+react`, `+ash` (`dear_ray.metrics.posthoc`; skipped with a warning where the stores lack what
+one needs, e.g. the classifier file for ViM / ReAct / ASH).
+
+Protocols (`protocol`, `dear_ray.metrics.protocols`): `dear` writes `<sweep>/report/` and logs
+it under the parent run's `report/`; `psl` writes `<sweep>/report/psl/`, logs `report/psl/`,
+and its metric names carry a `psl/` prefix, so both tables and both sets of metrics sit side by
+side in the same runs.
 
 Every unknown set is reported on its own (a row per trial, method and `unknown_set`); a merged set
 only with `merged_unknown=True` (`unknown_set` = `all`).
@@ -40,6 +48,7 @@ from mlflow import MlflowClient
 
 from dear_ray.metrics.bootstrap import CI_KEYS, DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
 from dear_ray.metrics.evaluate import evaluate_stores, group_stores
+from dear_ray.metrics.protocols import check_protocol
 from dear_ray.metrics.report import METRIC_KEYS, UNKNOWN_SET_KEYS
 from dear_ray.metrics.seeds import seed_summary
 from dear_ray.scores import read_score_store
@@ -87,10 +96,23 @@ def complete_trials(trial_stores: dict[str, list[Path]]) -> tuple[dict[str, list
     return usable, skipped
 
 
+def report_dir(sweep_dir: str | os.PathLike, protocol: str = "dear") -> Path:
+    """Where a protocol's report goes: `<sweep_dir>/report/` for `dear`, `report/<protocol>/`
+    for another (so `dear-ray report SWEEP --protocol psl` adds a table beside DEAR's)."""
+    check_protocol(protocol)
+    root = Path(sweep_dir) / REPORT_ARTIFACTS
+    return root if protocol == "dear" else root / protocol
+
+
+def report_artifacts(protocol: str = "dear") -> str:
+    """The parent run's artifact folder of a protocol's report: `report` or `report/<protocol>`."""
+    return REPORT_ARTIFACTS if check_protocol(protocol) == "dear" else f"{REPORT_ARTIFACTS}/{protocol}"
+
+
 def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment: str,
                  num_trials: int = 10, seed: int = 0, merged_unknown: bool = False,
-                 resamples: int = DEFAULT_RESAMPLES, curve_resamples: int = DEFAULT_CURVE_RESAMPLES
-                 ) -> pd.DataFrame:
+                 resamples: int = DEFAULT_RESAMPLES, curve_resamples: int = DEFAULT_CURVE_RESAMPLES,
+                 protocol: str = "dear", **evaluate_options) -> pd.DataFrame:
     """Evaluate every trial of a sweep, write `<sweep_dir>/report/`, and log it all to MLflow.
 
     Args:
@@ -101,6 +123,10 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         seed: seed of those subsets; the same subsets serve every method.
         merged_unknown: also a row on all unknown sets merged (`unknown_set` = `all`).
         resamples, curve_resamples: bootstrap resamples of the intervals (`evaluate_stores`).
+        protocol: `dear` (tables in `<sweep_dir>/report/`, artifacts `report/`, metrics
+            `<set>/<metric>`) or `psl` (`report/psl/`, artifacts `report/psl/`, metrics
+            `psl/<set>/<metric>` and `psl/<metric>`); both can sit side by side.
+        evaluate_options: more `evaluate_stores` options (`posthoc`, `knn_k`, `mit_order`, ...).
 
     Returns:
         One row per (trial, method, unknown set): `trial`, then the columns of `evaluate_stores`
@@ -116,11 +142,12 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
                     sweep_dir / "stores")
         return pd.DataFrame()
 
-    out_dir = sweep_dir / "report"
+    out_dir = report_dir(sweep_dir, protocol)
     run_to_trial = {read_score_store(paths[0]).meta.run: trial for trial, paths in usable.items()}
     table = evaluate_stores([p for paths in usable.values() for p in paths], out_dir,
                             num_trials=num_trials, seed=seed, merged_unknown=merged_unknown,
-                            resamples=resamples, curve_resamples=curve_resamples)
+                            resamples=resamples, curve_resamples=curve_resamples, protocol=protocol,
+                            **evaluate_options)
     table.insert(0, "trial", table["run"].map(run_to_trial))
     # rewrite the tables with the trial column (the plots stay as evaluate_stores drew them)
     table.to_csv(out_dir / "results.csv", index=False)
@@ -134,7 +161,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         (out_dir / "skipped_trials.txt").write_text(
             "".join(f"{trial}: {reason}\n" for trial, reason in skipped.items()))
 
-    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment)
+    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment, report_artifacts(protocol))
     return table
 
 
@@ -162,19 +189,19 @@ def _markdown_with_trial(md_path: Path, table: pd.DataFrame) -> str:
 
 
 def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: str,
-                experiment: str) -> None:
+                experiment: str, artifacts: str = REPORT_ARTIFACTS) -> None:
     experiment_id = ensure_experiment(tracking_uri, experiment)
     client = MlflowClient(tracking_uri)
     parent = find_run(tracking_uri, experiment_id, run_name=sweep, role="sweep")
     if parent is None:  # e.g. a report on a sweep whose tracking store was replaced
         parent = start_parent_run(tracking_uri, experiment_id, sweep=sweep)
-    table_file = f"{REPORT_ARTIFACTS}/{TABLE_JSON}"
-    if table_file not in {f.path for f in client.list_artifacts(parent, REPORT_ARTIFACTS)}:
+    table_file = f"{artifacts}/{TABLE_JSON}"
+    if table_file not in {f.path for f in client.list_artifacts(parent, artifacts)}:
         # log_table tags the run for MLflow's table view; it APPENDS to an existing file, so a
         # second report overwrites the file below instead (same orient="split" JSON)
         client.log_table(parent, data=table, artifact_file=table_file)
     table.to_json(out_dir / TABLE_JSON, orient="split", index=False)
-    client.log_artifacts(parent, str(out_dir), REPORT_ARTIFACTS)
+    client.log_artifacts(parent, str(out_dir), artifacts)
 
     def trial_run_of(trial: str, head: str) -> str:
         run_id = find_run(tracking_uri, experiment_id, run_name=trial, parent_run_id=parent)
@@ -218,7 +245,8 @@ def _log_method_rows(client: MlflowClient, tracking_uri: str, experiment: str, t
 def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tracking_uri: str,
                experiment: str, run_id: str, run_name: str, **evaluate_options) -> pd.DataFrame:
     """The report of one `dear-ray train` run: its stores evaluated like a sweep trial's, the
-    tables and plots logged under the run's `report/` artifacts, the metrics on the run (post-hoc
+    tables and plots logged under the run's `report/` artifacts (`report/psl/` for
+    `protocol="psl"`; give another `out_dir` per protocol), the metrics on the run (post-hoc
     methods in nested runs), under the same names as a sweep's child runs.
 
     Returns:
@@ -237,26 +265,29 @@ def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tra
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     client = MlflowClient(tracking_uri)
-    client.log_artifacts(run_id, str(out_dir), REPORT_ARTIFACTS)
+    client.log_artifacts(run_id, str(out_dir), report_artifacts(evaluate_options.get("protocol", "dear")))
     _log_method_rows(client, tracking_uri, experiment, table, run_name,
                      lambda trial, head: run_id)
     return table
 
 
-def metric_name(key: str, unknown_set: str) -> str:
-    """The MLflow name of table column `key` of a row about `unknown_set`: `<set>/<key>` for the
-    metrics about an unknown set (and their `_ci_low`, `_ci_high`, `_diff_sig`), `key` otherwise.
-    Characters MLflow refuses in a name (e.g. `=`) become `_`."""
+def metric_name(key: str, unknown_set: str, protocol: str = "dear") -> str:
+    """The MLflow name of table column `key` of a row about `unknown_set` under `protocol`:
+    `<set>/<key>` for the metrics about an unknown set (and their `_ci_low`, `_ci_high`,
+    `_diff_sig`), `key` otherwise; a protocol other than `dear` prefixes every name
+    (`psl/hmdb51/auroc`, `psl/closed_top1`). Characters MLflow refuses in a name (e.g. `=`) become `_`."""
     base = re.sub(r"_(ci_low|ci_high|diff_sig)$", "", key)
-    if base not in UNKNOWN_SET_KEYS:
-        return key
-    return re.sub(r"[^\w./\- :]", "_", f"{unknown_set}/{key}")
+    name = f"{unknown_set}/{key}" if base in UNKNOWN_SET_KEYS else key
+    if protocol != "dear":
+        name = f"{protocol}/{name}"
+    return re.sub(r"[^\w./\- :]", "_", name)
 
 
 def mlflow_metrics(row: dict) -> dict[str, float]:
-    """The finite metrics of a table row under their MLflow names (`metric_name`); `*_diff_sig` as
-    1.0 / 0.0 where a baseline exists."""
+    """The finite metrics of a table row under their MLflow names (`metric_name`, the row's
+    `protocol`, `dear` when absent); `*_diff_sig` as 1.0 / 0.0 where a baseline exists."""
     out = {}
+    protocol = str(row.get("protocol") or "dear")
     keys = [*METRIC_KEYS, *(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high", "diff_sig"))]
     for key in keys:
         value = row.get(key)
@@ -264,7 +295,7 @@ def mlflow_metrics(row: dict) -> dict[str, float]:
             continue
         value = float(value)
         if not math.isnan(value):
-            out[metric_name(key, str(row["unknown_set"]))] = value
+            out[metric_name(key, str(row["unknown_set"]), protocol)] = value
     return out
 
 

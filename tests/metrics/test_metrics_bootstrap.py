@@ -113,6 +113,12 @@ def test_paired_bootstrap_of_two_methods_on_the_same_videos(make_stores):
     other.ids["unknown"] = other.ids["unknown"][:-1] + ("elsewhere",)
     assert paired_difference(other, a, "auroc") is None
     assert paired_difference(other, a, "closed_top1") == (0.0, 0.0)  # known videos still the same
+    # fewer resamples (a post-hoc row's): its draws are the first of the baseline's, and pair with them
+    few = bootstrap_report(bald, subsets, resamples=40, curve_resamples=10, seed=2)
+    np.testing.assert_array_equal(few.values["auroc"], b.values["auroc"][:40])
+    assert paired_difference(few, a, "auroc") == percentile_interval(b.values["auroc"][:40] - a.values["auroc"][:40])
+    assert paired_difference(few, a, "open_maf1") == percentile_interval(few.values["open_maf1"]
+                                                                          - a.values["open_maf1"][:10])
 
 
 def test_t_interval_and_seed_summary_on_known_values():

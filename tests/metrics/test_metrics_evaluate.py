@@ -25,7 +25,7 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     soft = make_stores(head="softmax", run="soft")
     dear = make_stores(head="dear", run="dear", seed=1, shifted=False)
     out = tmp_path / "report"
-    table = evaluate_stores([*soft.values(), *dear.values()], out, num_trials=3, seed=4)
+    table = evaluate_stores([*soft.values(), *dear.values()], out, num_trials=3, seed=4, posthoc=())
     assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS]
     assert (table["unknown_set"] == "hmdb").all()
     assert table[["method", "score"]].values.tolist() == [
@@ -125,7 +125,7 @@ def test_each_unknown_set_is_reported_on_its_own(make_stores, tmp_path):
                                  sample_logits=samples, scores=compute_scores("softmax", logits, sample_logits=samples),
                                  meta=mit)
     table = evaluate_stores([*paths.values(), mit_path], tmp_path / "out", num_trials=2, plots=False, resamples=20,
-                            curve_resamples=5)
+                            curve_resamples=5, posthoc=())
     soft = table[table["method"] == "softmax"].set_index("unknown_set")
     assert sorted(soft.index) == ["hmdb", "mit"]  # no merged row by default
     m = _load({"m": mit_path})["m"]
@@ -136,7 +136,7 @@ def test_each_unknown_set_is_reported_on_its_own(make_stores, tmp_path):
         for key in ("auroc", "open_maf1", "binarized_auc", "closed_top1"):
             assert soft.loc[name, key] == pytest.approx(expected[key], abs=1e-12), (name, key)
     merged = evaluate_stores([*paths.values(), mit_path], tmp_path / "out2", num_trials=2, plots=False,
-                             merged_unknown=True, resamples=0)
+                             merged_unknown=True, resamples=0, posthoc=())
     assert sorted(merged.loc[merged["method"] == "softmax", "unknown_set"]) == ["all", "hmdb", "mit"]
     assert merged["auroc_ci_low"].isna().all()  # resamples=0: no intervals
 

@@ -12,7 +12,16 @@ from scipy.special import softmax
 
 from dear_ray.metrics import combine_unknown_classes, draw_unknown_subsets, open_set_report
 from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE
-from dear_ray.scores import OpenMax, StoreMeta, compute_scores, read_score_store, write_score_store
+from dear_ray.metrics.posthoc import POSTHOC_SCORES
+from dear_ray.scores import (
+    CLASSIFIER_KEY,
+    OpenMax,
+    StoreMeta,
+    compute_scores,
+    read_score_store,
+    write_classifier,
+    write_score_store,
+)
 from dear_ray.tracking.aggregate import find_trial_stores, metric_name, report_sweep
 from dear_ray.tracking.mlflow_runs import (
     TrialLogger,
@@ -24,11 +33,19 @@ from dear_ray.tracking.mlflow_runs import (
 
 K, UNKNOWN_CLASSES, F, S = 3, 4, 6, 5
 SPLITS = {"train": 60, "test": 30, "test_shifted": 30, "unknown": 40}
+POSTHOC_METHODS = [f"softmax+{name}" for name in POSTHOC_SCORES]
+WEIGHT = np.eye(K, F) * 4.0 / 3.0  # the softmax trial's classifier: logits = features @ WEIGHT.T + BIAS
+BIAS = np.array([0.1, -0.2, 0.0])
 
 
 def _write_trial(sweep_dir, trial: str, head: str, rng: np.random.Generator, *,
-                 splits=tuple(SPLITS)) -> None:
-    """Stores of one model: informative logits on known splits, flat ones on unknown videos."""
+                 splits=tuple(SPLITS), classifier: bool = False) -> None:
+    """Stores of one model: informative logits on known splits, flat ones on unknown videos; with
+    `classifier`, the logits are the features through `WEIGHT`, `BIAS`, saved beside the stores."""
+    extra = {}
+    if classifier:
+        write_classifier(sweep_dir / "stores" / trial, WEIGHT, BIAS)
+        extra[CLASSIFIER_KEY] = "classifier.npz"
     for split in splits:
         n = SPLITS[split]
         if split == "unknown":
@@ -38,6 +55,9 @@ def _write_trial(sweep_dir, trial: str, head: str, rng: np.random.Generator, *,
             labels = np.arange(n) % K
             logits = rng.normal(0.0, 1.0, (n, K)) + 4.0 * np.eye(K)[labels]
         features = rng.normal(0.0, 1.0, (n, F)) + 3.0 * np.eye(K, F)[labels % K]
+        if classifier:
+            features = np.maximum(features, 0.0)  # post-ReLU pooled features, as a backbone's
+            logits = features @ WEIGHT.T + BIAS
         sample_logits = logits[None] + rng.normal(0.0, 0.5, (S, n, K)) if head == "softmax" \
             else None
         write_score_store(
@@ -46,7 +66,7 @@ def _write_trial(sweep_dir, trial: str, head: str, rng: np.random.Generator, *,
             features=features, sample_logits=sample_logits,
             scores=compute_scores(head, logits, sample_logits=sample_logits),
             meta=StoreMeta(split=split, dataset="unk" if split == "unknown" else "synth",
-                           num_known=K, head=head, checkpoint=f"{trial}/ckpt", run=trial))
+                           num_known=K, head=head, checkpoint=f"{trial}/ckpt", run=trial, extra=extra))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +75,7 @@ def sweep(tmp_path_factory, new_tracking_store):
     root = tmp_path_factory.mktemp("runs")
     sweep_dir = root / "sw"
     rng = np.random.default_rng(0)
-    _write_trial(sweep_dir, "soft", "softmax", rng)
+    _write_trial(sweep_dir, "soft", "softmax", rng, classifier=True)
     _write_trial(sweep_dir, "evid", "edl", rng)
     _write_trial(sweep_dir, "broken", "edl", rng, splits=("train", "test"))
     uri = new_tracking_store(root)
@@ -77,9 +97,12 @@ def _row(table: pd.DataFrame, method: str) -> pd.Series:
 
 def test_table_has_every_method_and_skips_the_incomplete_trial(sweep):
     table = sweep["table"]
-    assert sorted(zip(table["trial"], table["method"], table["score"])) == [
+    assert sorted(zip(table["trial"], table["method"], table["score"].str.split("(").str[0])) == sorted([
         ("evid", "edl", "vacuity"), ("soft", "mc_dropout", "bald"), ("soft", "openmax", "openmax"),
-        ("soft", "softmax", "msp")]
+        ("soft", "softmax", "msp"), *(("soft", f"softmax+{n}", n) for n in POSTHOC_SCORES)])
+    # no val store: the temperature is fitted on the known test split, and the score says so
+    assert _row(table, "softmax+temp_msp")["score"] == "temp_msp(test)"
+    assert (table["protocol"] == "dear").all()
     assert (table["unknown_set"] == "unk").all()  # the unknown store's data set
     assert "broken" in (sweep["dir"] / "report" / "skipped_trials.txt").read_text()
     on_disk = pd.read_parquet(sweep["dir"] / "report" / "results.parquet")
@@ -131,7 +154,8 @@ def test_parent_run_gets_tables_and_plots(sweep):
     assert any(n.startswith("report/hist_") for n in names)
     local = client.download_artifacts(sweep["parent"], "report/results_table.json")
     logged = json.loads(open(local).read())
-    assert len(logged["data"]) == 4 and "open_maf1" in logged["columns"]
+    assert len(logged["data"]) == 4 + len(POSTHOC_SCORES) and "open_maf1" in logged["columns"]
+    assert "report/hist_posthoc_soft_unk.png" in names  # one grid for the post-hoc rows
 
 
 def test_parent_run_gets_the_data_behind_the_plots(sweep):
@@ -140,7 +164,7 @@ def test_parent_run_gets_the_data_behind_the_plots(sweep):
     client = MlflowClient(sweep["uri"])
     curves = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{CURVES_FILE}"))
     scores = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{SCORES_FILE}"))
-    methods = {"edl", "mc_dropout", "openmax", "softmax"}
+    methods = {"edl", "mc_dropout", "openmax", "softmax", *POSTHOC_METHODS}
     assert set(curves["method"]) == set(scores["method"]) == methods
 
     stores = {s: read_score_store(sweep["dir"] / "stores" / "soft" / f"{s}.parquet")
@@ -185,7 +209,7 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     assert "open_maf1" not in soft.data.metrics and "unk/closed_top1" not in soft.data.metrics
     posthoc = client.search_runs([sweep["exp"]],
                                  f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
-    assert sorted(r.data.tags["method"] for r in posthoc) == ["mc_dropout", "openmax"]
+    assert sorted(r.data.tags["method"] for r in posthoc) == sorted(["mc_dropout", "openmax", *POSTHOC_METHODS])
     assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
     runs = [*trial_runs, *posthoc]
     # the same names in every run, but the baseline has no `_diff_sig` against itself and OpenMax
@@ -206,6 +230,40 @@ def test_metric_names_carry_the_unknown_set():
     assert metric_name("closed_top1_ci_high", "hmdb51") == "closed_top1_ci_high"
     assert metric_name("threshold", "hmdb51") == "threshold"
     assert metric_name("auroc", "set=1") == "set_1/auroc"  # MLflow refuses '='
+
+
+def test_metric_names_of_another_protocol_carry_its_prefix():
+    assert metric_name("auroc", "hmdb51", "psl") == "psl/hmdb51/auroc"
+    assert metric_name("auroc_ci_low", "mit_v2", "psl") == "psl/mit_v2/auroc_ci_low"
+    assert metric_name("closed_top1", "hmdb51", "psl") == "psl/closed_top1"
+    assert metric_name("auroc", "hmdb51", "dear") == "hmdb51/auroc"
+
+
+def test_both_protocols_sit_side_by_side_in_the_parent_run(tmp_path, new_tracking_store):
+    """`dear-ray report SWEEP --protocol psl` after the sweep's own (dear) report."""
+    sweep_dir = tmp_path / "sw2"
+    rng = np.random.default_rng(5)
+    _write_trial(sweep_dir, "soft", "softmax", rng, classifier=True)
+    uri = new_tracking_store(tmp_path)
+    exp = ensure_experiment(uri, "sw2", artifact_location=artifact_location_for(uri, tmp_path))
+    parent = start_parent_run(uri, exp, sweep="sw2")
+    options = dict(tracking_uri=uri, experiment="sw2", num_trials=2, resamples=20, curve_resamples=5,
+                   posthoc=("knn",))
+    dear = report_sweep(sweep_dir, **options)
+    psl = report_sweep(sweep_dir, protocol="psl", **options)
+    assert (dear["protocol"] == "dear").all() and (psl["protocol"] == "psl").all()
+    assert list(psl["method"]) == list(dear["method"])  # the same rows, other metrics
+    assert psl["open_maf1"].isna().all() and dear["open_maf1"].notna().all()
+    np.testing.assert_allclose(psl["auroc"], dear["auroc"])  # no HMDB / MiT set here: the same AUROC
+    assert (sweep_dir / "report" / "results.md").is_file() and (sweep_dir / "report" / "psl" / "results.md").is_file()
+    client = MlflowClient(uri)
+    names = {f.path for f in client.list_artifacts(parent, "report/psl")}
+    assert {"report/psl/results.md", "report/psl/results_table.json"} <= names
+    assert "report/openness_curves.png" in {f.path for f in client.list_artifacts(parent, "report")}
+    soft = client.get_run(client.search_runs([exp], "attributes.run_name = 'soft'")[0].info.run_id).data.metrics
+    row = _row(psl, "softmax")
+    assert soft["psl/unk/auroc"] == pytest.approx(row["auroc"]) and soft["unk/auroc"] == pytest.approx(row["auroc"])
+    assert soft["psl/closed_top1"] == pytest.approx(row["closed_top1"]) and "psl/unk/open_maf1" not in soft
 
 
 def test_report_again_makes_no_new_runs_nor_duplicate_metrics(sweep):

@@ -1,0 +1,82 @@
+"""A model's score stores grouped by split, and the rows (`Plan`s) a model yields (SPEC 2).
+
+Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
+store, one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
+`test_shifted` store and a `val` store (held out for post-hoc fits such as the temperature).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dear_ray.scores import ScoreStore
+
+
+@dataclass
+class ModelStores:
+    """The stores of one model; `val` is set only when a `test` store is the known set too."""
+
+    run: str
+    method: str
+    train: ScoreStore
+    known: ScoreStore
+    unknown: list[ScoreStore]
+    shifted: ScoreStore | None
+    val: ScoreStore | None = None
+
+    @property
+    def all(self) -> list[ScoreStore]:
+        """The stores every row is evaluated on (`val` only feeds fits)."""
+        return [self.train, self.known, *self.unknown] + ([self.shifted] if self.shifted else [])
+
+    def with_scores(self, name: str, fn: Callable[[ScoreStore], np.ndarray]) -> ModelStores:
+        """A copy whose evaluated stores all carry score `name` = `fn(store)`."""
+        add = lambda s: s.with_scores({name: fn(s)})  # noqa: E731
+        return ModelStores(self.run, self.method, add(self.train), add(self.known), [add(u) for u in self.unknown],
+                           add(self.shifted) if self.shifted else None, self.val)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One row a model yields: the method label, the score, the stores, OpenMax's decisions.
+
+    `fewer_resamples`: a post-hoc row whose intervals use `evaluate_stores`' smaller
+    `posthoc_resamples` (the demo report stays fast with many post-hoc rows).
+    """
+
+    method: str
+    score: str
+    stores: ModelStores
+    decide: object = None  # callable store -> (N,) decisions in [0, K], or None (threshold)
+    fewer_resamples: bool = False
+
+
+def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
+    """Group stores by (run, method); errors name the run and the missing or duplicated split."""
+    by_model: dict[tuple[str, str], list[ScoreStore]] = defaultdict(list)
+    for store in stores:
+        by_model[(store.meta.run, store.meta.method)].append(store)
+    groups = []
+    for (run, method), members in sorted(by_model.items()):
+        split: dict[str, list[ScoreStore]] = defaultdict(list)
+        for store in members:
+            split[store.meta.split].append(store)
+        for name, found in split.items():
+            if name != "unknown" and len(found) > 1:
+                raise ValueError(f"run {run!r} ({method}): {len(found)} {name!r} stores: "
+                                 + ", ".join(str(s.path) for s in found))
+        known = split.get("test") or split.get("val")
+        missing = [n for n, ok in (("train", split.get("train")), ("test (or val)", known),
+                                   ("unknown", split.get("unknown"))) if not ok]
+        if missing:
+            files = ", ".join(str(s.path) for s in members)
+            raise ValueError(f"run {run!r} ({method}): no {' / '.join(missing)} store among {files}")
+        unknown = sorted(split["unknown"], key=lambda s: (s.meta.dataset, str(s.path)))
+        val = split["val"][0] if split.get("test") and split.get("val") else None
+        groups.append(ModelStores(run, method, split["train"][0], known[0], unknown,
+                                  (split.get("test_shifted") or [None])[0], val))
+    return groups
