@@ -159,6 +159,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                              "(default: <run_dir>/compare_<A>_vs_<B>)")
     report.add_argument("--columns", default=None,
                         help="columns to print, comma-separated, or 'all' (default: a summary)")
+    report.add_argument("--protocol", choices=("dear", "psl"), default=None,
+                        help="open-set protocol (default: the sweep's eval.protocol): `dear` or "
+                             "`psl` (HMDB-51 without the UCF-101 overlap, MiT-v2 over 10 slices, "
+                             "threshold-free); its tables go beside the other's")
     report.set_defaults(func=_cmd_report)
 
     evaluate = sub.add_parser("evaluate", help="metrics table and plots from score stores (parquet)")
@@ -179,6 +183,8 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                           help="bootstrap resamples of the 95%% intervals (0: none)")
     evaluate.add_argument("--columns", default=None,
                           help="columns to print, comma-separated, or 'all' (default: a summary)")
+    evaluate.add_argument("--protocol", choices=("dear", "psl"), default="dear",
+                          help="open-set protocol of the table (see `dear-ray report --protocol`)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     config = sub.add_parser("config", help="print an experiment config: the defaults, or a file's "
@@ -439,10 +445,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     specs = [load_sweep(path) for path in args.sweep]
     if len(specs) == 1:
         spec = specs[0]
+        from dear_ray.tracking.aggregate import report_dir
+
+        protocol = args.protocol or spec.base.eval.protocol
         table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                             experiment=experiment_name(spec))
+                             experiment=experiment_name(spec), protocol=protocol)
         print(_results_text(table, args.columns))
-        print(f"tables and plots: {spec.sweep_dir / 'report'}")
+        print(f"tables and plots ({protocol} protocol): {report_dir(spec.sweep_dir, protocol)}")
         return 0
     # several sweeps: one table over all their stores, trials labelled <sweep>/<trial>
     paths, labels = [], []
@@ -459,7 +468,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out or specs[0].base.tracking.run_dir / Path("compare_" + "_vs_".join(s.name for s in specs))
     from dear_ray.metrics.evaluate import evaluate_stores
 
-    table = evaluate_stores(paths, Path(out), run_labels=labels)
+    table = evaluate_stores(paths, Path(out), run_labels=labels,
+                            protocol=args.protocol or specs[0].base.eval.protocol)
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {out}")
     return 0
@@ -527,7 +537,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table = evaluate_stores(paths, args.out, scores=scores, num_trials=args.trials, seed=args.seed,
                             merged_unknown=args.merged_unknown,
                             openmax_decision=args.openmax_decision, resamples=args.resamples,
-                            run_labels=labels)
+                            run_labels=labels, protocol=args.protocol)
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {args.out}")
     return 0

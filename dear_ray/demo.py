@@ -64,12 +64,21 @@ def print_results(result) -> None:
     """Print a `SweepResult`: its table, failed trials, and how to open the MLflow UI."""
     print()
     table = result.table
+    hidden = 0
+    if table is not None and not table.empty and "trial" in table.columns:
+        # the post-hoc detector rows (<head>+<detector>) of the softmax trial only: the control's
+        # and sdn's are in the report and MLflow
+        extra = table["method"].str.contains("+", regex=False) & (table["trial"] != "softmax")
+        hidden = int(extra.sum())
+        table = table[~extra]
     cols = [c for c in _DEMO_COLUMNS if c != "unknown_set" or (
         table is not None and not table.empty and table["unknown_set"].nunique() > 1)]
     print(format_table(table, cols))
     if table is not None and not table.empty and "softmax_control" in set(table.get("trial", [])):
         print("trial softmax_control: the softmax baseline trained on the unbiased copy "
               "(data/synth_unbiased): how well the motion itself can be learned")
+    if hidden:
+        print(f"({hidden} post-hoc detector rows of the other trials: in the report and MLflow)")
     print(result.summary())
     report = result.sweep_dir / "report"
     if report.is_dir():

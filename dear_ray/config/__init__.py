@@ -190,6 +190,12 @@ class EvalConfig(_Section):
     every_n_epochs: int = Field(1, ge=0)
     average_clips: Literal["released", "score", "prob"] = "released"
     precision: Literal["fp32", "amp"] = "fp32"
+    # the open-set protocol of the report (dear_ray.metrics.protocols): `dear` (per unknown set,
+    # thresholded open maF1 over the openness curve, binarised AUC, and the threshold-free
+    # metrics) or `psl` (HMDB-51 without the classes that overlap UCF-101, MiT-v2 over PSL's 10
+    # slices, threshold-free metrics only); `dear-ray report SWEEP --protocol` re-reports finished
+    # stores under the other one, beside the first
+    protocol: Literal["dear", "psl"] = "dear"
 
 
 class ExperimentConfig(_Section):

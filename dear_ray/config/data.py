@@ -108,6 +108,10 @@ class DataConfig(_Section):
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
     decoder: Literal["decord", "torchcodec"] = "decord"
+    # frame resize: `cv2` = mmcv.imresize (cv2 INTER_LINEAR, no antialiasing; MMAction2 0.x / DEAR),
+    # `antialias` = antialiased bilinear (torchvision; near PIL's bilinear, which SDN's
+    # spatial_transforms use when downscaling)
+    resize: Literal["cv2", "antialias"] = "cv2"
     multiprocessing_context: Literal["forkserver", "spawn"] = "forkserver"
     max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
     scene_labels: str | None = None

@@ -71,7 +71,7 @@ from dear_ray.metrics.protocols import (
     psl_unknown,
 )
 from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
-from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, read_score_store
+from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, create_score, read_score_store
 from dear_ray.scores.classifier import prob_averaged
 
 INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "protocol", "backbone", "seed")
@@ -123,6 +123,12 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                               f"(common scores: {', '.join(sorted(have)) or 'none'}); skipped", stacklevel=3)
         return rows
     default = DEFAULT_SCORES.get(group.method, DEFAULT_SCORES.get(group.train.meta.head, "msp"))
+    if default == "psl" and default not in have:  # PSL's Mahalanobis score: fitted on the train store
+        train = group.train
+        if train.features is None:
+            raise ValueError(f"run {group.run!r} (psl): its stores hold no features for PSL's score")
+        model = create_score("psl").fit(train.logits, train.labels, train.features)
+        return [Plan(group.method, "psl", group.with_scores("psl", lambda s: model(s.logits, features=s.features)))]
     if default not in have:
         raise ValueError(f"run {group.run!r} ({group.method}): default score {default!r} missing from its stores "
                          f"(common scores: {', '.join(sorted(have)) or 'none'}): "

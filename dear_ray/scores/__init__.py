@@ -35,6 +35,7 @@ from dear_ray.scores.classifier import (
     write_classifier,
 )
 from dear_ray.scores.openmax import OpenMax, OpenMaxFitError, WeibullTail, fit_high, fit_weibull
+from dear_ray.scores.psl import PSLMahalanobis, create_psl_score
 from dear_ray.scores.posthoc import KNN, Mahalanobis, ReAct, TemperatureScaling, ViM, ash_energy, gen
 from dear_ray.scores.predictions import (
     PREDICTION_RULES,
@@ -56,10 +57,10 @@ register_score = SCORES.register
 
 # heads whose outputs are Dirichlet evidence (SPEC 1.1)
 EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
-HEADS = ("softmax", "bnn", "rpl", "sdn") + EVIDENTIAL_HEADS
+HEADS = ("softmax", "bnn", "rpl", "sdn", "psl") + EVIDENTIAL_HEADS
 # the score each method is reported with (SPEC section 1's table)
 DEFAULT_SCORES = {"softmax": "msp", "mc_dropout": "bald", "bnn": "bald", "rpl": "rpl", "openmax": "openmax",
-                  "sdn": "msp", **{h: "vacuity" for h in EVIDENTIAL_HEADS}}
+                  "sdn": "msp", "psl": "psl", **{h: "vacuity" for h in EVIDENTIAL_HEADS}}
 
 
 def _logit_score(fn: Callable[[np.ndarray], np.ndarray]) -> ScoreFn:
@@ -125,6 +126,13 @@ def _create_bald() -> ScoreFn:
 def _create_openmax(*, tail_size: int = 20, alpha_rank: int = 1, on: str = "features") -> OpenMax:
     """An unfitted `OpenMax`; call `.fit(train_logits, train_labels, train_features)` before scoring."""
     return OpenMax(tail_size=tail_size, alpha_rank=alpha_rank, on=on)
+
+
+@register_score("psl")
+def _create_psl(*, per_class: bool = False) -> PSLMahalanobis:
+    """PSL's test score: Mahalanobis distance of the embedding to the training embeddings (fitted
+    on the train store, like OpenMax; `dear_ray.scores.psl`)."""
+    return create_psl_score(per_class=per_class)
 
 
 @register_score("gen")
@@ -206,6 +214,8 @@ def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = F
         return ["rpl", "msp"]
     if head == "sdn":
         return ["msp", "entropy", "energy", "maxlogit"]
+    if head == "psl":  # + `psl` (Mahalanobis), fitted on the train store by the report
+        return ["msp"]
     return ["vacuity", "msp"]
 
 

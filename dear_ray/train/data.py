@@ -69,7 +69,7 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
     loop takes either)."""
     if data.color_jitter and not test_mode:
         handover = "float"
-    norm = {"mean": data.mean, "std": data.std, "handover": handover}
+    norm = {"mean": data.mean, "std": data.std, "handover": handover, "resize": data.resize}
     if test_mode:
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,

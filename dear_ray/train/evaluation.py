@@ -362,6 +362,7 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
         out_dir.mkdir(parents=True, exist_ok=True)
     use_amp = eval_autocast(cfg, amp)
     metrics: dict[str, float] = {"eval_workers": float(world)} if rank == 0 else {}
+    classifier = write_classifier_file(model, cfg, out_dir) if rank == 0 else None
     for split in cfg.eval_splits():
         clock = time.perf_counter()
         preds = predict_distributed(model, cfg, split, num_classes=num_classes, device=device,
@@ -371,7 +372,7 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
         key = "train_eval" if split == "train" else split  # train_top1 is the training-time one
         metrics[f"{key}_eval_time_s"] = time.perf_counter() - clock
         path = write_store(out_dir / f"{store_name(split)}.parquet", preds, cfg=cfg, split=split,
-                           num_classes=num_classes, trial=trial)
+                           num_classes=num_classes, trial=trial, classifier=classifier)
         if split_is_known(split):
             metrics[f"{key}_top1"] = preds.top1()
         metrics[f"{key}_bad_videos"] = float(len(preds.bad))
@@ -385,8 +386,27 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
     return metrics
 
 
+def write_classifier_file(model, cfg: ExperimentConfig, out_dir: Path) -> str | None:
+    """Rank 0: the linear classifier of a softmax / sdn model beside its stores
+    (`dear_ray.scores.write_classifier`: `classifier.npz`, weight (K, F), bias (K,)), which the
+    post-hoc detectors ViM, ReAct and ASH need; the file name for the stores' metadata, or None.
+
+    `logits = features @ W.T + b` holds for the score-averaged splits of every backbone (TSM too:
+    fc is linear, so fc per segment then the mean equals fc of the segment-mean feature).
+    """
+    from dear_ray.scores import POSTHOC_HEADS
+    from dear_ray.scores.classifier import CLASSIFIER_FILE, write_classifier
+
+    fc = getattr(getattr(model, "cls_head", None), "fc_cls", None)
+    if cfg.model.head not in POSTHOC_HEADS or not isinstance(fc, torch.nn.Linear):
+        return None
+    bias = None if fc.bias is None else fc.bias.detach().float().cpu().numpy()
+    write_classifier(out_dir, fc.weight.detach().float().cpu().numpy(), bias)
+    return CLASSIFIER_FILE
+
+
 def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split: str,
-                num_classes: int, trial: str) -> Path:
+                num_classes: int, trial: str, classifier: str | None = None) -> Path:
     """One split's score store (`dear_ray.scores.store`), with every score the head supports.
 
     Unknown sets are stored with `split="unknown"` and their name as `dataset`, in
@@ -409,7 +429,8 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
                                             else f"{trial}/epoch_{cfg.optim.epochs - 1}"),
                      run=trial, extra={"backbone": cfg.model.backbone, "seed": str(cfg.seed),
                                        "name": cfg.name, "average_clips": views,
-                                       "precision": cfg.eval.precision})
+                                       "precision": cfg.eval.precision,
+                                       **({"classifier": classifier} if classifier else {})})
     write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,
                       features=preds.features, sample_logits=preds.sample_logits, scores=scores,
                       meta=meta)

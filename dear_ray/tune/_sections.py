@@ -203,7 +203,7 @@ def fidelity_summary(cfg: Any) -> str:
         sched += f"+warmup{o.warmup_epochs:g}/{o.warmup_per or o.step_per}"
     pairs += [("lr", sched.replace(" ", "")),
               ("norm", _NORMS.get((d.mean, d.std), f"mean{list(d.mean)}/std{list(d.std)}")),
-              ("flip", str(d.flip)), ("views", _views_summary(cfg)), ("precision", e.precision)]
+              ("flip", str(d.flip)), ("resize", d.resize), ("views", _views_summary(cfg)), ("precision", e.precision)]
     if cfg.model.head == "sdn":
         pairs.append(("mask_step", o.sdn_mask_step))
     if o.new_layers_warmup_epochs:

@@ -162,9 +162,13 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
 
     from dear_ray.tracking.aggregate import report_sweep
 
-    table = report_sweep(sweep_dir, tracking_uri=tracking_uri, experiment=exp_name)
+    table = report_sweep(sweep_dir, tracking_uri=tracking_uri, experiment=exp_name,
+                         protocol=spec.base.eval.protocol)
     client.log_metric(parent_run_id, "failed_trials", float(len(failed)))
-    _describe_parent(client, parent_run_id, table, sweep_dir / "report" / "results.md")
+    from dear_ray.tracking.aggregate import report_dir
+
+    _describe_parent(client, parent_run_id, table,
+                     report_dir(sweep_dir, spec.base.eval.protocol) / "results.md")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
     timings["report_s"] = time.perf_counter() - clock
     result = SweepResult(spec.name, sweep_dir, tracking_uri, experiment_id, parent_run_id,

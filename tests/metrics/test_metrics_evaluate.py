@@ -160,3 +160,20 @@ def test_two_sweeps_with_the_same_trial_names_compare_in_one_table(make_stores, 
     a, b = (table[table["run"] == r].iloc[0] for r in ("after/edl_trial", "before/edl_trial"))
     assert a["auroc"] == pytest.approx(b["auroc"])  # the same stores: the same numbers
     assert "before/edl_trial" in capsys.readouterr().out
+
+
+def test_psl_trial_is_reported_with_its_mahalanobis_score(make_stores, tmp_path):
+    """A psl model's row uses PSL's test score, fitted on its train store (dear_ray.scores.psl)."""
+    from dear_ray.scores import create_score
+
+    paths = make_stores(head="psl", run="p1", seed=2)
+    table = evaluate_stores(list(paths.values()), tmp_path / "out", plots=False, resamples=0)
+    assert list(table["method"]) == ["psl"] and list(table["score"]) == ["psl"]
+    train, test, unknown = (read_score_store(paths[s]) for s in ("train", "test", "unknown"))
+    model = create_score("psl").fit(train.logits, train.labels, train.features)
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.concatenate([model(test.logits, features=test.features),
+                             model(unknown.logits, features=unknown.features)])
+    truth = np.r_[np.zeros(len(test.labels)), np.ones(len(unknown.labels))]
+    assert table["auroc"].iloc[0] == pytest.approx(roc_auc_score(truth, scores))

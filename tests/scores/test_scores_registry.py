@@ -21,7 +21,7 @@ SAMPLES = np.random.default_rng(1).normal(size=(4, 7, 5))
 
 def test_registry_lists_every_score_and_rejects_unknown_names():
     assert list_scores() == ["ash", "bald", "energy", "entropy", "gen", "knn", "mahalanobis", "maxlogit", "msp",
-                             "openmax", "react", "rpl", "temp_msp", "vacuity", "vim"]
+                             "openmax", "psl", "react", "rpl", "temp_msp", "vacuity", "vim"]
     with pytest.raises(UnknownNameError, match="unknown score 'odin'; known scores: ash, bald, energy"):
         create_score("odin")
 

@@ -228,3 +228,29 @@ def _has_torchcodec() -> bool:
     except DecoderUnavailableError:
         return False
     return True
+
+
+def test_data_resize_selects_the_resizer_sdn_sweeps_use_antialias():
+    """`data.resize`: mmcv's cv2 resize (DEAR) or antialiased bilinear (SDN's PIL resize)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from dear_ray.config import load_config
+    from dear_ray.train.data import build_transform
+    from dear_ray.tune import expand_trials, load_sweep
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, size=(2, 96, 128, 3), dtype=np.uint8)
+    out = {}
+    for resize in ("cv2", "antialias"):
+        cfg = load_config({"data": {"resize": resize, "crop_size": 32, "scale_short": 32},
+                           "eval": {"every_n_epochs": 0}})
+        out[resize] = build_transform(cfg.data, test_mode=True)(clip, np.random.default_rng(0))
+    assert out["cv2"].shape == out["antialias"].shape
+    assert not np.allclose(np.asarray(out["cv2"]), np.asarray(out["antialias"]))
+    repo = Path(__file__).resolve().parents[2]
+    for sweep in ("sdn_minikinetics", "sdn_finetune_diving48", "dear_ucf101"):
+        plans = expand_trials(load_sweep(repo / "jobs" / "sweeps" / f"{sweep}.yaml"))
+        assert {p.config.data.resize for p in plans} == \
+            {"cv2" if sweep == "dear_ucf101" else "antialias"}

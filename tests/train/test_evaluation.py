@@ -267,3 +267,19 @@ def test_skipped_videos_are_listed_with_their_reason(synth_root, tmp_path):
     rows = read_bad_videos(bad_videos_dir(cfg.run_root(), "trial0"))
     assert len(rows) == 1 and rows[0]["split"] == "test" and rows[0]["path"].endswith(first)
     assert rows[0]["reason"] and rows[0]["video_id"] == first.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def test_softmax_stores_name_their_classifier_file(synth_root, tmp_path):
+    """The post-hoc detectors that need the classifier (ViM, ReAct, ASH) find it beside the
+    stores: logits = features @ W.T + b on a score-averaged split."""
+    from dear_ray.scores import read_classifier
+
+    torch.manual_seed(0)
+    cfg = _config(synth_root, tmp_path, **{"eval.splits": ["test"]})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
+    evaluate_splits(model, cfg, "c", k, torch.device("cpu"), False)
+    store = read_score_store(stores_dir(cfg, "c") / "test.parquet")
+    assert store.meta.extra["classifier"] == "classifier.npz"
+    clf = read_classifier(store)
+    assert np.allclose(store.features @ clf.weight.T + clf.bias, store.logits, atol=1e-4)
