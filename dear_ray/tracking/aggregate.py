@@ -153,6 +153,10 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown_with_trial(out_dir / "results.md", table))
+    if protocol == "dear":  # DEAR's model-zoo table, with the published numbers (SPEC section 4)
+        from dear_ray.tracking.zoo import write_zoo_report
+
+        write_zoo_report(table, out_dir)
     by_seed = seed_summary(table, trial_settings(sweep_dir / "configs", list(usable)))
     if not by_seed.empty and (by_seed["num_seeds"] > 1).any():
         by_seed.to_csv(out_dir / "results_by_seed.csv", index=False)

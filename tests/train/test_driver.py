@@ -72,8 +72,8 @@ def test_run_training_two_workers_writes_stores_and_one_mlflow_run(synth_root, t
     cfg = _config(synth_root, tmp_path, **{"resources.num_workers": 2, "optim.epochs": 2})
     out = driver.run_training(cfg)
     stores = driver.stores_dir(cfg, "t")
-    assert sorted(p.name for p in stores.iterdir()) == [
-        "test.parquet", "test_shifted.parquet", "train.parquet", "unknown.parquet"]
+    assert sorted(p.name for p in stores.iterdir()) == [  # + the classifier for ViM/ReAct/ASH
+        "classifier.npz", "test.parquet", "test_shifted.parquet", "train.parquet", "unknown.parquet"]
     assert {"test_top1", "test_shifted_top1", "val_top1", "train_loss"} <= set(out)
     client, runs = _runs(cfg)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"

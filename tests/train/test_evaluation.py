@@ -144,7 +144,7 @@ def test_evaluate_splits_writes_one_store_per_split(synth_root, tmp_path):
     model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
     metrics = evaluate_splits(model, cfg, "trial0", k, torch.device("cpu"), False)
     out = stores_dir(cfg, "trial0")
-    assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "unknown.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.npz", "test.parquet", "unknown.parquet"]
     test = read_score_store(out / "test.parquet")
     unknown = read_score_store(out / "unknown.parquet")
     assert test.meta.split == "test" and unknown.meta.split == "unknown"

@@ -350,7 +350,7 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
     assert "groups=tsm_fc_lr5(5x/10x:cls_head.fc_cls)" in dear["tsm_softmax"]
     assert "groups=default " in dear["tsm_rpl"]
     assert "lr=cosine/epoch+warmup5/iteration" in dear["slowfast_dear"]
-    assert all("norm=mmaction2 flip=True views=released" in v and "precision=fp32" in v
+    assert all("norm=mmaction2 flip=True resize=cv2 views=released" in v and "precision=fp32" in v
                for v in dear.values())
     sdn = load_sweep(SWEEPS / "sdn_minikinetics.yaml")
     lines = format_trials(expand_trials(sdn), sdn).splitlines()
@@ -365,4 +365,4 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
                         "grid": {"model.head": ["dear"]}})
     (line,) = format_trials(expand_trials(spec)).splitlines()[1:-1]
     assert "groups=tsm_fc_lr5_classifier(5x/10x:cls_head.fc_cls)" in line
-    assert "norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False views=prob precision=amp" in line
+    assert "norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 views=prob precision=amp" in line
