@@ -57,6 +57,7 @@ from dear_ray.tracking.mlflow_runs import (
     TrialLogger,
     ensure_experiment,
     find_run,
+    log_metric_batch,
     start_parent_run,
 )
 
@@ -310,8 +311,7 @@ def _inherited_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
 
 def _log_changed_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
     current = client.get_run(run_id).data.metrics
-    for key, value in metrics.items():
-        if current.get(key) != float(value):
-            client.log_metric(run_id, key, float(value), step=0)
+    log_metric_batch(client, run_id,
+                     {k: v for k, v in metrics.items() if current.get(k) != float(v)}, step=0)
 
 

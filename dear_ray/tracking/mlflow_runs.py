@@ -51,6 +51,21 @@ class TrackingError(RuntimeError):
 # URIs
 
 
+def log_metric_batch(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], *,
+                     step: int | None = None) -> None:
+    """Log numeric metrics (python or numpy scalars) at `step` (default 0) in batches of MLflow's
+    maximum size: one request per batch instead of one per metric. NaNs are left out (MLflow
+    stores them, but they break its charts and best-run searches)."""
+    now = get_current_time_millis()
+    items = []
+    for key, value in metrics.items():
+        number = float(np.asarray(value).item()) if not isinstance(value, bool) else float(value)
+        if not math.isnan(number):
+            items.append(Metric(key, number, now, int(step or 0)))
+    for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=items[i: i + MAX_METRICS_PER_BATCH])
+
+
 def default_tracking_uri(run_dir: str | os.PathLike) -> str:
     """`sqlite:///<abs run_dir>/mlflow.db`, the project's default tracking store."""
     return f"sqlite:///{Path(run_dir).expanduser().resolve() / 'mlflow.db'}"
@@ -369,15 +384,7 @@ class TrialLogger:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numeric metrics (python or numpy scalars) at `step` (default 0)."""
-        now = get_current_time_millis()
-        items = []
-        for key, value in metrics.items():
-            number = float(np.asarray(value).item()) if not isinstance(value, bool) else float(value)
-            if math.isnan(number):
-                continue  # MLflow stores NaN, but it breaks its charts and best-run searches
-            items.append(Metric(key, number, now, int(step or 0)))
-        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
-            self._client.log_batch(self.run_id, metrics=items[i: i + MAX_METRICS_PER_BATCH])
+        log_metric_batch(self._client, self.run_id, metrics, step=step)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Upload a file, or a folder's contents, into the run's artifacts."""

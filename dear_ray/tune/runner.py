@@ -33,6 +33,7 @@ from dear_ray.tracking.mlflow_runs import (
     check_tracking_uri,
     ensure_experiment,
     find_run,
+    log_metric_batch,
     resolve_tracking_uri,
     start_parent_run,
 )
@@ -264,8 +265,7 @@ def _describe_parent(client: MlflowClient, parent_run_id: str, table: pd.DataFra
             value = row.get(key)
             if isinstance(value, (int, float)) and value == value:
                 metrics[re.sub(r"[^\w./ -]", "_", f"{label}/{key}")] = float(value)
-    for key, value in metrics.items():
-        client.log_metric(parent_run_id, key, value)
+    log_metric_batch(client, parent_run_id, metrics)
 
 
 HEADLINE_METRICS = ("closed_top1", "shifted_top1", "auroc", "open_maf1", "binarized_auc")
