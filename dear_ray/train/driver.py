@@ -34,17 +34,18 @@ import shutil
 import tempfile
 from typing import Any
 
-import numpy as np
-import torch
+from pathlib import Path
 
 from dear_ray.config import ExperimentConfig, load_config, save_config
-from dear_ray.train.bad_videos import append_bad_videos, bad_videos_dir
-from dear_ray.train.checkpointing import load_checkpoint, save_checkpoint
-from dear_ray.train.evaluation import evaluate_splits, stores_dir, validate
-from dear_ray.train.loop import TrainingStep, train_one_epoch
+from dear_ray.timeline import mark
+
+# torch, the data, model and evaluation code are imported inside the functions that use them: a
+# sweep's trial driver (`run_training`) then imports only Ray Train and torch (no metrics stack,
+# no MLflow when the sweep opened the run), which is part of every trial's fixed start-up cost
 
 log = logging.getLogger(__name__)
 RUN_ID_KEY = "mlflow_run_id"
+DONE_KEY = "trial_done"  # 1 in the last report of a run that trained (if any) and evaluated
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ RUN_ID_KEY = "mlflow_run_id"
 
 
 def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
-                 parent_run_id: str | None = None, callbacks=()) -> dict[str, Any]:
+                 parent_run_id: str | None = None, callbacks=(),
+                 opened_run: tuple[str, str] | None = None) -> dict[str, Any]:
     """Train one model with Ray Train, score every evaluation split, log to MLflow.
 
     Args:
@@ -61,6 +63,12 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         parent_run_id: the sweep's MLflow parent run; the trial's child run is found by name
             under it (the sweep driver creates it).
         callbacks: Ray Train `UserCallback`s (a sweep passes `TuneReportCallback`).
+        opened_run: `(run id, experiment name)` of the trial's run when the caller (the sweep
+            driver, `dear_ray.tune.runner`) already opened it, logged its params and config and
+            checked `model.pretrained` (preflight): this process then neither checks nor touches
+            MLflow, only the workers log into the run, and the caller closes it. Importing MLflow
+            and opening its SQLite store costs a fresh process 2-3 s, which every trial paid
+            twice (here and in rank 0).
 
     Returns:
         The last report's metrics plus `run_id` (MLflow), `checkpoint` (path of the last
@@ -76,6 +84,64 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     from ray.train import LoggingConfig as TrainLoggingConfig
     from ray.train.torch import TorchTrainer
 
+    from dear_ray.train.evaluation import stores_dir
+
+    trial_name = trial_name or cfg.name
+    mark(cfg.run_root(), trial_name, "mlflow_run_open_start")
+    if opened_run is None:
+        logger = _open_run(cfg, trial_name, parent_run_id)
+        run_id, experiment, cfg = logger.run_id, logger.experiment, logger.cfg
+    else:
+        logger = None
+        run_id, experiment = opened_run
+    resolved = cfg.to_dict()
+    mark(cfg.run_root(), trial_name, "mlflow_run_ready")
+    storage = cfg.run_root() / "ray"
+    res = cfg.resources
+    per_worker = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"config": resolved, "trial_name": trial_name,
+                           "parent_run_id": parent_run_id, "run_id": run_id,
+                           "experiment": experiment, "local_mode": res.num_workers == 0},
+        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                     resources_per_worker=per_worker),
+        run_config=RunConfig(
+            name=trial_name, storage_path=str(storage),
+            # Ray Train's own INFO lines (worker group start, every report's dict) stay in its
+            # log files; the console gets warnings and our one line per epoch
+            logging_config=TrainLoggingConfig(log_level="WARNING"),
+            failure_config=FailureConfig(max_failures=res.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+            callbacks=list(callbacks) or None),
+    )
+    mark(cfg.run_root(), trial_name, "train_fit_start")
+    try:
+        result = trainer.fit()
+    except BaseException:
+        if logger is not None:
+            logger.set_terminated("FAILED")
+        raise
+    mark(cfg.run_root(), trial_name, "train_fit_done")
+    out = dict(result.metrics or {})
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    if logger is not None:
+        logger.set_terminated("FINISHED")
+        if cfg.eval_only:  # no checkpoint attached, so no Result.metrics: the run has them
+            out.update(logger._client.get_run(run_id).data.metrics)
+    if cfg.eval_only:
+        checkpoint = cfg.model.pretrained
+    out.update(run_id=run_id, trial_name=trial_name, checkpoint=checkpoint,
+               stores=str(stores_dir(cfg, trial_name)))
+    return out
+
+
+def _open_run(cfg: ExperimentConfig, trial_name: str, parent_run_id: str | None):
+    """Check `model.pretrained` and the tracking store, then open (or continue) the trial's run
+    and log its params and config; the `TrialLogger`, with `.experiment` and `.cfg` (the config
+    with `tracking.uri` resolved) set."""
     from dear_ray.tracking.mlflow_runs import (
         TrialLogger,
         artifact_location_for,
@@ -84,19 +150,16 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
         resolve_tracking_uri,
         run_tags,
     )
-
-    from dear_ray.train.eval_run import check_pretrained
+    from dear_ray.train.pretrained import check_pretrained
 
     check_pretrained(cfg)  # before any worker starts: a wrong file fails here, naming the keys
-    trial_name = trial_name or cfg.name
     tracking_uri = resolve_tracking_uri(cfg)
     check_tracking_uri(tracking_uri)
     cfg = cfg.override({"tracking.uri": tracking_uri})
     resolved = cfg.to_dict()
     experiment = _experiment_name(cfg, tracking_uri, parent_run_id)
-    storage = cfg.run_root() / "ray"
     run_id = None
-    if parent_run_id is None and (storage / trial_name).exists():
+    if parent_run_id is None and (cfg.run_root() / "ray" / trial_name).exists():
         # Ray resumes an existing Train run of this name: continue its MLflow run too
         from mlflow import MlflowClient
 
@@ -111,42 +174,8 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     logger.log_params(resolved)
     config_file = save_config(cfg, cfg.run_root() / "configs" / f"{trial_name}.yaml")
     logger.log_artifact(config_file, artifact_path="config")
-    res = cfg.resources
-    per_worker = {"CPU": res.cpus_per_worker}
-    if res.use_gpu:
-        per_worker["GPU"] = res.gpus_per_worker
-    trainer = TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config={"config": resolved, "trial_name": trial_name,
-                           "parent_run_id": parent_run_id, "run_id": logger.run_id,
-                           "experiment": experiment, "local_mode": res.num_workers == 0},
-        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
-                                     resources_per_worker=per_worker),
-        run_config=RunConfig(
-            name=trial_name, storage_path=str(storage),
-            # Ray Train's own INFO lines (worker group start, every report's dict) stay in its
-            # log files; the console gets warnings and our one line per epoch
-            logging_config=TrainLoggingConfig(log_level="WARNING"),
-            failure_config=FailureConfig(max_failures=res.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
-            callbacks=list(callbacks) or None),
-    )
-    try:
-        result = trainer.fit()
-    except BaseException:
-        logger.set_terminated("FAILED")
-        raise
-    logger.set_terminated("FINISHED")
-    out = dict(result.metrics or {})
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    if cfg.eval_only:  # no checkpoint attached, so no Result.metrics: the run has them
-        from mlflow import MlflowClient
-
-        out.update(MlflowClient(tracking_uri).get_run(logger.run_id).data.metrics)
-        checkpoint = cfg.model.pretrained
-    out.update(run_id=logger.run_id, trial_name=trial_name, checkpoint=checkpoint,
-               stores=str(stores_dir(cfg, trial_name)))
-    return out
+    logger.experiment, logger.cfg = experiment, cfg
+    return logger
 
 
 def _experiment_name(cfg: ExperimentConfig, tracking_uri: str, parent_run_id: str | None) -> str:
@@ -170,8 +199,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     Keys: `config` (the resolved config dict, `tracking.uri` set), `trial_name`, `parent_run_id`,
     `run_id` (MLflow run to log into), `experiment`, `local_mode` (ScalingConfig(num_workers=0)).
     """
+    cfg_dict, trial = loop_config["config"], loop_config["trial_name"]
+    run_root = Path(cfg_dict["tracking"]["run_dir"]) / cfg_dict["name"]
+    mark(run_root, trial, "worker_start")
     import ray.train
     import ray.train.torch
+
+    import torch
 
     from dear_ray.data.dataset import BadVideoReport
     from dear_ray.losses import annealing_coefficient
@@ -183,12 +217,25 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         load_side_inputs,
         num_known_classes,
     )
+    from dear_ray.train.bad_videos import append_bad_videos, bad_videos_dir
+    from dear_ray.train.checkpointing import load_checkpoint
+    from dear_ray.train.evaluation import evaluate_splits, validate
+    from dear_ray.train.loop import TrainingStep, train_one_epoch
     from dear_ray.train.optim import build_optimizer, build_scheduler
 
-    cfg = load_config(loop_config["config"])
-    trial = loop_config["trial_name"]
+    cfg = load_config(cfg_dict)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    mark(run_root, trial, "worker_imports_done", rank=rank)
+    # rank 0 opens its MLflow logger in a thread while the model and loaders are built (a fresh
+    # process spends ~2.5 s importing MLflow and opening its store); joined before the first log
+    opening = None
+    if rank == 0 and loop_config.get("run_id") is not None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
+        opening = pool.submit(_open_worker_logger, cfg, loop_config, loop_config["run_id"])
+        pool.shutdown(wait=False)
     _seed_everything(cfg.seed + 1000 * rank)
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
@@ -212,6 +259,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         _evaluate_only(model.to(device), cfg, loop_config, rank=rank, num_classes=num_classes,
                        device=device, amp=amp)
         return
+    mark(run_root, trial, "worker_model_built", rank=rank)
     side_inputs = load_side_inputs(cfg.data, m.head_options.get("scene_labels", "soft"))
     # on a GPU the loader hands uint8 clips over and the step normalises them on the device
     # (dear_ray.train.data: the same numbers as the CPU path); on a CPU float clips are cheaper
@@ -251,16 +299,23 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             _seed_everything(cfg.seed + 1000 * rank + start_epoch)
         log.info("rank %d resumes %s at epoch %d (step %d)", rank, trial, start_epoch, global_step)
 
+    mark(run_root, trial, "worker_loaders_built", rank=rank)
     logger, logged_through = None, -1
-    if rank == 0 and run_id is not None:
-        from dear_ray.tracking import TrialLogger
+    pending = rank == 0 and run_id is not None  # rank 0's logger: joined after the first epoch
 
-        logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"], run_name=trial,
-                             parent_run_id=loop_config.get("parent_run_id"), run_id=run_id)
-        logged_through = _last_logged_epoch(cfg.tracking.uri, logger.run_id)
+    def join_logger():
+        nonlocal logger, logged_through, pending
+        if not pending:
+            return
+        pending = False
+        logger, logged_through = opening.result() if opening is not None else (None, -1)
+        if logger is None or logger.run_id != run_id:  # the checkpoint names another run
+            logger, logged_through = _open_worker_logger(cfg, loop_config, run_id)
         if checkpoint is not None:  # a restart: MLflow shows where each one picked up
             logger.log_metrics({"resumed_at_epoch": float(start_epoch)}, step=start_epoch)
+
     epochs = cfg.optim.epochs
+    mark(run_root, trial, "worker_ready", rank=rank)
     for epoch in range(start_epoch, epochs):
         _maybe_fail(cfg, trial, epoch, rank)
         dataset.set_epoch(epoch)
@@ -281,6 +336,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                                  masked_loader=masked_loader)
         append_bad_videos(bad_videos_dir(cfg.run_root(), trial) / f"train_rank{rank}.csv",
                           report.bad, split="train", epoch=epoch, rank=rank)
+        join_logger()
         global_step = result.global_step
         metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
         last = epoch == epochs - 1
@@ -289,26 +345,32 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             last_val = validate(model, cfg, num_classes, device, amp)
         if rank == 0 and last_val is not None:
             metrics["val_top1"] = last_val
+        mark(run_root, trial, "epoch_trained", rank=rank)
         if last:
             metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
                                            logger=logger))
             _log_bad_videos(logger, cfg, trial)
+            mark(run_root, trial, "evaluation_done", rank=rank)
         if logger is not None and epoch > logged_through:
             logger.log_metrics(metrics, step=epoch)
         save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
-        _report(metrics, save=save, rank=rank, local=loop_config.get("local_mode", False),
+        _report({**metrics, DONE_KEY: 1.0} if last else metrics, save=save, rank=rank, local=loop_config.get("local_mode", False),
                 cfg=cfg, trial=trial, model=model, optimizer=optimizer, scheduler=scheduler,
                 epoch=epoch, global_step=global_step,
                 extra={RUN_ID_KEY: run_id, "val_top1": last_val})
+        mark(run_root, trial, "epoch_reported", rank=rank)
     if start_epoch >= epochs:  # resumed after the last epoch: only the evaluation is left
+        join_logger()
         metrics = {"epoch": epochs - 1}
         metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
                                        logger=logger))
-        ray.train.report(metrics)
+        ray.train.report({**metrics, DONE_KEY: 1.0})
 
 
 def _log_bad_videos(logger, cfg: ExperimentConfig, trial: str) -> None:
     """Rank 0: the run's bad-video lists (`dear_ray.train.bad_videos`) into its artifacts."""
+    from dear_ray.train.bad_videos import bad_videos_dir
+
     folder = bad_videos_dir(cfg.run_root(), trial)
     if logger is not None and folder.is_dir() and any(folder.glob("*.csv")):
         logger.log_artifact(folder, artifact_path="bad_videos")
@@ -319,6 +381,8 @@ def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *,
     """`eval_only`: every rank scores its shards of the evaluation splits; rank 0 writes the
     stores and logs the metrics (step 0) into the run; one report per rank, no checkpoint."""
     import ray.train
+
+    from dear_ray.train.evaluation import evaluate_splits
 
     logger = None
     if rank == 0 and loop_config.get("run_id") is not None:
@@ -332,7 +396,17 @@ def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *,
                               logger=logger)
     if logger is not None:
         logger.log_metrics(metrics, step=0)
-    ray.train.report(metrics)
+    ray.train.report({**metrics, DONE_KEY: 1.0})
+
+
+def _open_worker_logger(cfg: ExperimentConfig, loop_config: dict[str, Any], run_id: str):
+    """Rank 0's `TrialLogger` for `run_id` and the last epoch that run already has."""
+    from dear_ray.tracking import TrialLogger
+
+    logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"],
+                         run_name=loop_config["trial_name"],
+                         parent_run_id=loop_config.get("parent_run_id"), run_id=run_id)
+    return logger, _last_logged_epoch(cfg.tracking.uri, logger.run_id)
 
 
 def _last_logged_epoch(tracking_uri: str, run_id: str) -> int:
@@ -358,6 +432,8 @@ def _report(metrics, *, save: bool, rank: int, local: bool, cfg: ExperimentConfi
     """`ray.train.report` on every rank; rank 0 attaches the checkpoint when `save`."""
     import ray.train
     import yaml
+
+    from dear_ray.train.checkpointing import save_checkpoint
 
     if not (save and rank == 0):
         ray.train.report(metrics)
@@ -394,6 +470,9 @@ def _maybe_fail(cfg: ExperimentConfig, trial: str, epoch: int, rank: int) -> Non
 
 
 def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -30,42 +30,9 @@ import pandas as pd
 
 from dear_ray.config import ExperimentConfig
 from dear_ray.metrics.bootstrap import DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
+from dear_ray.train.pretrained import check_pretrained
 
 REPORT_ARTIFACTS = "report"
-
-
-def check_pretrained(cfg: ExperimentConfig):
-    """Check `model.pretrained` against the configured model, built on the meta device.
-
-    With `eval_only` the checkpoint must fit exactly (every tensor, no extra one, classifier of
-    the configured width); for fine-tuning only shapes are checked (a classifier of another width
-    is skipped, missing tensors keep their initial values).
-
-    Returns:
-        The `LoadReport`, or None without `model.pretrained`.
-
-    Raises:
-        FileNotFoundError: no checkpoint at the path.
-        CheckpointError: unreadable, a shape mismatch, or (eval_only) missing / unexpected keys;
-            the message names the file, the model and the keys.
-    """
-    import torch
-
-    from dear_ray.models import build_recognizer
-    from dear_ray.models.checkpoint import check_checkpoint
-    from dear_ray.train.data import num_known_classes
-
-    m = cfg.model
-    if m.pretrained is None:
-        return None
-    k = num_known_classes(cfg.data)
-    with torch.device("meta"):
-        model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=k,
-                                 backbone_options=m.backbone_options,
-                                 head_options=m.head_options, dropout=m.dropout)
-    what = (f"model.backbone {m.backbone} + model.head {m.head} ({k} classes"
-            + (f", head_options {m.head_options}" if m.head_options else "") + ")")
-    return check_checkpoint(model, m.pretrained, complete=cfg.eval_only, what=what)
 
 
 def run_test(cfg: ExperimentConfig, *, trial_name: str | None = None, callbacks=(),

@@ -96,7 +96,7 @@ def _check_checkpoint_keys(cfg: ExperimentConfig) -> list[str]:
     """The checkpoint against the model it should load into, on the meta device (no weights
     are materialised): shapes, and with `eval_only` missing / unexpected keys."""
     from dear_ray.models.checkpoint import CheckpointError
-    from dear_ray.train.eval_run import check_pretrained
+    from dear_ray.train.pretrained import check_pretrained
 
     try:
         check_pretrained(cfg)

@@ -140,6 +140,10 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     to_run = [p for p in plans if p.name not in reused]
     _write_trials_state(state, {**recorded, **{p.name: trial_configs[p.name] for p in to_run}})
     _log_sweep_to_parent(tracking_uri, parent_run_id, spec, plans)
+    opened = {} if _per_sample(spec) else {
+        p.name: _open_trial_run(tracking_uri, exp_name, parent_run_id, spec, p.name,
+                                trial_configs[p.name])
+        for p in to_run}
     timings["setup_s"] = time.perf_counter() - clock
     if reused:
         print(f"reusing {len(reused)} finished trial(s) of an earlier run: {', '.join(reused)} "
@@ -148,10 +152,11 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     outcomes: dict[str, tuple[str | None, dict]] = {}
     if to_run:
         trainable = tune.with_resources(
-            _make_trial_driver(trial_configs, spec.name, parent_run_id), dict(spec.trial_resources))
+            _make_trial_driver(trial_configs, spec.name, parent_run_id, opened, exp_name),
+            dict(spec.trial_resources))
         try:
             outcomes = _fit(spec, to_run, trainable, _next_tune_path(tune_path), timings,
-                            trial_configs)
+                            trial_configs, opened)
         except BaseException:
             client.set_terminated(parent_run_id, status="KILLED")
             raise
@@ -272,12 +277,14 @@ HEADLINE_METRICS = ("closed_top1", "shifted_top1", "auroc", "open_maf1", "binari
 
 
 def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
-         timings: dict[str, float], trial_configs: dict[str, dict]
+         timings: dict[str, float], trial_configs: dict[str, dict], opened: dict[str, str]
          ) -> dict[str, tuple[str | None, dict]]:
     """Connect Ray, run the Tuner over `plans`, and stop the Ray this call started."""
     from ray import tune
 
     clock = time.perf_counter()
+    for key, value in RAY_TRAIN_OPTIONS.items():  # a user's own setting wins
+        os.environ.setdefault(key, value)
     private = _connect_ray(spec)
     try:
         import ray
@@ -294,10 +301,14 @@ def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
             tune_config=_tune_config(spec, plans, concurrency),
             run_config=tune.RunConfig(
                 name=tune_path.name, storage_path=str(tune_path.parent), verbose=0,
-                callbacks=[ConsoleLines(trial_configs)],
+                callbacks=[ConsoleLines(trial_configs), RunCloser(opened, spec)],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
         )
+        from dear_ray.timeline import SWEEP_FILE, mark
+
+        mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_start")
         outcomes = _trial_outcomes(tuner.fit())
+        mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_done")
         timings["tune_fit_s"] = time.perf_counter() - clock
         return outcomes
     finally:
@@ -308,21 +319,72 @@ def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
             _joined_cluster[0] = False
 
 
-def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str):
-    """The Tune trainable: one trial = its validated config, then `run_training` (Ray Train)."""
+# Ray Train options for every trial (environment variables Ray Train reads in the trial driver
+# and propagates to its controller and workers; set unless the user set them):
+# - the controller polls the workers every 2 s by default; a trial's end (and each start phase)
+#   waits for the next poll, so 0.5 s shortens every trial by about a second;
+# - the Prometheus metrics callbacks and the spot-preemption watcher cost each trial start-up a
+#   little and serve only multi-node Ray dashboards / preemptible nodes.
+RAY_TRAIN_OPTIONS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
+
+def _per_sample(spec: SweepSpec) -> bool:
+    """Trials named `<case>_<trial id>` (a search space or several samples): Tune names them, so
+    their runs are opened by the trial drivers, not in advance."""
+    return bool(spec.search) or spec.num_samples > 1
+
+
+def _open_trial_run(tracking_uri: str, experiment: str, parent_run_id: str, spec: SweepSpec,
+                    name: str, resolved: dict) -> str:
+    """Open (or, on a resume, continue) a trial's child run in this process: tags, params and the
+    config file, as `run_training` would in the trial driver; the run id."""
+    from dear_ray.config import save_config
+    from dear_ray.tracking.mlflow_runs import TrialLogger, run_tags
+
+    cfg = load_config(resolved)
+    logger = TrialLogger(tracking_uri, experiment, run_name=name, parent_run_id=parent_run_id,
+                         tags=run_tags(resolved, sweep=spec.name, trial=name))
+    logger.log_params(resolved)
+    config_file = save_config(cfg, cfg.run_root() / "configs" / f"{name}.yaml")
+    logger.log_artifact(config_file, artifact_path="config")
+    return logger.run_id
+
+
+def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str,
+                       opened: dict[str, str], experiment: str):
+    """The Tune trainable: one trial = its validated config, then `run_training` (Ray Train).
+
+    `opened`: plan name -> the run id this process opened for it (`_open_trial_run`); those
+    trials' drivers never touch MLflow (`run_training(opened_run=...)`).
+    """
 
     def _trial_driver(config: dict[str, Any]) -> None:
         from ray import tune as ray_tune
+
+        from dear_ray.timeline import mark
+
+        trial_name = ray_tune.get_context().get_trial_name()
+        base = trial_configs[config["trial"]]
+        run_root = Path(base["tracking"]["run_dir"]) / base["name"]
+        mark(run_root, trial_name, "trial_driver_start")
         from ray.tune.integration.ray_train import TuneReportCallback
 
         from dear_ray.train.driver import run_training
 
-        trial_name = ray_tune.get_context().get_trial_name()
+        mark(run_root, trial_name, "trial_driver_imports_done")
         cfg = load_config(trial_configs[config["trial"]], overrides=config.get("search") or None)
-        # run_training opens the trial's child run (found again by name under the parent when
-        # the trial is resumed) before its workers start; rank 0 logs into it by run id
+        # a run this sweep opened in advance, or run_training opens the trial's child run (found
+        # again by name under the parent when the trial is resumed) before its workers start;
+        # rank 0 logs into it by run id
+        run_id = opened.get(config["trial"]) if trial_name == config["trial"] else None
         run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
-                     callbacks=[TuneReportCallback()])
+                     callbacks=[TuneReportCallback()],
+                     opened_run=None if run_id is None else (run_id, experiment))
+        mark(run_root, trial_name, "trial_driver_done")
 
     _trial_driver.__name__ = _trial_driver.__qualname__ = f"{sweep}_trial"
     return _trial_driver
@@ -346,7 +408,7 @@ def _tune_config(spec: SweepSpec, plans: list[TrialPlan], concurrency: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    per_sample = bool(spec.search) or spec.num_samples > 1
+    per_sample = _per_sample(spec)
 
     def trial_name(trial) -> str:
         base = trial.config["trial"]
@@ -360,9 +422,13 @@ def _tune_config(spec: SweepSpec, plans: list[TrialPlan], concurrency: int):
                                   grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor)
         metric, mode = s.metric, s.mode
+    # reuse_actors: a finished trial's driver process runs the next trial (Tune resets the
+    # function), so only the first `concurrency` trials pay the driver's process start and its
+    # imports of torch and Ray Train (~4 s a trial here); the trial driver keeps no state
     return tune.TuneConfig(
         num_samples=spec.num_samples, max_concurrent_trials=concurrency, scheduler=scheduler,
-        metric=metric, mode=mode, trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+        metric=metric, mode=mode, trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+        reuse_actors=True)
 
 
 _joined_cluster = [False]
@@ -392,6 +458,28 @@ def _connect_ray(spec: SweepSpec):
     private = PrivateRay(spec.sweep_dir, num_cpus=spec.ray_num_cpus or os.cpu_count() or 1)
     private.start()
     return private
+
+
+class RunCloser:
+    """A Tune callback ending the runs this sweep opened in advance (`_open_trial_run`): FINISHED
+    when the trial's last report says its evaluation is done (`DONE_KEY`), as `run_training`
+    does for the runs it opens. Others are left to `_close_child_runs` after the fit (an error:
+    FAILED; stopped by the scheduler: KILLED)."""
+
+    def __new__(cls, opened: dict[str, str], spec: SweepSpec):
+        from ray import tune
+
+        from dear_ray.train.driver import DONE_KEY
+
+        tracking_uri = resolve_tracking_uri(spec.base)
+
+        class _Closer(tune.Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                run_id = opened.get(trial.config.get("trial"))
+                if run_id is not None and (trial.last_result or {}).get(DONE_KEY):
+                    MlflowClient(tracking_uri).set_terminated(run_id, status="FINISHED")
+
+        return _Closer()
 
 
 class ConsoleLines:

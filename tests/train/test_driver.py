@@ -16,6 +16,7 @@ from dear_ray.models import build_recognizer
 from dear_ray.scores.store import read_score_store
 from dear_ray.train import driver
 from dear_ray.train.checkpointing import load_checkpoint
+from dear_ray.train.evaluation import stores_dir
 from dear_ray.train.data import build_eval_loader, num_known_classes
 from dear_ray.train.loop import predict
 
@@ -71,7 +72,7 @@ def test_run_training_two_workers_writes_stores_and_one_mlflow_run(synth_root, t
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = _config(synth_root, tmp_path, **{"resources.num_workers": 2, "optim.epochs": 2})
     out = driver.run_training(cfg)
-    stores = driver.stores_dir(cfg, "t")
+    stores = stores_dir(cfg, "t")
     assert sorted(p.name for p in stores.iterdir()) == [  # + the classifier for ViM/ReAct/ASH
         "classifier.npz", "test.parquet", "test_shifted.parquet", "train.parquet", "unknown.parquet"]
     assert {"test_top1", "test_shifted_top1", "val_top1", "train_loss"} <= set(out)
@@ -112,7 +113,7 @@ def test_worker_failure_resumes_into_the_same_mlflow_run(synth_root, tmp_path, r
     for key in ("epoch", "train_loss", "lr"):
         steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, key)]
         assert steps == [0, 1, 2], (key, steps)
-    assert out["epoch"] == 2 and (driver.stores_dir(cfg, "resume") / "test.parquet").exists()
+    assert out["epoch"] == 2 and (stores_dir(cfg, "resume") / "test.parquet").exists()
 
 
 @pytest.mark.slow
