@@ -74,6 +74,20 @@ def test_two_trial_sweep_logs_parent_table_and_child_metrics_then_resumes(synth,
         names = {f.path for f in client.list_artifacts(run.info.run_id)}
         assert "config.yaml" in names
 
+    # every process of a trial marked its steps; one at a time, Tune reused the first trial's
+    # driver process for the second
+    from dear_ray import timeline
+
+    marks = {t: timeline.read(result.sweep_dir, t) for t in result.trials}
+    for events in marks.values():
+        names = [e["event"] for e in events]
+        assert names[0] == "trial_driver_start" and names[-1] == "trial_driver_done"
+        assert {"train_fit_start", "worker_start", "evaluation_done", "train_fit_done"} <= set(names)
+        assert any(e.get("rank") == 0 for e in events if e["event"] == "worker_ready")
+    drivers = {t: {e["pid"] for e in events if e["event"].startswith("trial_driver")}
+               for t, events in marks.items()}
+    assert drivers["head-edl"] == drivers["head-softmax"] and len(drivers["head-edl"]) == 1
+
     # a second plain run refuses to overwrite; --resume re-runs nothing and duplicates nothing
     with pytest.raises(SweepError, match="--resume"):
         run_sweep(spec)
