@@ -476,7 +476,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 SUMMARY_COLUMNS = ["run", "method", "unknown_set", "closed_top1", "shifted_top1", "static_bias_gap",
-                   "auroc", "open_maf1", "binarized_auc", "fpr_at_95_tpr_first", "ece"]
+                   "scuba_top1", "scufo_top1", "contrast_acc", "auroc", "open_maf1",
+                   "binarized_auc", "fpr_at_95_tpr_first", "ece"]
 
 
 def _results_text(table, columns: str | None) -> str:

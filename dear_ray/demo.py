@@ -26,9 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 # The columns the demo prints, in order; the full table (every metric) is in MLflow and on disk.
+# The static-bias ones (SCUBA / SCUFO top-1, contrast accuracy) show only when the stores have them.
 _DEMO_COLUMNS = [
-    "trial", "method", "unknown_set", "closed_top1", "shifted_top1", "static_bias_gap", "auroc",
-    "open_maf1", "binarized_auc", "fpr_at_95_tpr_first", "ece",
+    "trial", "method", "unknown_set", "closed_top1", "shifted_top1", "static_bias_gap", "scuba_top1",
+    "scufo_top1", "contrast_acc", "auroc", "open_maf1", "binarized_auc", "fpr_at_95_tpr_first", "ece",
 ]
 
 #: The demo's data sets: folder name suffix -> generator parameters over its defaults. The control

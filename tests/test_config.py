@@ -167,7 +167,8 @@ def test_split_lists_and_eval_splits(tmp_path):
     assert lists["hmdb"] == Path("/elsewhere/hmdb.txt")
     assert lists["mit"] == tmp_path / "mit.txt"
     assert "test_shifted" not in lists
-    assert cfg.eval_splits() == ["train", "test", "hmdb", "mit"]
+    # the synthetic data set's static-bias splits come with it (data.static_bias)
+    assert cfg.eval_splits() == ["train", "test", "test_scuba", "test_scufo", "hmdb", "mit"]
     assert cfg.override({"eval.splits": ["test", "mit"]}).eval_splits() == ["test", "mit"]
 
 

@@ -171,7 +171,8 @@ class OptimConfig(_Section):
 class EvalConfig(_Section):
     """Evaluation after training and validation during it.
 
-    `splits`: the splits scored after training (default: train, test, test_shifted and every
+    `splits`: the splits scored after training (default: train, test, test_shifted, the
+    static-bias splits test_scuba and test_scufo when `data.static_bias` has them, and every
     unknown set that is configured); `train` is run with the test pipeline (it fixes the
     threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
     `every_n_epochs`: validation on `val` every n epochs (0: never).
@@ -264,8 +265,8 @@ class ExperimentConfig(_Section):
         if self.eval.splits is not None:
             return list(self.eval.splits)
         available = self.data.split_lists()
-        return [s for s in ("train", "test", "test_shifted") if s in available] + \
-            list(self.data.unknown)
+        return [s for s in ("train", "test", "test_shifted", "test_scuba", "test_scufo")
+                if s in available] + list(self.data.unknown)
 
     def experiment_name(self) -> str:
         """The MLflow experiment: `tracking.experiment`, else the config's name."""

@@ -7,7 +7,9 @@ import re
 from pydantic import BaseModel, ConfigDict
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")  # trial, run and unknown-set names
-KNOWN_SPLITS = ("train", "val", "test", "test_shifted")
+# the static-bias splits (StillMix's SCUBA / SCUFO; `DataConfig.static_bias`): known classes too
+STATIC_BIAS_SPLITS = ("test_scuba", "test_scufo")
+KNOWN_SPLITS = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
 
 
 class Section(BaseModel):

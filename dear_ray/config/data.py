@@ -38,6 +38,39 @@ class MultiScaleCropConfig(_Section):
         return value
 
 
+class StaticBiasLists(_Section):
+    """`data.static_bias`: SCUBA- and SCUFO-style test lists (StillMix, ICCV 2023; issue 12).
+
+    MMAction2 lists of KNOWN-class videos (``path label`` or ``path num_frames label``, labels in
+    [0, K), paths relative to `data_root` unless absolute), scored as the splits `test_scuba` and
+    `test_scufo` (docs/static_bias.md: StillMix's files, Mimetics).
+    `scuba`: the actions on backgrounds the training videos never show (StillMix's SCUBA;
+    Mimetics, mimed actions without their objects and scenes, is SCUBA-like).
+    `scufo`: for each SCUBA video, one of its frames repeated for its length (StillMix's SCUFO);
+    None (Mimetics has none): `scufo_top1` and `contrast_acc` are then not computed.
+    Pairing: a SCUFO video pairs with the SCUBA video of the SAME VIDEO ID (file stem), as StillMix
+    evaluates SCUFO on SCUBA's own list (so its lists also pair line by line); every SCUBA id once
+    in each list, with the same label (`check_static_bias_lists` checks the files).
+    """
+
+    scuba: str
+    scufo: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> StaticBiasLists:
+        for name in ("scuba", "scufo"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}: expected a list file path, got an empty string")
+        if self.scufo is not None and Path(self.scufo).expanduser() == Path(self.scuba).expanduser():
+            raise ValueError(f"scuba and scufo name the same list {self.scuba!r}; "
+                             "the SCUFO list names the still videos (one frame of each SCUBA video)")
+        return self
+
+
+#: The synthetic generator's SCUBA / SCUFO lists (`data.static_bias` resolves to them for `synth`).
+SYNTH_STATIC_BIAS = StaticBiasLists(scuba="test_scuba.txt", scufo="test_scufo.txt")
+
+
 class DataConfig(_Section):
     """Where the videos are and how clips are drawn from them.
 
@@ -76,6 +109,15 @@ class DataConfig(_Section):
     `decoder`: `decord` (default; a pip wheel) or `torchcodec` (PyTorch's decoder: the same
     pixels and frame counts, less CPU per clip, but it needs the `[torchcodec]` extra and the
     system's FFmpeg libraries; `dear_ray.data.decode`).
+    `decoded_cache_mb`: MiB of decoded training clips kept in memory by each loading process
+    (least recently used out; 0 = off): a clip of the same video and frame indices is not decoded
+    again, and is bit for bit the decoded one (random crops and flips are still drawn per sample).
+    For small data sets read in-process (`num_workers: 0`, the demo): a DataLoader worker's cache
+    ends with the worker, at the end of each epoch.
+    `static_bias` (`StaticBiasLists`: SCUBA / SCUFO-style lists, splits `test_scuba` and
+    `test_scufo`): None (the default) resolves at validation to the generator's lists
+    (`test_scuba.txt`, `test_scufo.txt`) for `dataset: synth` and to none otherwise; like `flip`,
+    a resolved value is written back as null.
     """
 
     dataset: str = "synth"
@@ -108,6 +150,7 @@ class DataConfig(_Section):
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
     decoder: Literal["decord", "torchcodec"] = "decord"
+    decoded_cache_mb: int = 0
     # frame resize: `cv2` = mmcv.imresize (cv2 INTER_LINEAR, no antialiasing; MMAction2 0.x / DEAR),
     # `antialias` = antialiased bilinear (torchvision; near PIL's bilinear, which SDN's
     # spatial_transforms use when downscaling)
@@ -120,7 +163,10 @@ class DataConfig(_Section):
     mask_min_human_fraction: float = Field(0.7, ge=0.0, le=1.0)
     mask_min_box_score: float = Field(0.3, ge=0.0, le=1.0)
 
+    static_bias: StaticBiasLists | None = None
+
     _flip_auto: bool = PrivateAttr(False)  # flip was None and resolved from the dataset
+    _static_bias_auto: bool = PrivateAttr(False)  # static_bias was None and resolved from it
 
     @field_validator("mean")
     @classmethod
@@ -128,6 +174,14 @@ class DataConfig(_Section):
         if any(not 0.0 <= m <= 255.0 for m in value):
             raise ValueError(f"expected three per-channel RGB means on the 0-255 scale, got "
                              f"{list(value)}")
+        return value
+
+    @field_validator("decoded_cache_mb")
+    @classmethod
+    def _cache_mb(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"expected a budget in MiB >= 0 (0 = no decoded-frame cache), got "
+                             f"{value}")
         return value
 
     @field_validator("std")
@@ -141,6 +195,10 @@ class DataConfig(_Section):
     @field_serializer("flip")
     def _dump_flip(self, value: bool) -> bool | None:
         return None if self._flip_auto else value
+
+    @field_serializer("static_bias")
+    def _dump_static_bias(self, value: StaticBiasLists | None) -> dict | None:
+        return None if self._static_bias_auto or value is None else value.model_dump()
 
     @field_validator("data_root")
     @classmethod
@@ -163,6 +221,9 @@ class DataConfig(_Section):
         if self.flip is None:  # frozen model: set the resolved value once, here
             object.__setattr__(self, "flip", self.dataset != "synth")
             self._flip_auto = True
+        if self.static_bias is None and self.dataset == "synth":
+            object.__setattr__(self, "static_bias", SYNTH_STATIC_BIAS)
+            self._static_bias_auto = True
         if self.num_classes is None and self.classes_file is None:
             raise ValueError("give data.num_classes or data.classes_file (one class name a line)")
         if self.crop_size > self.scale_short:
@@ -200,9 +261,71 @@ class DataConfig(_Section):
         return p if p.is_absolute() else Path(self.data_root) / p
 
     def split_lists(self) -> dict[str, Path]:
-        """Every configured split -> its list file: train, val, test, test_shifted, unknown sets."""
+        """Every configured split -> its list file: train, val, test, test_shifted, test_scuba,
+        test_scufo (`static_bias`), unknown sets."""
+        bias = self.static_bias
         known = {"train": self.train_list, "val": self.val_list, "test": self.test_list,
-                 "test_shifted": self.test_shifted_list}
+                 "test_shifted": self.test_shifted_list,
+                 "test_scuba": bias.scuba if bias else None, "test_scufo": bias.scufo if bias else None}
         out = {k: self.resolve(v) for k, v in known.items() if v is not None}
         out.update({k: self.resolve(v) for k, v in self.unknown.items()})
         return out
+
+
+def check_static_bias_lists(data: DataConfig, num_classes: int | None = None) -> list[str]:
+    """The problems of `data.static_bias`'s list files, one line each naming the field and file
+    (empty: none; no static-bias lists: none). Checked: the files exist and parse, labels lie in
+    [0, `num_classes`) when given, video ids (file stems, the pairing key) are unique in each
+    list, and the SCUFO list has exactly the SCUBA list's ids, each with its SCUBA video's label.
+    Video files themselves are not opened (`dear-ray data check` does that)."""
+    from dear_ray.data.annotations import AnnotationError, read_annotation_list
+
+    bias = data.static_bias
+    if bias is None:
+        return []
+    problems: list[str] = []
+    records = {}
+    for name in ("scuba", "scufo"):
+        path = data.resolve(getattr(bias, name))
+        if path is None:
+            continue
+        field = f"data.static_bias.{name}"
+        if not path.is_file():
+            problems.append(f"{field}: list file {path} does not exist")
+            continue
+        try:
+            found = read_annotation_list(path, data.data_root, num_classes=num_classes, check_exists=False)
+        except AnnotationError as err:
+            problems.append(f"{field}: {err}")
+            continue
+        seen: dict[str, int] = {}
+        for r in found:
+            if r.video_id in seen:
+                problems.append(f"{field}: {path}:{r.line}: video id {r.video_id!r} again (first on line "
+                                f"{seen[r.video_id]}); ids pair SCUBA and SCUFO videos, so each must be unique")
+            seen.setdefault(r.video_id, r.line)
+        if not found:
+            problems.append(f"{field}: {path} lists no video")
+        records[name] = (path, {r.video_id: r for r in found})
+    if len(records) == 2 and not problems:
+        (scuba_path, scuba), (scufo_path, scufo) = records["scuba"], records["scufo"]
+        if len(scufo) != len(scuba):
+            problems.append(f"data.static_bias.scufo: {scufo_path} has {len(scufo)} videos, "
+                            f"data.static_bias.scuba {scuba_path} has {len(scuba)}: a SCUFO list has "
+                            "one still video per SCUBA video, with the same video id")
+        missing = [vid for vid in scuba if vid not in scufo]
+        extra = [vid for vid in scufo if vid not in scuba]
+        if missing:
+            problems.append(f"data.static_bias.scufo: {scufo_path} has no video of id {missing[0]!r} "
+                            f"({scuba_path}:{scuba[missing[0]].line})" + (f" nor of {len(missing) - 1} "
+                                                                          "more SCUBA ids" if len(missing) > 1 else ""))
+        if extra:
+            problems.append(f"data.static_bias.scufo: {scufo_path}:{scufo[extra[0]].line}: video id "
+                            f"{extra[0]!r} is not in {scuba_path}" + (f" ({len(extra) - 1} more such ids)"
+                                                                     if len(extra) > 1 else ""))
+        for vid, rec in scufo.items():
+            if vid in scuba and rec.label != scuba[vid].label:
+                problems.append(f"data.static_bias.scufo: {scufo_path}:{rec.line}: label {rec.label}, but its "
+                                f"SCUBA video ({scuba_path}:{scuba[vid].line}) has label {scuba[vid].label}")
+                break
+    return problems

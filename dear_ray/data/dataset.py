@@ -25,7 +25,12 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from dear_ray.data.annotations import VideoRecord
-from dear_ray.data.decode import VideoDecodeError, check_decoder, read_sampled_clip
+from dear_ray.data.decode import (
+    DecodedFramesCache,
+    VideoDecodeError,
+    check_decoder,
+    read_sampled_clip,
+)
 from dear_ray.data.sampling import FrameSampler
 from dear_ray.data.sdn_inputs import mask_humans
 from dear_ray.data.transforms import VideoTransform
@@ -75,6 +80,11 @@ class VideoDataset(Dataset):
         decoder: ``"decord"`` or ``"torchcodec"`` (`data.decoder`, `dear_ray.data.decode`).
         masked_only: with `detections`, ``"clip"`` IS the (possibly) masked clip and there is no
             ``"masked_clip"``: the items of SDN's separate masked batch (``Kinetics_adv_msk``).
+        decoded_cache_mb: MiB of decoded clips this dataset keeps in each process
+            (`DecodedFramesCache`, `data.decoded_cache_mb`; 0 = none): a clip whose video and
+            frame indices come again is not decoded again (the transform still runs, with its
+            own random draws). Useful for small data sets read in-process (``num_workers: 0``)
+            or by long-lived workers: the cache of a DataLoader worker ends with it.
 
     Items are dicts ``{"clip": Tensor, "label": int, "index": int, "video_id": str}`` (clip shape
     as the transform returns it: ``(C, T, H, W)`` or ``(V, C, T, H, W)``), plus ``"scene"``
@@ -98,12 +108,15 @@ class VideoDataset(Dataset):
         num_threads: int = 1,
         masked_only: bool = False,
         decoder: str = "decord",
+        decoded_cache_mb: int = 0,
     ) -> None:
         if num_clips is not None and num_clips != sampler.num_views:
             raise ValueError(
                 f"num_clips={num_clips} but the sampler {sampler!r} yields {sampler.num_views} clips"
             )
         check_decoder(decoder)
+        if decoded_cache_mb < 0:
+            raise ValueError(f"decoded_cache_mb must be >= 0 (0 = no cache), got {decoded_cache_mb}")
         if masked_only and detections is None:
             raise ValueError("masked_only=True needs detections (the human boxes to mask)")
         if not 0.0 <= mask_ratio <= 1.0:
@@ -127,6 +140,8 @@ class VideoDataset(Dataset):
         self.num_threads = num_threads
         self.masked_only = masked_only
         self.decoder = decoder
+        self.cache = (DecodedFramesCache(decoded_cache_mb * 2**20) if decoded_cache_mb > 0
+                      else None)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -146,7 +161,8 @@ class VideoDataset(Dataset):
         rng = self.item_rng(index)
         try:
             frames, indices = read_sampled_clip(
-                record.path, self.sampler, rng, num_threads=self.num_threads, decoder=self.decoder
+                record.path, self.sampler, rng, num_threads=self.num_threads, decoder=self.decoder,
+                cache=self.cache,
             )
         except VideoDecodeError as exc:
             return BadSample(index, record.video_id, str(record.path), exc.reason)
@@ -175,6 +191,31 @@ class VideoDataset(Dataset):
 
 
 CLIP_KEYS = ("clip", "masked_clip")
+
+
+def retain_freed_memory(max_bytes: int = 256 * 2**20) -> bool:
+    """Make glibc's malloc serve and keep clip-sized buffers in the heap; for a process that only
+    loads clips (a DataLoader worker).
+
+    By default, buffers above malloc's mmap threshold are fresh pages each time and go back to
+    the system when freed; in a loading loop (decoded frames, resized bands and crops, float
+    clips: 5-20 MB a clip) every clip then pays its page faults again, ~1.2 ms a MB on this
+    machine (PLATFORM.md; 500-2600 faults a clip measured). Raising the mmap threshold to
+    `max_bytes` and the trim threshold to 4x that keeps them for reuse, at the cost of the
+    process keeping its peak heap.
+
+    Returns:
+        Whether both settings took (False off glibc).
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, int(max_bytes))) and bool(
+        libc.mallopt(m_trim_threshold, 4 * int(max_bytes)))
 
 
 def stack_clips(clips: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -16,6 +16,9 @@ indices from either.
   (the file is scanned once, so the frame count is exact, as decord's). It raises `RuntimeError`
   for unreadable, truncated and zero-frame files.
 
+`DecodedFramesCache` (`data.decoded_cache_mb`) keeps decoded clips of small data sets in memory
+across epochs.
+
 Every decoder failure becomes `VideoDecodeError(path, reason)`, so callers handle one exception
 type; a decoder that is not installed raises `DecoderUnavailableError` (never a bad video).
 
@@ -25,11 +28,13 @@ imported before decord on purpose (decord's bundled libraries otherwise clash wi
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch  # noqa: F401  (must be imported before decord)
+import torch  # (must be imported before decord)
+import torch.utils.dlpack
 import decord  # noqa: E402
 
 if TYPE_CHECKING:
@@ -147,6 +152,17 @@ def open_video(path: str | Path, *, num_threads: int = 1, decoder: str = "decord
     return reader
 
 
+def _as_numpy(batch: Any) -> np.ndarray:
+    """A decoder's batch as numpy without copying: a decord ``NDArray`` through DLPack (its
+    ``asnumpy()`` would copy the clip once more; the array keeps the decord buffer alive through
+    the torch tensor it views)."""
+    if isinstance(batch, np.ndarray):
+        return batch
+    if hasattr(batch, "to_dlpack"):
+        return torch.utils.dlpack.from_dlpack(batch.to_dlpack()).numpy()
+    return batch.asnumpy()
+
+
 def get_frames(reader: Any, indices: np.ndarray, *, path: str | Path) -> np.ndarray:
     """Decode the given frames of an open reader.
 
@@ -156,7 +172,7 @@ def get_frames(reader: Any, indices: np.ndarray, *, path: str | Path) -> np.ndar
         path: the file, for error messages.
 
     Returns:
-        uint8 array (T, H, W, 3), RGB, C-contiguous.
+        uint8 array (T, H, W, 3), RGB, C-contiguous: the decoder's own buffer, not a copy.
 
     Raises:
         IndexError: an index outside the video (a sampler bug, not a bad file).
@@ -171,8 +187,7 @@ def get_frames(reader: Any, indices: np.ndarray, *, path: str | Path) -> np.ndar
             f"max {indices.max()}"
         )
     try:
-        batch = reader.get_batch(indices.tolist())
-        frames = batch if isinstance(batch, np.ndarray) else batch.asnumpy()
+        frames = _as_numpy(reader.get_batch(indices.tolist()))
     except Exception as exc:  # decord.DECORDError is a plain Exception, torchcodec's RuntimeError
         raise VideoDecodeError(path, f"corrupt frames: {_short(exc)}") from exc
     if frames.ndim != 4 or frames.shape[0] != indices.size or frames.shape[-1] != 3:
@@ -194,6 +209,77 @@ def read_frames(path: str | Path, indices: np.ndarray, *, num_threads: int = 1,
     return get_frames(reader, indices, path=path)
 
 
+class DecodedFramesCache:
+    """Decoded clips of one process, least recently used first out, within a byte budget.
+
+    Keyed by (video path, frame indices); holds the uint8 frames exactly as the decoder returned
+    them (read-only from then on, so nothing downstream can alter a cached clip), and each
+    video's frame count, so a hit neither opens nor decodes the file and a cached clip is bit for
+    bit the decoded one. A clip larger than the whole budget is not kept. Pickling (a DataLoader
+    worker's copy of the dataset) keeps only the budget: every process fills its own cache.
+
+    Args:
+        max_bytes: the budget for the frames (the frame counts are not counted).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self._clips: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
+        self._counts: dict[str, int] = {}
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def num_frames(self, path: str | Path) -> int | None:
+        """The frame count of a video decoded before, else None."""
+        return self._counts.get(str(path))
+
+    def set_num_frames(self, path: str | Path, count: int) -> None:
+        self._counts[str(path)] = int(count)
+
+    @staticmethod
+    def _key(path: str | Path, indices: np.ndarray) -> tuple[str, bytes]:
+        return str(path), np.asarray(indices, dtype=np.int64).tobytes()
+
+    def get(self, path: str | Path, indices: np.ndarray) -> np.ndarray | None:
+        """The cached frames of these indices (now the most recently used), else None."""
+        key = self._key(path, indices)
+        frames = self._clips.get(key)
+        if frames is None:
+            self.misses += 1
+            return None
+        self._clips.move_to_end(key)
+        self.hits += 1
+        return frames
+
+    def put(self, path: str | Path, indices: np.ndarray, frames: np.ndarray) -> None:
+        """Keep `frames` (made read-only), evicting the least recently used clips to fit."""
+        key = self._key(path, indices)
+        if key in self._clips or frames.nbytes > self.max_bytes:
+            return
+        while self.nbytes + frames.nbytes > self.max_bytes:
+            _, old = self._clips.popitem(last=False)
+            self.nbytes -= old.nbytes
+        frames.flags.writeable = False
+        self._clips[key] = frames
+        self.nbytes += frames.nbytes
+
+    def __getstate__(self) -> dict:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_bytes"])
+
+    def __repr__(self) -> str:
+        return (f"DecodedFramesCache({len(self)} clips, {self.nbytes / 2**20:.1f} of "
+                f"{self.max_bytes / 2**20:.1f} MiB, {self.hits} hits, {self.misses} misses)")
+
+
 def read_sampled_clip(
     path: str | Path,
     sampler: FrameSampler,
@@ -201,6 +287,7 @@ def read_sampled_clip(
     *,
     num_threads: int = 1,
     decoder: str = "decord",
+    cache: DecodedFramesCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Open a video, sample frame indices from its length, decode just those frames.
 
@@ -210,13 +297,29 @@ def read_sampled_clip(
         rng: the random generator the sampler draws from.
         num_threads: decoder threads.
         decoder: ``"decord"`` or ``"torchcodec"`` (`open_video`).
+        cache: optional `DecodedFramesCache`: frames of the same (video, indices) come from it
+            (the sampler draws from `rng` as without it, from the same frame count).
 
     Returns:
-        ``(frames, indices)``: uint8 (N, H, W, 3) and the int64 (N,) 0-based frame indices.
+        ``(frames, indices)``: uint8 (N, H, W, 3) and the int64 (N,) 0-based frame indices
+        (read-only frames when they come from or went into `cache`).
 
     Raises:
         VideoDecodeError: the video cannot be opened or decoded, or has no frames.
     """
-    reader = open_video(path, num_threads=num_threads, decoder=decoder)
-    indices = sampler(len(reader), rng)
-    return get_frames(reader, indices, path=path), indices
+    count = cache.num_frames(path) if cache is not None else None
+    reader = None
+    if count is None:
+        reader = open_video(path, num_threads=num_threads, decoder=decoder)
+        count = len(reader)
+        if cache is not None:
+            cache.set_num_frames(path, count)
+    indices = sampler(count, rng)
+    if cache is not None and (frames := cache.get(path, indices)) is not None:
+        return frames, indices
+    if reader is None:
+        reader = open_video(path, num_threads=num_threads, decoder=decoder)
+    frames = get_frames(reader, indices, path=path)
+    if cache is not None:
+        cache.put(path, indices, frames)
+    return frames, indices

@@ -12,7 +12,8 @@ Two handovers (`handover`):
 
 - ``"float"`` (the default): float32, normalised with the per-channel RGB `mean` / `std` (0-255
   scale; `data.mean` / `data.std`, SPEC sections 1.7 and 3), contiguous. The pixels become float
-  once, at the end, and are normalised in place.
+  once, at the end: a per-channel 256-entry table (`ClipNormalizer.lut`) maps uint8 to normalised
+  float32 in one pass (with `color`, the jitter's float pixels are normalised in place).
 - ``"uint8"``: the uint8 pixels, not normalised, as a channels-last view (memory
   ``(V, T, H, W, C)``: no transposing copy on the CPU; 4x fewer bytes through the DataLoader and to the device);
   `collate_skip_bad` keeps that layout and the training loop normalises on the device with the
@@ -57,9 +58,9 @@ class ClipNormalizer:
     """``(x - mean) / std`` per RGB channel, as float32: the one normalisation of every clip.
 
     Computed as ``(x - float32(mean)) * float32(1 / float64(std))``, two exactly rounded float32
-    operations, so the same numbers on the CPU (the float handover, inside `VideoTransform`) and
-    on the training device (the uint8 handover: the training loop calls this on the batch after
-    moving it). mmcv 1.x's ``imnormalize_`` (MMAction2 0.x's ``Normalize``) subtracts the same
+    operations, so the same numbers on the CPU (the float handover, inside `VideoTransform`, looks
+    them up in `lut`: the same operations on the 256 uint8 values) and on the training device
+    (the uint8 handover: the training loop calls this on the batch after moving it). mmcv 1.x's ``imnormalize_`` (MMAction2 0.x's ``Normalize``) subtracts the same
     float32 mean and multiplies by ``1 / float64(std)`` in float64 before rounding: within one
     float32 ulp of this (equal for ~60% of the values; a float64 pass would cost more than the
     rest of the normalisation).
@@ -87,6 +88,17 @@ class ClipNormalizer:
             self._cache[key] = (mean.view(shape).to(device), inv_std.view(shape).to(device))
         return self._cache[key]
 
+    def lut(self) -> np.ndarray:
+        """float32 ``(3, 256)``: entry ``[c, v]`` is pixel value ``v`` of channel ``c`` normalised
+        with the same two float32 operations as `normalize_` (so a table look-up gives the same
+        numbers as the arithmetic)."""
+        if "lut" not in self._cache:
+            values = np.arange(256, dtype=np.float32)[None, :]
+            mean = np.asarray(self.mean, dtype=np.float32)[:, None]
+            inv_std = np.asarray([1.0 / s for s in self.std], dtype=np.float32)[:, None]
+            self._cache["lut"] = np.ascontiguousarray((values - mean) * inv_std, dtype=np.float32)
+        return self._cache["lut"]
+
     def normalize_(self, clips: torch.Tensor) -> torch.Tensor:
         """Normalise float32 clips ``(..., C, T, H, W)`` (0-255 values) in place."""
         mean, inv_std = self.constants(clips.dim(), clips.device)
@@ -105,6 +117,20 @@ class ClipNormalizer:
 
     def __repr__(self) -> str:
         return f"ClipNormalizer(mean={list(self.mean)}, std={list(self.std)})"
+
+
+def _unflip_in_place(frames: np.ndarray) -> np.ndarray | None:
+    """For a horizontally flipped view of contiguous frames ``(N, h, w, 3)``: flip the pixels of
+    the underlying array in place (``cv2.flip`` per frame) and return it, contiguous, now holding
+    the flipped picture; None for any other view. Only for memory the transform owns."""
+    if frames.strides[2] >= 0:
+        return None
+    base = frames[:, :, ::-1]
+    if not base.flags.c_contiguous or not base.flags.writeable:
+        return None
+    for i in range(base.shape[0]):
+        cv2.flip(base[i], 1, dst=base[i])
+    return base
 
 
 def _copy_frames(src: np.ndarray, dst: np.ndarray) -> None:
@@ -223,8 +249,11 @@ class VideoTransform:
         n = num_clips * t
         parts = [c[start : start + n] for c in crops]
         fresh = not any(np.may_share_memory(parts[0], a) for a in inputs)
-        if len(parts) == 1 and parts[0].flags.c_contiguous and fresh:  # a resized crop: no copy
-            buf = parts[0].reshape(num_clips, 1, t, *parts[0].shape[1:])
+        own = parts[0] if len(parts) == 1 and fresh else None
+        if own is not None and not own.flags.c_contiguous:
+            own = _unflip_in_place(own)  # a flipped resized crop: unflipped where it lies
+        if own is not None and own.flags.c_contiguous:  # a resized crop: no copy
+            buf = own.reshape(num_clips, 1, t, *own.shape[1:])
         else:
             h, w = parts[0].shape[1:3]
             buf = np.empty((num_clips, len(parts), t, h, w, 3), dtype=np.uint8)
@@ -254,10 +283,19 @@ class VideoTransform:
                     frame = cv2.flip(frame, 1, dst=unflipped)
                 dst = planes[i // t, k, :, i % t]
                 cv2.split(frame, [dst[0], dst[1], dst[2]])
-        views = torch.from_numpy(planes).view(-1, 3, t, h, w).to(torch.float32)
         if jitter is not None:
-            views = self.color.apply(views, jitter)
-        return self.normalizer.normalize_(views)
+            views = torch.from_numpy(planes).view(-1, 3, t, h, w).to(torch.float32)
+            return self.normalizer.normalize_(self.color.apply(views, jitter))
+        # uint8 -> normalised float32 in one pass: a 256-entry table a channel (cv2.LUT), the
+        # same float32 numbers as ClipNormalizer's arithmetic, in numpy memory (a fresh torch
+        # buffer of this size costs more in page faults than the conversion itself)
+        lut = self.normalizer.lut()
+        planes = planes.reshape(-1, 3, t * h, w)
+        out = np.empty(planes.shape, dtype=np.float32)
+        for v in range(planes.shape[0]):
+            for c in range(3):
+                cv2.LUT(planes[v, c], lut[c], dst=out[v, c])
+        return torch.from_numpy(out).view(-1, 3, t, h, w)
 
     def __repr__(self) -> str:
         parts = [repr(o) for o in self.ops] + ([repr(self.multi_crop)] if self.multi_crop else [])

@@ -2,7 +2,8 @@
 
 One run's metrics vary with the sample of videos it was tested on. Each resample draws, with
 replacement, as many known test videos, unknown videos and `test_shifted` videos as there are
-(the three splits independently; unknown videos iid over the whole unknown set, not per class), and
+(the three splits independently; unknown videos iid over the whole unknown set, not per class;
+`test_scuba`, `test_scufo` and their pairs likewise, `dear_ray.metrics.static_bias`), and
 recomputes every metric of `METRIC_KEYS` on it; the interval is the 2.5th and 97.5th percentile of
 the resampled values (percentile bootstrap). The threshold is a property of the TRAINING set and is
 not resampled (it has no interval).
@@ -29,6 +30,7 @@ import numpy as np
 from dear_ray.metrics.ood import openness
 from dear_ray.metrics.openset import ClassCounts, _per_trial, _subset_matrix, macro_f1_of_subsets
 from dear_ray.metrics.report import METRIC_KEYS, OpenSetReport
+from dear_ray.metrics.static_bias import PAIRING_SPLITS, resample_static_bias
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CURVE_RESAMPLES = 200
@@ -66,6 +68,16 @@ def draw_resamples(report: OpenSetReport, *, resamples: int = DEFAULT_RESAMPLES,
     shifted = None if report.shifted_ids is None else _indices("test_shifted", len(report.shifted_ids), resamples, seed)
     return Resamples(known=_indices("known", len(report.known_ids), resamples, seed),
                      unknown=_indices("unknown", len(report.unknown_ids), resamples, seed), shifted=shifted)
+
+
+def static_bias_resamples(report: OpenSetReport, *, resamples: int,
+                          seed: int) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+    """`scuba_top1`, `scufo_top1`, `contrast_acc` on `resamples` resamples of the report's SCUBA,
+    SCUFO and paired videos (drawn as `test_shifted`'s: `_indices` of the seed, the set and its
+    size), and the sorted ids they index; empty without those stores."""
+    return resample_static_bias(scuba_correct=report.scuba_correct, scuba_ids=report.scuba_ids,
+                                scufo_correct=report.scufo_correct, scufo_ids=report.scufo_ids,
+                                draw=lambda split, n: _indices(split, n, resamples, seed))
 
 
 def percentile_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -249,6 +261,9 @@ def bootstrap_report(report: OpenSetReport, subsets, *, resamples: int = DEFAULT
         out["shifted_top1"] = report.shifted_correct[si].mean(axis=1)
         out["static_bias_gap"] = out["closed_top1"] - out["shifted_top1"]
         ids["shifted"] = tuple(np.asarray(report.shifted_ids)[np.argsort(report.shifted_ids, kind="stable")])
+    static, static_ids = static_bias_resamples(report, resamples=resamples, seed=seed)
+    out.update(static)
+    ids.update(static_ids)
     return BootstrapResult(values=out, curve_f1=curve_f1, ids=ids)
 
 
@@ -260,7 +275,7 @@ def paired_difference(result: BootstrapResult, baseline: BootstrapResult, key: s
     on the seed, the split and its size, and B draws are the first B of any larger count."""
     if key not in result.values or key not in baseline.values:
         return None
-    splits = {"shifted_top1": ("shifted",), "static_bias_gap": ("known", "shifted")}.get(
+    splits = {"shifted_top1": ("shifted",), "static_bias_gap": ("known", "shifted"), **PAIRING_SPLITS}.get(
         key, ("known",) if key in ("closed_top1", "closed_top5", "closed_mean_class_acc", "ece")
         else ("known", "unknown"))
     if any(result.ids.get(s) is None or result.ids.get(s) != baseline.ids.get(s) for s in splits):

@@ -2,12 +2,14 @@
 
 Stores are grouped by model (`dear_ray.metrics.groups`: `StoreMeta.run`, `StoreMeta.method`);
 each group needs one `train` store, one known test store (`test`, else `val`), one or more
-`unknown` stores and optionally a `test_shifted` store. Every unknown set (one store each, named
-by its `StoreMeta.dataset`) is evaluated ON ITS OWN, as DEAR reports HMDB-51 and MiT-v2
-(`--ood_data HMDB|MiT`): one row per (model, method, unknown set), column `unknown_set`. A merged
-set is only an explicit extra row (`merged_unknown=True`, `unknown_set` = `all`). Every method is
-evaluated with the SAME unknown-class subsets of a set (drawn once per set), so curves and open
-maF1 compare like with like.
+`unknown` stores and optionally a `test_shifted` store and the static-bias `test_scuba` /
+`test_scufo` stores (`dear_ray.metrics.static_bias`: `scuba_top1`, `scufo_top1`, `contrast_acc`;
+a table without them keeps those columns empty, and `results.md` leaves them out). Every unknown
+set (one store each, named by its `StoreMeta.dataset`) is evaluated ON ITS OWN, as DEAR reports
+HMDB-51 and MiT-v2 (`--ood_data HMDB|MiT`): one row per (model, method, unknown set), column
+`unknown_set`. A merged set is only an explicit extra row (`merged_unknown=True`, `unknown_set` =
+`all`). Every method is evaluated with the SAME unknown-class subsets of a set (drawn once per
+set), so curves and open maF1 compare like with like.
 
 Protocol (`protocol`, column `protocol`; `dear_ray.metrics.protocols`): `dear` (thresholded open
 maF1 over the openness curve, binarised AUC, and the threshold-free metrics) or `psl` (PSL's: HMDB-51
@@ -24,7 +26,8 @@ OpenMax DECIDES by the argmax over K+1 classes (`openmax_decision="argmax"`, DEA
 `baseline_openmax.py`); `"threshold"` thresholds P(unknown) at the 95% training cut instead.
 
 Intervals (`dear_ray.metrics.bootstrap`): every metric M but `threshold` gets `M_ci_low` /
-`M_ci_high`, the 95% percentile bootstrap over the test, unknown and `test_shifted` videos, and
+`M_ci_high`, the 95% percentile bootstrap over the test, unknown, `test_shifted` and static-bias
+videos, and
 `M_diff_sig`: whether the paired-bootstrap interval of M minus the same metric of the `softmax`
 baseline on the same videos (same known set, unknown set, backbone and seed) excludes 0 (NA for
 the baseline itself and rows without one). Post-hoc detector rows use `posthoc_resamples` (200)
@@ -71,6 +74,7 @@ from dear_ray.metrics.protocols import (
     psl_unknown,
 )
 from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
+from dear_ray.metrics.static_bias import STATIC_BIAS_KEYS
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, create_score, read_score_store
 from dear_ray.scores.classifier import prob_averaged
 
@@ -200,8 +204,10 @@ def _cell(col: str, value) -> str:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    """The table without its interval columns; `value [low, high]` cells for metrics with them."""
-    shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))]
+    """The table without its interval columns; `value [low, high]` cells for metrics with them.
+    The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
+    shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
+             and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
         cells = []
@@ -331,7 +337,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                 if protocol == "psl":
                     picked = [psl_unknown(u, hmdb_order=hmdb_order) for u in picked]
                 report = open_set_report(train=stores.train, known=stores.known, unknown=picked, score=plan.score,
-                                         shifted=stores.shifted, subsets=shared[key], decide=plan.decide)
+                                         shifted=stores.shifted, subsets=shared[key], decide=plan.decide,
+                                         scuba=stores.scuba, scufo=stores.scufo)
                 b = posthoc_resamples if plan.fewer_resamples else resamples
                 c = posthoc_curve_resamples if plan.fewer_resamples else curve_resamples
                 if protocol == "psl":

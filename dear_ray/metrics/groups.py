@@ -2,7 +2,8 @@
 
 Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
 store, one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
-`test_shifted` store and a `val` store (held out for post-hoc fits such as the temperature).
+`test_shifted` store, `test_scuba` / `test_scufo` stores (the static-bias sets) and a `val` store
+(held out for post-hoc fits such as the temperature).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dear_ray.scores import ScoreStore
 
 @dataclass
 class ModelStores:
-    """The stores of one model; `val` is set only when a `test` store is the known set too."""
+    """The stores of one model; `val` is set only when a `test` store is the known set too;
+    `scuba`, `scufo`: its `test_scuba` / `test_scufo` stores, when it has them."""
 
     run: str
     method: str
@@ -27,17 +29,19 @@ class ModelStores:
     unknown: list[ScoreStore]
     shifted: ScoreStore | None
     val: ScoreStore | None = None
+    scuba: ScoreStore | None = None
+    scufo: ScoreStore | None = None
 
     @property
     def all(self) -> list[ScoreStore]:
         """The stores every row is evaluated on (`val` only feeds fits)."""
-        return [self.train, self.known, *self.unknown] + ([self.shifted] if self.shifted else [])
+        return [self.train, self.known, *self.unknown] + [s for s in (self.shifted, self.scuba, self.scufo) if s]
 
     def with_scores(self, name: str, fn: Callable[[ScoreStore], np.ndarray]) -> ModelStores:
         """A copy whose evaluated stores all carry score `name` = `fn(store)`."""
-        add = lambda s: s.with_scores({name: fn(s)})  # noqa: E731
+        add = lambda s: s.with_scores({name: fn(s)}) if s is not None else None  # noqa: E731
         return ModelStores(self.run, self.method, add(self.train), add(self.known), [add(u) for u in self.unknown],
-                           add(self.shifted) if self.shifted else None, self.val)
+                           add(self.shifted), self.val, add(self.scuba), add(self.scufo))
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
             raise ValueError(f"run {run!r} ({method}): no {' / '.join(missing)} store among {files}")
         unknown = sorted(split["unknown"], key=lambda s: (s.meta.dataset, str(s.path)))
         val = split["val"][0] if split.get("test") and split.get("val") else None
-        groups.append(ModelStores(run, method, split["train"][0], known[0], unknown,
-                                  (split.get("test_shifted") or [None])[0], val))
+        optional = {name: (split.get(name) or [None])[0] for name in ("test_shifted", "test_scuba", "test_scufo")}
+        groups.append(ModelStores(run, method, split["train"][0], known[0], unknown, optional["test_shifted"],
+                                  val, scuba=optional["test_scuba"], scufo=optional["test_scufo"]))
     return groups

@@ -17,9 +17,10 @@
     equals the list order when the list is sorted by path; `mit_order="shuffled"` slices a
     seeded permutation of the sorted ids instead (`seed`, shared by every method);
   - any other set (the demo's `unknown`) is evaluated whole.
-  Known-split metrics (top-1, ECE, `shifted_top1`) are the `dear` ones; `open_maf1`,
-  `binarized_auc` and `threshold` are NaN (no threshold). Intervals: the same paired percentile
-  bootstrap as `dear`, on each subsample with the known set, then averaged like the metric.
+  Known-split metrics (top-1, ECE, `shifted_top1`, the static-bias `scuba_top1`, `scufo_top1`,
+  `contrast_acc`) are the `dear` ones; `open_maf1`, `binarized_auc` and `threshold` are NaN (no
+  threshold). Intervals: the same paired percentile bootstrap as `dear`, on each subsample with
+  the known set, then averaged like the metric.
 
 Which store is which: the unknown store's `StoreMeta.dataset` (the `data.unknown` key, as
 `dear-ray data lists` names the sets: `hmdb51`, `mit_v2`). Stores carry class ids, not names:
@@ -35,7 +36,14 @@ from importlib import resources
 
 import numpy as np
 
-from dear_ray.metrics.bootstrap import BootstrapResult, _ece, _indices, _mean_class_accuracy, ranking_metrics
+from dear_ray.metrics.bootstrap import (
+    BootstrapResult,
+    _ece,
+    _indices,
+    _mean_class_accuracy,
+    ranking_metrics,
+    static_bias_resamples,
+)
 from dear_ray.metrics.ood import ood_metrics, open_auc
 from dear_ray.metrics.report import OpenSetReport
 from dear_ray.scores import ScoreStore
@@ -166,4 +174,7 @@ def psl_bootstrap(report: OpenSetReport, subsamples: list[np.ndarray], *, resamp
         out["shifted_top1"] = report.shifted_correct[si].mean(axis=1)
         out["static_bias_gap"] = out["closed_top1"] - out["shifted_top1"]
         ids["shifted"] = tuple(np.asarray(report.shifted_ids)[order])
+    static, static_ids = static_bias_resamples(report, resamples=resamples, seed=seed)
+    out.update(static)
+    ids.update(static_ids)
     return BootstrapResult(values=out, curve_f1=np.empty((0, 0)), ids=ids)

@@ -26,6 +26,7 @@ from dear_ray.metrics.ood import (
     threshold_from_train,
 )
 from dear_ray.metrics.openset import OpennessCurve, open_macro_f1, open_set_f1_curve_from_decisions
+from dear_ray.metrics.static_bias import pair_by_video_id, static_bias_metrics
 from dear_ray.scores import EVIDENTIAL_HEADS
 from dear_ray.scores.evidential import expected_probability
 from dear_ray.scores.predictions import class_probabilities, closed_predictions, default_prediction_rule
@@ -35,7 +36,8 @@ from dear_ray.scores.store import KNOWN_SPLITS, UNKNOWN_SPLIT, ScoreStore
 METRIC_KEYS = (
     "closed_top1", "closed_top5", "closed_mean_class_acc", "open_maf1", "binarized_auc", "auroc",
     "aupr_in_ap", "aupr_out_ap", "aupr_in_trapz", "aupr_out_trapz", "fpr_at_95_tpr_first",
-    "fpr_at_95_tpr_nearest", "open_auc", "ece", "shifted_top1", "static_bias_gap", "threshold",
+    "fpr_at_95_tpr_nearest", "open_auc", "ece", "shifted_top1", "static_bias_gap", "scuba_top1",
+    "scufo_top1", "contrast_acc", "threshold",
 )
 # the metrics that are about one unknown set (the others depend on the known splits only)
 UNKNOWN_SET_KEYS = (
@@ -63,7 +65,9 @@ class OpenSetReport:
 
     Attributes:
         metrics: key (see `METRIC_KEYS`) -> value; `shifted_top1`/`static_bias_gap` only with a
-            `test_shifted` store; `threshold` is NaN when the decisions come without one (OpenMax).
+            `test_shifted` store, `scuba_top1` with a `test_scuba` store, `scufo_top1` with a
+            `test_scufo` store, `contrast_acc` with both (`dear_ray.metrics.static_bias`);
+            `threshold` is NaN when the decisions come without one (OpenMax).
         curve: the openness curve.
         confusion: `(K+1, K+1)` open-set confusion matrix, unknown last.
         unknown_set: the unknown data set's name, or `MERGED_UNKNOWN_SET` for several merged.
@@ -77,6 +81,9 @@ class OpenSetReport:
         top5_hit: `(Nk,)` whether the label is in the top 5.
         shifted_correct: `(Ns,)` or None.
         known_ids, unknown_ids, shifted_ids: the video ids, to pair two reports' videos.
+        scuba_correct, scufo_correct: `(Na,)`, `(Nb,)` whether each SCUBA / SCUFO prediction is
+            right, or None; scuba_ids, scufo_ids: their video ids (a SCUFO clip pairs with the
+            SCUBA clip of the same id).
     """
 
     metrics: dict[str, float]
@@ -97,6 +104,10 @@ class OpenSetReport:
     known_ids: np.ndarray
     unknown_ids: np.ndarray
     shifted_ids: np.ndarray | None
+    scuba_correct: np.ndarray | None = None
+    scuba_ids: np.ndarray | None = None
+    scufo_correct: np.ndarray | None = None
+    scufo_ids: np.ndarray | None = None
 
     @property
     def num_known(self) -> int:
@@ -118,11 +129,14 @@ def combine_unknown_classes(unknown: Sequence[ScoreStore]) -> np.ndarray:
 
 
 def _check_stores(train: ScoreStore, known: ScoreStore, unknown: Sequence[ScoreStore],
-                  shifted: ScoreStore | None) -> int:
-    expected = [(train, ("train",)), (known, tuple(s for s in KNOWN_SPLITS if s != "train"))]
+                  shifted: ScoreStore | None, scuba: ScoreStore | None = None,
+                  scufo: ScoreStore | None = None) -> int:
+    expected = [(train, ("train",)),
+                (known, tuple(s for s in KNOWN_SPLITS if s not in ("train", "test_scuba", "test_scufo")))]
     expected += [(u, (UNKNOWN_SPLIT,)) for u in unknown]
-    if shifted is not None:
-        expected.append((shifted, ("test_shifted",)))
+    for store, split in ((shifted, "test_shifted"), (scuba, "test_scuba"), (scufo, "test_scufo")):
+        if store is not None:
+            expected.append((store, (split,)))
     k, run = train.meta.num_known, train.meta.run
     for store, splits in expected:
         if store.meta.split not in splits:
@@ -154,7 +168,8 @@ def open_set_report(*, train: ScoreStore, known: ScoreStore, unknown: ScoreStore
                     score: str, shifted: ScoreStore | None = None, subsets=None, num_trials: int = 10,
                     seed: int = 0, accept: float = 0.95, threshold_rank: str | None = None,
                     prediction: str | None = None, decide: Decide | None = None,
-                    mean_class: str = "mmaction2") -> OpenSetReport:
+                    mean_class: str = "mmaction2", scuba: ScoreStore | None = None,
+                    scufo: ScoreStore | None = None) -> OpenSetReport:
     """Every metric of SPEC 2 for one model under one score, on one unknown set.
 
     Args:
@@ -176,11 +191,14 @@ def open_set_report(*, train: ScoreStore, known: ScoreStore, unknown: ScoreStore
             closed-set predictions (DEAR's OpenMax accuracy counts a known video predicted unknown
             as wrong), `threshold` is NaN, and the score still drives the threshold-free metrics.
         mean_class: `closed_set_accuracy`'s mean class accuracy form.
+        scuba, scufo: optional `test_scuba` / `test_scufo` stores (StillMix's static-bias sets:
+            `scuba_top1`, `scufo_top1`, and `contrast_acc` with both; their SCUFO and SCUBA clips
+            pair by video id, and a pair's labels must agree).
     """
     unknown = [unknown] if isinstance(unknown, ScoreStore) else list(unknown)
     if not unknown:
         raise ValueError("open_set_report: at least one unknown store is needed")
-    k = _check_stores(train, known, unknown, shifted)
+    k = _check_stores(train, known, unknown, shifted, scuba, scufo)
     rule = prediction or default_prediction_rule(train.meta.head, score)
     ks = known.score(score)
     us = np.concatenate([u.score(score) for u in unknown])
@@ -223,6 +241,16 @@ def open_set_report(*, train: ScoreStore, known: ScoreStore, unknown: ScoreStore
         shifted_correct = closed(shifted) == shifted.labels
         metrics["shifted_top1"] = float(np.mean(shifted_correct))
         metrics["static_bias_gap"] = metrics["closed_top1"] - metrics["shifted_top1"]
+    scuba_correct = None if scuba is None else closed(scuba) == scuba.labels
+    scufo_correct = None if scufo is None else closed(scufo) == scufo.labels
+    if scuba is not None and scufo is not None:
+        try:
+            pair_by_video_id(scuba.video_ids, scufo.video_ids, scuba.labels, scufo.labels)
+        except ValueError as err:
+            raise ValueError(f"{scufo.path} against {scuba.path}: {err}") from None
+    metrics.update(static_bias_metrics(
+        scuba_correct=scuba_correct, scuba_ids=None if scuba is None else scuba.video_ids,
+        scufo_correct=scufo_correct, scufo_ids=None if scufo is None else scufo.video_ids))
     metrics = {key: float(metrics[key]) for key in METRIC_KEYS if key in metrics}
     name = unknown[0].meta.dataset if len(unknown) == 1 else MERGED_UNKNOWN_SET
     uids = np.concatenate([u.video_ids if len(unknown) == 1 else
@@ -234,4 +262,6 @@ def open_set_report(*, train: ScoreStore, known: ScoreStore, unknown: ScoreStore
         known_labels=known.labels, known_preds=kp, known_decisions=kd, unknown_classes=uclasses, unknown_decisions=ud,
         top5_hit=_top5_hit(known.labels, ranking),
         shifted_correct=shifted_correct, known_ids=known.video_ids, unknown_ids=uids,
-        shifted_ids=shifted.video_ids if shifted is not None else None)
+        shifted_ids=shifted.video_ids if shifted is not None else None,
+        scuba_correct=scuba_correct, scuba_ids=None if scuba is None else scuba.video_ids,
+        scufo_correct=scufo_correct, scufo_ids=None if scufo is None else scufo.video_ids)

@@ -6,8 +6,10 @@ Columns: `video_id` (string), `label` (int64), `pred` (int64, argmax of the logi
 and one float64 column `score.<name>` per uncertainty score. `StoreMeta` is JSON in the schema
 metadata under the key `dear_ray`. Every metric reads these files; nothing re-runs a model.
 
-Labels: known splits (`train`, `val`, `test`, `test_shifted`) carry labels in [0, K); the
-`unknown` split carries the unknown data set's own class ids (>= 0), used to draw class subsets.
+Labels: known splits (`train`, `val`, `test`, `test_shifted`, and the static-bias splits
+`test_scuba` / `test_scufo`, StillMix's SCUBA / SCUFO) carry labels in [0, K); the `unknown` split
+carries the unknown data set's own class ids (>= 0), used to draw class subsets. A `test_scufo`
+video pairs with the `test_scuba` video of the same `video_id` (`dear_ray.metrics.static_bias`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 STORE_FORMAT = 1
 META_KEY = b"dear_ray"
 SCORE_PREFIX = "score."
-KNOWN_SPLITS = ("train", "val", "test", "test_shifted")
+KNOWN_SPLITS = ("train", "val", "test", "test_shifted", "test_scuba", "test_scufo")
 UNKNOWN_SPLIT = "unknown"
 _REQUIRED = ("video_id", "label", "pred", "logits")
 
@@ -39,7 +41,7 @@ class StoreMeta:
     """What a store holds, saved in the parquet schema metadata.
 
     Attributes:
-        split: `train`, `val`, `test`, `test_shifted` or `unknown`.
+        split: `train`, `val`, `test`, `test_shifted`, `test_scuba`, `test_scufo` or `unknown`.
         dataset: the data set the videos come from (the unknown data set for `unknown`).
         num_known: K, the number of known classes the model was trained on.
         head: the trained head (`softmax`, `bnn`, `rpl`, `edl`, `edl_avu`, `dear`, `dear_alt`, `sdn`).

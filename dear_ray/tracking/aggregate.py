@@ -23,7 +23,9 @@ metrics go to its own run under the same names for every method: the trial's chi
 trial's own method, and a run `<trial>/<method>` nested under the trial's run for each post-hoc
 method. A metric about an unknown set carries the set as a prefix, `<set>/<metric>` (`hmdb51/auroc`,
 `mit_v2/open_maf1`; the demo: `unknown/auroc`), which MLflow's charts group by set; metrics of
-the known splits only have no prefix (`closed_top1`, `ece`, `shifted_top1`, `threshold`). Each
+the known splits only have no prefix (`closed_top1`, `ece`, `shifted_top1`, the static-bias
+`scuba_top1`, `scufo_top1` and `contrast_acc`, `threshold`; a metric a trial lacks, e.g. without
+SCUBA / SCUFO stores, is not logged). Each
 metric M with an interval also logs `M_ci_low`, `M_ci_high` and `M_diff_sig` (1/0, only where a
 softmax baseline exists) under the same prefix rule. Running the report again finds the same runs
 and does not log unchanged values twice.

@@ -3,7 +3,9 @@
 `format_results_table(table, columns)` takes `report_sweep`'s table (or `seed_summary`'s, which has
 the same column names) and prints each metric M as `M [M_ci_low, M_ci_high]` in percent with one
 decimal, a `*` where `M_diff_sig` is true (the paired difference to the softmax baseline on the same
-videos, or over the same seeds, excludes 0), and a legend of which direction is better.
+videos, or over the same seeds, excludes 0), and a legend of which direction is better. The
+static-bias columns (`OPTIONAL_COLUMNS`: `scuba_top1`, `scufo_top1`, `contrast_acc`) are left out
+when no row has a value (a sweep without SCUBA / SCUFO stores).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import pandas as pd
 HIGHER_IS_BETTER = (
     "closed_top1", "closed_top5", "closed_mean_class_acc", "open_maf1", "binarized_auc", "auroc",
     "aupr_in_ap", "aupr_out_ap", "aupr_in_trapz", "aupr_out_trapz", "open_auc", "shifted_top1",
+    "scuba_top1", "contrast_acc",
 )
-LOWER_IS_BETTER = ("fpr_at_95_tpr_first", "fpr_at_95_tpr_nearest", "ece", "static_bias_gap")
+# scufo_top1: top-1 on still frames (appearance without motion); a model should NOT recognise them
+LOWER_IS_BETTER = ("fpr_at_95_tpr_first", "fpr_at_95_tpr_nearest", "ece", "static_bias_gap", "scufo_top1")
+OPTIONAL_COLUMNS = ("scuba_top1", "scufo_top1", "contrast_acc")
 SIGNIFICANT_MARK = "*"
 
 
@@ -58,13 +63,15 @@ def format_results_table(table: pd.DataFrame | None, columns: list[str] | None =
 
     Args:
         table: the results table (one row per method and unknown set).
-        columns: the columns to print, in order; names missing from the table are skipped.
+        columns: the columns to print, in order; names missing from the table are skipped, and so
+            are `OPTIONAL_COLUMNS` without a value in any row.
     """
     if table is None or table.empty:
         return "(no results: no trial left score stores)"
     if columns is None:
         columns = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))]
-    cols = [c for c in columns if c in table.columns]
+    cols = [c for c in columns if c in table.columns
+            and not (c in OPTIONAL_COLUMNS and all(_number(v) is None for v in table[c]))]
     cells = [[format_cell(row, c) for c in cols] for _, row in table.iterrows()]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
     numeric = [c in HIGHER_IS_BETTER or c in LOWER_IS_BETTER or c == "threshold" for c in cols]

@@ -15,6 +15,8 @@ Handover (`handover`, every builder): ``"float"`` (the default) gives normalised
 ``"uint8"`` gives uint8 clips with their `ClipNormalizer` (``batch["clip_norm"]``), normalised by
 `dear_ray.train.loop` on the device, with the same numbers. Clips are decoded with
 `data.decoder`. DataLoader workers run OpenCV single-threaded (`_worker_init`), as decord.
+Training datasets keep `data.decoded_cache_mb` MiB of decoded clips each (`DecodedFramesCache`;
+test-mode datasets none: an evaluation pass reads each clip once).
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
 
 
 def split_is_known(split: str) -> bool:
-    return split in ("train", "val", "test", "test_shifted")
+    """A split of known classes (labels in [0, K)); any other split is an unknown set."""
+    from dear_ray.config._base import KNOWN_SPLITS
+
+    return split in KNOWN_SPLITS
 
 
 def _records(cfg: ExperimentConfig, split: str, num_classes: int):
@@ -125,7 +130,8 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                         num_clips=sampler.num_views, test_mode=test_mode,
                         scene_labels=side.get("scene_labels"), detections=side.get("detections"),
                         mask_ratio=data.mask_ratio if side.get("detections") else 0.0,
-                        seed=cfg.seed, decoder=data.decoder)
+                        seed=cfg.seed, decoder=data.decoder,
+                        decoded_cache_mb=0 if test_mode else data.decoded_cache_mb)
 
 
 def _num_frames(record, data: DataConfig) -> int:
@@ -182,8 +188,11 @@ def load_side_inputs(data: DataConfig, scene_kind: str = "soft") -> dict:
 
 
 def _worker_init(worker_id: int) -> None:
+    from dear_ray.data.dataset import retain_freed_memory
+
     # one OpenCV thread a worker (its default is one per core: N workers would oversubscribe)
     cv2.setNumThreads(1)
+    retain_freed_memory()  # malloc keeps freed clip buffers: no fresh page faults every clip
 
 
 def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=None,
@@ -255,7 +264,7 @@ def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 
                            build_transform(data, test_mode=False, handover=handover),
                            num_clips=sampler.num_views, detections=side_inputs["detections"],
                            mask_ratio=data.mask_ratio, seed=cfg.seed + 1, masked_only=True,
-                           decoder=data.decoder)
+                           decoder=data.decoder, decoded_cache_mb=data.decoded_cache_mb)
     dist_sampler = None
     if world_size > 1:
         dist_sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,

@@ -51,6 +51,7 @@ import torch
 import torch.distributed as dist
 
 from dear_ray.config import STOCHASTIC_HEADS, ExperimentConfig
+from dear_ray.config._base import KNOWN_SPLITS, STATIC_BIAS_SPLITS
 from dear_ray.train.loop import Predictions, predict
 
 AVERAGE_CLIPS_SETTINGS = ("released", "score", "prob")
@@ -326,12 +327,32 @@ def validate(model, cfg: ExperimentConfig, num_classes: int, device, amp: bool) 
     return None if preds is None else preds.top1()
 
 
+def _is_known(split: str) -> bool:
+    """A split of known-class videos (labels in [0, K)): `KNOWN_SPLITS`, the static-bias splits
+    `test_scuba` / `test_scufo` included; anything else is an unknown set."""
+    return split in KNOWN_SPLITS
+
+
 def store_name(split: str) -> str:
     """The store file's stem: the split, or `unknown_<name>` for an unknown set not named
     `unknown`."""
-    from dear_ray.train.data import split_is_known
+    return split if _is_known(split) or split == "unknown" else f"unknown_{split}"
 
-    return split if split_is_known(split) or split == "unknown" else f"unknown_{split}"
+
+def check_static_bias(cfg: ExperimentConfig, num_classes: int) -> None:
+    """Before `test_scuba` / `test_scufo` are scored: their lists must pair (same video ids, same
+    labels; `dear_ray.config.data.check_static_bias_lists`), else the report could not pair them.
+
+    Raises:
+        ValueError: every problem, one a line, naming the `data.static_bias` field and the file.
+    """
+    from dear_ray.config.data import check_static_bias_lists
+
+    if not set(cfg.eval_splits()) & set(STATIC_BIAS_SPLITS):
+        return
+    problems = check_static_bias_lists(cfg.data, num_classes)
+    if problems:
+        raise ValueError("the static-bias lists cannot be scored:\n" + "\n".join(problems))
 
 
 def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, device,
@@ -352,9 +373,10 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
 
     For the softmax and bnn heads `eval.stochastic_passes` passes are taken (MC dropout / weight
     sampling) and stored as `sample_logits`, so MC dropout is evaluated post hoc from this model.
+    The static-bias splits (`test_scuba`, `test_scufo`) are known splits here; their lists are
+    checked first (`check_static_bias`).
     """
-    from dear_ray.train.data import split_is_known
-
+    check_static_bias(cfg, num_classes)
     rank, world = _rank_world()
     sync_from_rank0(model)  # every shard is scored by the model of rank 0 (the checkpoint's)
     out_dir = stores_dir(cfg, trial)
@@ -373,7 +395,7 @@ def evaluate_splits(model, cfg: ExperimentConfig, trial: str, num_classes: int, 
         metrics[f"{key}_eval_time_s"] = time.perf_counter() - clock
         path = write_store(out_dir / f"{store_name(split)}.parquet", preds, cfg=cfg, split=split,
                            num_classes=num_classes, trial=trial, classifier=classifier)
-        if split_is_known(split):
+        if _is_known(split):
             metrics[f"{key}_top1"] = preds.top1()
         metrics[f"{key}_bad_videos"] = float(len(preds.bad))
         if rank == 0 and preds.bad:
@@ -415,10 +437,9 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     """
     from dear_ray.scores import compute_scores
     from dear_ray.scores.store import StoreMeta, write_score_store
-    from dear_ray.train.data import split_is_known
 
     scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits)
-    known = split_is_known(split)
+    known = _is_known(split)
     head, setting = cfg.model.head, cfg.eval.average_clips
     views = average_clips_for(head, split, setting)
     if preds.sample_logits is not None:
@@ -437,7 +458,7 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     return path
 
 
-__all__ = ["AVERAGE_CLIPS_SETTINGS", "Shard", "average_clips_for", "batch_seed", "eval_autocast",
-           "evaluate_splits", "mean_probability_logits", "merge_shards", "predict_distributed",
-           "predict_shard", "predict_split", "shard_range", "store_name", "stores_dir",
-           "sync_from_rank0", "validate", "write_store"]
+__all__ = ["AVERAGE_CLIPS_SETTINGS", "Shard", "average_clips_for", "batch_seed", "check_static_bias",
+           "eval_autocast", "evaluate_splits", "mean_probability_logits", "merge_shards",
+           "predict_distributed", "predict_shard", "predict_split", "shard_range", "store_name",
+           "stores_dir", "sync_from_rank0", "validate", "write_store"]

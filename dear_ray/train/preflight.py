@@ -31,7 +31,8 @@ from dear_ray.config import ExperimentConfig
 
 VIDEOS_CHECKED = 20
 _FIELDS = {"train": "data.train_list", "val": "data.val_list", "test": "data.test_list",
-           "test_shifted": "data.test_shifted_list"}
+           "test_shifted": "data.test_shifted_list", "test_scuba": "data.static_bias.scuba",
+           "test_scufo": "data.static_bias.scufo"}
 
 
 class PreflightError(ValueError):
@@ -135,6 +136,11 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
             field = _FIELDS.get(split, f"data.unknown.{split}")
             if once(("list", path, num_classes)):
                 _check_list(field, path, root, num_classes, split in _FIELDS, problems)
+        if {"test_scuba", "test_scufo"} & set(_used_splits(cfg)) and \
+                once(("static_bias", str(data.static_bias), num_classes)):
+            from dear_ray.config.data import check_static_bias_lists
+
+            problems += check_static_bias_lists(data, num_classes)
         for field, value in (("data.scene_labels", data.scene_labels),
                              ("data.detections", data.detections)):
             path = data.resolve(value)

@@ -273,7 +273,8 @@ def _describe_parent(client: MlflowClient, parent_run_id: str, table: pd.DataFra
     log_metric_batch(client, parent_run_id, metrics)
 
 
-HEADLINE_METRICS = ("closed_top1", "shifted_top1", "auroc", "open_maf1", "binarized_auc")
+HEADLINE_METRICS = ("closed_top1", "shifted_top1", "contrast_acc", "auroc", "open_maf1",
+                    "binarized_auc")
 
 
 def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,

@@ -29,6 +29,19 @@ def test_round_trip_reads_the_requested_frames(video_dir, expected_frame, name):
     np.testing.assert_allclose(frames[:, 24, 32, 0], 12 * idx, atol=6)
 
 
+def test_decord_frames_are_its_batch_without_a_copy_and_outlive_it(good_video):
+    import gc
+
+    idx = [0, 3, 3, 19, 7]
+    expected = decord.VideoReader(str(good_video), num_threads=1).get_batch(idx).asnumpy()
+    clips = [get_frames(open_video(good_video), idx, path=good_video) for _ in range(3)]
+    gc.collect()  # the readers and batches are gone; the arrays keep decord's buffers
+    junk = [decord.VideoReader(str(good_video)).get_batch(idx).asnumpy() for _ in range(3)]
+    assert all(np.array_equal(c, expected) for c in clips) and len(junk) == 3
+    assert clips[0].flags.c_contiguous and clips[0].dtype == np.uint8
+    assert clips[0].base is not None  # a view (of the DLPack tensor), not asnumpy's copy
+
+
 def test_read_sampled_clip_uses_the_decoder_length(good_video):
     frames, idx = read_sampled_clip(good_video, SampleFrames(4, 2, 1, test_mode=True), None)
     # 20 frames, span 8: offset int(13 / 2) = 6

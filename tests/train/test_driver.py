@@ -74,7 +74,8 @@ def test_run_training_two_workers_writes_stores_and_one_mlflow_run(synth_root, t
     out = driver.run_training(cfg)
     stores = stores_dir(cfg, "t")
     assert sorted(p.name for p in stores.iterdir()) == [  # + the classifier for ViM/ReAct/ASH
-        "classifier.npz", "test.parquet", "test_shifted.parquet", "train.parquet", "unknown.parquet"]
+        "classifier.npz", "test.parquet", "test_scuba.parquet", "test_scufo.parquet",
+        "test_shifted.parquet", "train.parquet", "unknown.parquet"]
     assert {"test_top1", "test_shifted_top1", "val_top1", "train_loss"} <= set(out)
     client, runs = _runs(cfg)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"

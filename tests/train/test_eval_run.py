@@ -154,7 +154,8 @@ def test_dear_ray_test_evaluates_a_checkpoint_like_a_trained_trial(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/results.csv", "report/openness_curves.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "stores")} == {
-        f"stores/{s}.parquet" for s in ("train", "test", "test_shifted", "unknown")}
+        f"stores/{s}.parquet" for s in ("train", "test", "test_shifted", "test_scuba",
+                                        "test_scufo", "unknown")}
     if head == "softmax":  # MC dropout comes post hoc, in its own nested run
         assert runs["t/mc_dropout"].data.tags["mlflow.parentRunId"] == run.info.run_id
     # the stores hold the checkpoint's predictions, not a fresh model's
@@ -278,7 +279,7 @@ def test_one_and_two_workers_write_the_same_stores(synth_root, tmp_path):
     finally:
         private.stop()
     cfg = load_config(base)
-    for split in ("train", "test", "test_shifted", "unknown"):
+    for split in ("train", "test", "test_shifted", "test_scuba", "test_scufo", "unknown"):
         one, two = (read_score_store(stores_dir(cfg, f"w{n}") / f"{split}.parquet")
                     for n in (1, 2))
         assert list(one.video_ids) == list(two.video_ids), split

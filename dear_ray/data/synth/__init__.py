@@ -5,18 +5,27 @@ background (the "scene"). Each known class has its own scene type; in train/val/
 matches the class with probability `bias`, in test_shifted it is independent of the class, and each
 unknown class borrows a known class's scene with probability `bias`. A scene-biased model therefore
 loses accuracy on test_shifted and calls unknowns known with confidence; a motion model does not.
+The static-bias splits of StillMix (ICCV 2023; issue 12): `test_scuba` puts the known motions on
+held-out scene types that no other split ever draws (new textures and tints), and `test_scufo`
+repeats one frame of each `test_scuba` clip for the clip's length (appearance without motion; same
+video id as its SCUBA clip, its pairing key). Contrast accuracy is right on SCUBA and wrong on its
+SCUFO clip (`dear_ray.metrics.static_bias`, docs/static_bias.md).
 
 Layout written under ``out_dir``::
 
     videos/<class>/<video_id>.mp4       h264, yuv420p, T frames S x S (video_id = file stem, unique)
+    videos_scufo/<class>/<video_id>.mp4 test_scufo: lossless h264, T copies of one decoded frame of
+                                        the test_scuba clip with the same video id
     classes.txt, unknown_classes.txt    one class name a line (line i = label i)
-    train.txt val.txt test.txt test_shifted.txt unknown.txt
+    train.txt val.txt test.txt test_shifted.txt unknown.txt test_scuba.txt test_scufo.txt
                                         MMAction2 lists: ``videos/<class>/<id>.mp4 <0-based label>``
-                                        (unknown.txt labels: the unknown class index 0..U-1)
-    scenes.txt                          the P = K scene type names
-    videos.csv                          truth per video: split, class, label, scene
+                                        (unknown.txt labels: the unknown class index 0..U-1;
+                                        test_scufo.txt line i: the still of test_scuba.txt line i)
+    scenes.txt                          the P = K scene type names (held-out ones: manifest.json)
+    videos.csv                          truth per video: split, class, label, scene, still_frame
     scene_labels.npy / .parquet         noisy soft scene pseudo-labels (SDN layout / plain parquet)
-    detections.npy / .parquet           per-frame actor boxes as SDN "human detections"
+    detections.npy / .parquet           per-frame actor boxes as SDN "human detections" (neither
+                                        covers test_scuba / test_scufo: SDN trains on them only)
     manifest.json                       parameters, seed, counts, sha256 of every file (written last)
 
 Defaults (issue 11) and how they were chosen. Measured with the demo's model and budget unless
@@ -67,6 +76,15 @@ response is not monotone. 3 palettes (the default) meets issue 11's bounds but o
 biased 96% test / 53.5% test_shifted (bounds >= 85%, 20-60%), control 87% test_shifted (>= 85%)
 with MSP AUROC 0.797 (bound 0.80; 0.805 against test_shifted). One seed each: confirm with
 jobs/sweeps/demo_seeds.yaml.
+
+Version 1.2 (issue 12) appends test_scuba and test_scufo (n/6 = 10 clips a class each by default);
+appending them changed no other split's plan, lists or rendered frames (the streams are keyed by
+the split's position in `SPLITS`), so the measurements above still describe the known splits. 1.2
+also moved `spiral` out of the unknown motions (`motions.MOTIONS`), and encodes with x264's C code
+(`encode.X264_DETERMINISM`): the video bytes are now reproducible (they were not: 1-10% of the
+encodes of the same frames differed), and about a quarter of the videos decode a little
+differently from 1.1's (27 of 37 byte-identical in a small copy, the rest 0.02-2.3 grey levels
+apart on average).
 """
 
 from __future__ import annotations
@@ -74,16 +92,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from dear_ray.data.synth.encode import encode_mp4, encode_still_mp4
 from dear_ray.data.synth.generate import (
     SPLITS,
+    STATIC_BIAS_SPLITS,
     SynthParams,
     VideoTask,
-    encode_mp4,
     plan_videos,
     render_video,
 )
 from dear_ray.data.synth.motions import MOTIONS, SHAPES
-from dear_ray.data.synth.scenes import PATTERNS
+from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, PATTERNS
 from dear_ray.data.synth.summary import check_bias, summarize_dataset, verify_checksums
 
 
@@ -115,8 +134,9 @@ def generate_dataset(
         seed: the data set's seed (>= 0); same seed and parameters, same bytes of every list and label.
         known_classes: K, the first K motions of `MOTIONS` (also the number of scene types P).
         unknown_classes: U, the next U motions.
-        videos_per_class: training videos per known class; by default val gets n/6, test,
-            test_shifted and unknown n/3 per class (at least 1).
+        videos_per_class: training videos per known class; by default val and test_scuba get
+            n/6, test, test_shifted and unknown n/3 per class (at least 1); test_scufo one clip
+            per test_scuba clip.
         frames: T, frames per video (>= 4).
         size: frame side S in pixels (even, >= 32); actor radius, rim, speed and textures scale
             with S/64. (The decord build in use fails on frames 48 or 72 pixels wide.)
@@ -131,7 +151,8 @@ def generate_dataset(
         actor_speed: the actor's mean speed in pixels per frame at 64x64 (each draws +-30%).
         rim: the width of the actor's black or white rim in pixels at 64x64.
         scene_label_noise: probability that a pseudo-label peaks on a wrong scene.
-        split_sizes: videos per class overriding the defaults, e.g. ``{"test": 30}``.
+        split_sizes: videos per class overriding the defaults, e.g. ``{"test": 30}``;
+            ``test_scufo`` may only be 0 (no SCUFO clips) or the test_scuba size.
         workers: processes rendering and encoding (the output does not depend on it).
         progress: show a tqdm bar and print the elapsed time.
 
@@ -154,14 +175,17 @@ def generate_dataset(
 
 
 __all__ = [
+    "HELD_OUT_PATTERNS",
     "MOTIONS",
     "PATTERNS",
     "SHAPES",
     "SPLITS",
+    "STATIC_BIAS_SPLITS",
     "SynthParams",
     "VideoTask",
     "check_bias",
     "encode_mp4",
+    "encode_still_mp4",
     "generate_dataset",
     "plan_videos",
     "render_video",

@@ -19,21 +19,24 @@ import pyarrow.parquet as pq
 from dear_ray.data.synth.generate import (
     GENERATOR,
     GENERATOR_VERSION,
+    SCUFO_DIR,
     SPLITS,
+    STATIC_BIAS_SPLITS,
     SynthParams,
     VideoResult,
     VideoTask,
     sha256_file,
 )
-from dear_ray.data.synth.scenes import scene_names
+from dear_ray.data.synth.scenes import held_out_scene_names, scene_names
 
 #: Files whose bytes are reproducible from (seed, parameters) given the numpy/pyarrow versions.
 DETERMINISTIC_FILES: tuple[str, ...] = (
     "classes.txt", "unknown_classes.txt", "scenes.txt", "train.txt", "val.txt", "test.txt",
-    "test_shifted.txt", "unknown.txt", "videos.csv", "scene_labels.npy", "scene_labels.parquet",
-    "detections.npy", "detections.parquet",
+    "test_shifted.txt", "unknown.txt", "test_scuba.txt", "test_scufo.txt", "videos.csv",
+    "scene_labels.npy", "scene_labels.parquet", "detections.npy", "detections.parquet",
 )
-METADATA_COLUMNS = ("video_id", "path", "split", "class_name", "label", "scene", "scene_name")
+METADATA_COLUMNS = ("video_id", "path", "split", "class_name", "label", "scene", "scene_name",
+                    "still_frame")
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
@@ -41,7 +44,8 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 
 def write_lists(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None:
-    """Class files and the five annotation lists (``videos/<class>/<id>.mp4 <label>``)."""
+    """Class files and the seven annotation lists (``videos/<class>/<id>.mp4 <label>``;
+    test_scufo: ``videos_scufo/<class>/<id>.mp4``, line i = the still of test_scuba's line i)."""
     known, unknown = params.class_names()
     _write_lines(root / "classes.txt", known)
     _write_lines(root / "unknown_classes.txt", unknown)
@@ -51,13 +55,15 @@ def write_lists(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None
 
 
 def write_metadata(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None:
-    """``videos.csv``: the truth per video (split, class, label, scene) that `check_bias` measures."""
-    names = scene_names(params.known_classes)
+    """``videos.csv``: the truth per video (split, class, label, scene) that `check_bias` measures;
+    ``still_frame``: the repeated frame of a test_scufo clip (empty for the others)."""
+    names = scene_names(params.known_classes) + held_out_scene_names()
     with open(root / "videos.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
         for t in tasks:
-            writer.writerow([t.video_id, t.rel_path, t.split, t.class_name, t.label, t.scene, names[t.scene]])
+            writer.writerow([t.video_id, t.rel_path, t.split, t.class_name, t.label, t.scene, names[t.scene],
+                             "" if t.still_frame is None else t.still_frame])
 
 
 def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResult]) -> None:
@@ -65,7 +71,12 @@ def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResu
 
     ``scene_labels``: ``{class: {video_id: {'pred_cls': int, 'probs': float32 [P]}}}``;
     ``detections``: ``{class: {video_id: {frame (1-based): {'human_boxes': float32 [N, 5]}}}}``.
+    test_scuba / test_scufo videos have neither: their held-out scene is none of the P = K
+    pseudo-label classes, a SCUFO clip shares its SCUBA clip's id, and SDN reads side inputs for
+    training videos only.
     """
+    kept = [i for i, t in enumerate(tasks) if t.split not in STATIC_BIAS_SPLITS]
+    tasks, results = [tasks[i] for i in kept], [results[i] for i in kept]
     scene_dict: dict[str, dict] = {}
     det_dict: dict[str, dict] = {}
     scene_rows: dict[str, list] = {"video_id": [], "class_name": [], "pred_cls": [], "probs": []}
@@ -75,9 +86,12 @@ def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResu
         if task.video_id != res.video_id:
             raise RuntimeError(f"worker results out of order: {task.video_id} != {res.video_id}")
         cls = task.class_name
-        scene_dict.setdefault(cls, {})[task.video_id] = {"pred_cls": res.pred_cls, "probs": res.probs}
+        # astype copies: an array unpickled from a worker carries its own dtype object (np.array
+        # keeps it), which pickle (the .npy dicts) writes differently: workers=1 and 2 differed
+        scene_dict.setdefault(cls, {})[task.video_id] = {"pred_cls": int(res.pred_cls),
+                                                         "probs": res.probs.astype(np.float32)}
         det_dict.setdefault(cls, {})[task.video_id] = {
-            f + 1: {"human_boxes": boxes} for f, boxes in enumerate(res.boxes)
+            f + 1: {"human_boxes": boxes.astype(np.float32)} for f, boxes in enumerate(res.boxes)
         }
         scene_rows["video_id"].append(task.video_id)
         scene_rows["class_name"].append(cls)
@@ -123,6 +137,7 @@ def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], resu
         "classes": known,
         "unknown_classes": unknown,
         "scenes": scene_names(params.known_classes),
+        "scuba_scenes": {name: params.known_classes + j for j, name in enumerate(held_out_scene_names())},
         "class_scene": {name: i for i, name in enumerate(known)},
         "unknown_scene": {name: pairs[i] for i, name in enumerate(unknown)},
         "counts": counts,
@@ -131,6 +146,10 @@ def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], resu
                   "codec": "h264", "pix_fmt": "yuv420p", "container": "mp4"},
         "side_inputs": {"scene_labels": ["scene_labels.npy", "scene_labels.parquet"],
                         "detections": ["detections.npy", "detections.parquet"]},
+        "static_bias": {"scuba": "test_scuba.txt", "scufo": "test_scufo.txt", "scufo_videos": SCUFO_DIR,
+                        "scufo_frame": "one frame of the SCUBA clip, uniform over its frames (videos.csv "
+                                       "still_frame), decoded and re-encoded losslessly",
+                        "pairing": "a SCUFO clip has its SCUBA clip's video id (and line number)"},
         "libraries": {"python": sys.version.split()[0], "numpy": np.__version__, "pyarrow": pa.__version__,
                       "av": av.__version__},
         "checksums": {

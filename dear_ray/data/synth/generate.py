@@ -1,32 +1,52 @@
 """The generator: parameters, the per-video plan, rendering + encoding workers (SPEC 5).
 
-Reproducibility: the plan (which scene each video gets) comes from streams keyed by
-``(seed, split, class)``, and every video's pixels, boxes and pseudo-label from its own stream keyed
-by ``(seed, split, class, index)``. Nothing depends on the worker count or on the order in which
-workers finish, so the same seed gives byte-identical lists, labels, boxes and scene labels.
+Reproducibility: the plan (which scene each video gets, which frame a `test_scufo` clip repeats)
+comes from streams keyed by ``(seed, split, class)``, and every video's pixels, boxes and
+pseudo-label from its own stream keyed by ``(seed, split, class, index)``. Nothing depends on the
+worker count or on the order in which workers finish, so the same seed gives byte-identical lists,
+labels, boxes and scene labels. Splits are appended to `SPLITS` (their index keys the streams), so
+adding `test_scuba` / `test_scufo` (1.2) changed no other split's plan or frames. The videos are
+encoded reproducibly (`dear_ray.data.synth.encode`), so their bytes are the same too (given the
+PyAV / libx264 build) and do not depend on the worker count.
+
+Static-bias splits (issue 12; StillMix, ICCV 2023, and its `tools/compare_SCUBA_SCUFO_results.py`):
+`test_scuba` shows the known motions over held-out scene types (`scenes.HELD_OUT_PATTERNS`, indices
+K.., never drawn by another split), balanced over those types; `test_scufo` holds, for each
+`test_scuba` clip, ONE of its frames repeated for the clip's length (appearance without motion).
+The frame is drawn uniformly from the clip's T frames (StillMix's SCUFO samples one frame of the
+SCUBA clip at random: its `TemporalSelect` test blending, mmaction/datasets/blending_utils.py), it
+is the SCUBA file's DECODED frame, and the SCUFO file is encoded losslessly, so all its decoded
+frames are identical and equal that frame of the SCUBA clip as a model sees it. A `test_scufo` clip
+has its `test_scuba` clip's video id (StillMix evaluates SCUFO on SCUBA's own list), which is how
+contrast accuracy pairs them; its file lies under ``videos_scufo/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-import av
 import numpy as np
 from tqdm import tqdm
 
+from dear_ray.data.synth.encode import encode_mp4, encode_still_mp4
 from dear_ray.data.synth.motions import MOTIONS, actor_boxes, render_actor, sample_actor, trajectory
-from dear_ray.data.synth.scenes import render_scene
+from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, render_scene
 
 GENERATOR = "dear_ray.data.synth"
-GENERATOR_VERSION = "1.1"  # 1.1: actor/palette knobs, 2x rotation, tighter orbits (issue 11)
-SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown")
-KNOWN_SPLITS: tuple[str, ...] = SPLITS[:4]
+# 1.1: actor/palette knobs, 2x rotation, tighter orbits (issue 11); 1.2: test_scuba / test_scufo
+GENERATOR_VERSION = "1.2"
+STATIC_BIAS_SPLITS: tuple[str, ...] = ("test_scuba", "test_scufo")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS)
+KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
+SCUFO_DIR = "videos_scufo"  # test_scufo files: same ids as their test_scuba clips, another folder
+VIDEO_DIRS: tuple[str, ...] = ("videos", SCUFO_DIR)
 IN_PROGRESS = ".synth_in_progress"  # marker file of a generation under way (or interrupted)
 MIN_SIZE = 32
 MIN_FRAMES = 4
@@ -105,16 +125,22 @@ class SynthParams:
                 fail("split_sizes", split, f"a split name among {list(SPLITS)}")
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
                 fail(f"split_sizes[{split!r}]", n, "an integer >= 0")
-        if self.counts()["train"] < 1:
+        counts = self.counts()
+        if counts["train"] < 1:
             fail("split_sizes['train']", 0, "at least 1 training video per class")
+        if counts["test_scufo"] not in (0, counts["test_scuba"]):
+            fail("split_sizes['test_scufo']", counts["test_scufo"],
+                 f"0 or the test_scuba size {counts['test_scuba']} (one SCUFO clip per SCUBA clip)")
 
     def counts(self) -> dict[str, int]:
-        """Videos per class in each split: val = n/6, test = test_shifted = unknown = n/3 by default."""
+        """Videos per class in each split: val = test_scuba = n/6, test = test_shifted = unknown =
+        n/3 by default; test_scufo = test_scuba (one clip per SCUBA clip; 0 leaves it out)."""
         n = int(self.videos_per_class)
-        third = max(1, round(n / 3))
-        out = {"train": n, "val": max(1, round(n / 6)), "test": third, "test_shifted": third,
-               "unknown": third}
-        out.update({k: int(v) for k, v in self.split_sizes.items()})
+        sixth, third = max(1, round(n / 6)), max(1, round(n / 3))
+        out = {"train": n, "val": sixth, "test": third, "test_shifted": third, "unknown": third,
+               "test_scuba": sixth}
+        out.update({k: int(v) for k, v in self.split_sizes.items() if k != "test_scufo"})
+        out["test_scufo"] = int(self.split_sizes.get("test_scufo", out["test_scuba"]))
         return out
 
     def class_names(self) -> tuple[list[str], list[str]]:
@@ -138,8 +164,11 @@ class VideoTask:
         motion_index: the motion's index in `MOTIONS` (part of the random-stream key).
         label: 0-based label in its list (known: class index; unknown: unknown class index).
         index: index of the video within (split, class).
-        video_id: file stem, unique in the data set, e.g. ``move_left_00007``.
-        scene: the scene type drawn as background (0-based, < known_classes).
+        video_id: file stem, e.g. ``move_left_00007``: unique in the data set, except that a
+            test_scufo clip has its test_scuba clip's id (the pairing key).
+        scene: the scene type drawn as background (0-based): < known_classes, or K + j for
+            held-out type j in test_scuba / test_scufo.
+        still_frame: test_scufo only: the 0-based frame of the SCUBA clip it repeats.
     """
 
     split: str
@@ -149,9 +178,16 @@ class VideoTask:
     index: int
     video_id: str
     scene: int
+    still_frame: int | None = None
 
     @property
     def rel_path(self) -> str:
+        folder = SCUFO_DIR if self.split == "test_scufo" else "videos"
+        return f"{folder}/{self.class_name}/{self.video_id}.mp4"
+
+    @property
+    def source_path(self) -> str:
+        """The file this clip is made from: its test_scuba clip for test_scufo, else itself."""
         return f"videos/{self.class_name}/{self.video_id}.mp4"
 
 
@@ -162,8 +198,8 @@ class VideoResult:
     Attributes:
         video_id: as in the task.
         boxes: one float32 (N_t, 5) array ``x1, y1, x2, y2, score`` per frame (frame t+1 is index t).
-        probs: float32 (P,) soft scene pseudo-label.
-        pred_cls: its argmax.
+        probs: float32 (P,) soft scene pseudo-label; (0,) for a held-out scene (no pseudo-label).
+        pred_cls: its argmax; -1 without one.
         sha256: checksum of the encoded mp4.
     """
 
@@ -201,7 +237,10 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
     train/val/test: the class's own scene (scene i for known class i) for exactly round(bias * n)
     videos per class, a uniformly drawn other scene otherwise. test_shifted: scenes balanced over all
     K types in random order, independent of the class. unknown: the class's paired known scene
-    (`unknown_scene_pairs`) for round(bias * n) videos, another one otherwise.
+    (`unknown_scene_pairs`) for round(bias * n) videos, another one otherwise. test_scuba: scenes
+    balanced over the held-out types K .. K + len(HELD_OUT_PATTERNS) - 1 in random order (no other
+    split draws an index >= K). test_scufo: one clip per test_scuba clip (same class, label, id and
+    scene) with a uniformly drawn `still_frame` in [0, T).
     """
     known, unknown = params.class_names()
     counts = params.counts()
@@ -212,11 +251,20 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
     for split_id, split in enumerate(SPLITS):
         names = unknown if split == "unknown" else known
         n = counts[split]
+        if split == "test_scufo":
+            scuba = [t for t in tasks if t.split == "test_scuba"]
+            for t in scuba if n else []:
+                rng = _stream(params.seed, _PLAN_STREAM, split_id, t.motion_index, t.index)
+                tasks.append(replace(t, split=split,
+                                     still_frame=int(rng.integers(0, params.frames))))
+            continue
         for label, name in enumerate(names):
             motion = MOTIONS.index(name)
             rng = _stream(params.seed, _PLAN_STREAM, split_id, motion)
             if split == "test_shifted":
                 scenes = rng.permutation(np.resize(rng.permutation(k), n))
+            elif split == "test_scuba":
+                scenes = k + rng.permutation(np.resize(rng.permutation(len(HELD_OUT_PATTERNS)), n))
             else:
                 own = pairs[label] if split == "unknown" else label
                 scenes = _biased_scenes(rng, n, own, k, params.bias)
@@ -243,38 +291,29 @@ def _pseudo_label(scene: int, num_scenes: int, noise: float, rng: np.random.Gene
 def render_video(task: VideoTask, params: SynthParams):
     """The pixels, actor boxes and scene pseudo-label of one planned video (no file written).
 
+    A test_scufo task renders its test_scuba clip (same stream); `encode_still_mp4` makes the
+    still clip from that clip's file.
+
     Returns:
         (frames uint8 (T, S, S, 3), boxes: list of float32 (N_t, 5) per frame, probs float32 (P,),
-        pred_cls int).
+        pred_cls int); a held-out scene (test_scuba) has no pseudo-label: probs (0,), pred_cls -1.
     """
-    rng = _stream(params.seed, _VIDEO_STREAM, SPLITS.index(task.split), task.motion_index, task.index)
+    split = "test_scuba" if task.split == "test_scufo" else task.split
+    rng = _stream(params.seed, _VIDEO_STREAM, SPLITS.index(split), task.motion_index, task.index)
     actor = sample_actor(rng, params.size, radius=params.actor_radius, speed=params.actor_speed,
                          rim=params.rim)
     traj = trajectory(task.class_name, actor, rng, frames=params.frames, size=params.size)
     background = render_scene(task.scene, rng, params.size, contrast=params.contrast,
-                              palettes=params.palettes)
+                              palettes=params.palettes, known=params.known_classes)
     frames = render_actor(background, actor, traj)
     boxes = []
     for xyxy in actor_boxes(actor, traj, params.size):
         score = np.clip(0.9 + 0.03 * rng.standard_normal(len(xyxy)), 0.5, 0.99).astype(np.float32)
         boxes.append(np.concatenate([xyxy, score[:, None]], axis=1).astype(np.float32))
+    if task.scene >= params.known_classes:  # none of the P = K pseudo-label classes
+        return frames, boxes, np.zeros(0, np.float32), -1
     probs, pred = _pseudo_label(task.scene, params.known_classes, params.scene_label_noise, rng)
     return frames, boxes, probs, pred
-
-
-def encode_mp4(path: Path, frames: np.ndarray, *, fps: int = 25, crf: int = 18) -> None:
-    """Write uint8 RGB frames (T, H, W, 3) as h264/yuv420p mp4 (one encoder thread: reproducible)."""
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        stream.codec_context.thread_count = 1
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def sha256_file(path: Path) -> str:
@@ -282,8 +321,12 @@ def sha256_file(path: Path) -> str:
 
 
 def _make_video(task: VideoTask, params: SynthParams, root: Path) -> VideoResult:
-    frames, boxes, probs, pred = render_video(task, params)
     path = root / task.rel_path
+    if task.still_frame is not None:  # test_scufo: from its test_scuba clip's file (written first)
+        encode_still_mp4(path, root / task.source_path, task.still_frame, frames=params.frames,
+                         fps=params.fps)
+        return VideoResult(task.video_id, [], np.zeros(0, np.float32), -1, sha256_file(path))
+    frames, boxes, probs, pred = render_video(task, params)
     encode_mp4(path, frames, fps=params.fps, crf=params.crf)
     return VideoResult(task.video_id, boxes, probs, pred, sha256_file(path))
 
@@ -298,12 +341,14 @@ def _prepare_output(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     manifest = root / "manifest.json"
     marker = root / IN_PROGRESS
-    videos = root / "videos"
-    if videos.exists():
-        if not manifest.is_file() and not marker.is_file() and any(videos.iterdir()):
+    for videos in (root / name for name in VIDEO_DIRS):
+        if videos.exists() and not manifest.is_file() and not marker.is_file() \
+                and any(videos.iterdir()):
             raise FileExistsError(f"{videos} exists but {manifest} does not: not a synthetic data set "
                                   "written by this generator; choose an empty output folder")
-        shutil.rmtree(videos)
+    for videos in (root / name for name in VIDEO_DIRS):
+        if videos.exists():
+            shutil.rmtree(videos)
     manifest.unlink(missing_ok=True)  # written last: its presence means the data set is complete
     marker.write_text(f"{GENERATOR} is writing this folder; removed when manifest.json is written\n",
                       encoding="utf-8")
@@ -311,27 +356,29 @@ def _prepare_output(root: Path) -> None:
 
 def run_videos(tasks: list[VideoTask], params: SynthParams, root: Path, *, workers: int,
                progress: bool) -> list[VideoResult]:
-    """Render and encode every task (in `workers` processes), results in task order."""
-    for name in sorted({t.class_name for t in tasks}):
-        (root / "videos" / name).mkdir(parents=True, exist_ok=True)
+    """Render and encode every task (in `workers` processes), results in task order.
+
+    Two passes: every clip but test_scufo, then test_scufo (made from test_scuba files)."""
+    for task in tasks:
+        (root / task.rel_path).parent.mkdir(parents=True, exist_ok=True)
     work = partial(_make_video, params=params, root=root)
+    passes = [[i for i, t in enumerate(tasks) if t.still_frame is None],
+              [i for i, t in enumerate(tasks) if t.still_frame is not None]]
     bar = tqdm(total=len(tasks), desc="synthetic videos", unit="video", disable=not progress)
-    results: list[VideoResult] = []
+    results: dict[int, VideoResult] = {}
+    # spawn: safe when the caller already runs torch/OpenMP threads (fork could deadlock)
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else contextlib.nullcontext()
     try:
-        if workers <= 1:
-            for task in tasks:
-                results.append(work(task))
-                bar.update()
-        else:
-            # spawn: safe when the caller already runs torch/OpenMP threads (fork could deadlock)
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                for result in pool.imap(work, tasks, chunksize=8):
-                    results.append(result)
+        with pool:
+            for indices in passes:
+                todo = [tasks[i] for i in indices]
+                done = pool.imap(work, todo, chunksize=8) if workers > 1 else map(work, todo)
+                for i, result in zip(indices, done, strict=True):
+                    results[i] = result
                     bar.update()
     finally:
         bar.close()
-    return results
+    return [results[i] for i in range(len(tasks))]
 
 
 def generate(params: SynthParams, out_dir: Path, *, workers: int, progress: bool) -> dict:

@@ -34,13 +34,14 @@ def check_bias(out_dir: str | Path) -> dict:
     Returns:
         ``{split: rate}`` for train/val/test/test_shifted: the fraction of videos whose scene is
         their class's scene; ``unknown``: the fraction whose scene is their class's paired known
-        scene; ``chance``: 1/K, the rate of a scene drawn independently of the class; ``bias``:
-        the generator's parameter.
+        scene; ``test_scuba`` / ``test_scufo``: the same as the known splits, 0 by construction
+        (held-out scene types); ``chance``: 1/K, the rate of a scene drawn independently of the
+        class; ``bias``: the generator's parameter.
     """
     root = Path(out_dir)
     manifest = _manifest(root)
     own = {**manifest["class_scene"], **manifest["unknown_scene"]}
-    hits = {s: [0, 0] for s in SPLITS}
+    hits = {s: [0, 0] for s in SPLITS}  # a data set of an older version lacks the last splits
     for row in _metadata(root):
         h = hits[row["split"]]
         h[0] += int(row["scene"]) == own[row["class_name"]]
@@ -93,13 +94,16 @@ def summarize_dataset(out_dir: str | Path) -> str:
         f"  unknown classes ({len(unknown)}): {', '.join(unknown) or '-'}",
         f"  scene types: {len(m['scenes'])} (one per known class); unknown classes' paired scenes: "
         + (", ".join(f"{c}->{m['scenes'][s]}" for c, s in m["unknown_scene"].items()) or "-"),
+        f"  held-out scene types (test_scuba; test_scufo = one frame of each, repeated): "
+        + (", ".join(m.get("scuba_scenes", {})) or "-"),
         f"  videos: {v['frames']} frames {v['width']}x{v['height']} @ {v['fps']} fps, {v['codec']} "
         f"{v['pix_fmt']}; {sum(m['counts'].values())} files, {_disk_bytes(root) / 2**20:.1f} MiB on disk",
         "  split          videos  per class  scene matches class",
     ]
     per_class = m["videos_per_class"]
-    for split in SPLITS:
-        what = "paired scene" if split == "unknown" else "own scene"
+    for split in (s for s in SPLITS if s in m["counts"]):
+        what = {"unknown": "paired scene", "test_scuba": "held-out scenes",
+                "test_scufo": "held-out scenes, still"}.get(split, "own scene")
         lines.append(f"  {split:<14} {m['counts'][split]:>6}  {per_class[split]:>9}  "
                      f"{100 * rates[split]:5.1f}% ({what})")
     lines.append(f"  bias parameter {rates['bias']:.2f}; an independent scene matches with chance "
