@@ -140,8 +140,8 @@ class VideoDataset(Dataset):
         self.num_threads = num_threads
         self.masked_only = masked_only
         self.decoder = decoder
-        self.cache = (DecodedFramesCache(decoded_cache_mb * 2**20) if decoded_cache_mb > 0
-                      else None)
+        self.cache = (DecodedFramesCache.shared(decoded_cache_mb * 2**20, decoder)
+                      if decoded_cache_mb > 0 else None)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -209,6 +209,9 @@ def read_frames(path: str | Path, indices: np.ndarray, *, num_threads: int = 1,
     return get_frames(reader, indices, path=path)
 
 
+_SHARED_CACHES: dict[tuple[int, str], DecodedFramesCache] = {}
+
+
 class DecodedFramesCache:
     """Decoded clips of one process, least recently used first out, within a byte budget.
 
@@ -269,11 +272,24 @@ class DecodedFramesCache:
         self._clips[key] = frames
         self.nbytes += frames.nbytes
 
-    def __getstate__(self) -> dict:
-        return {"max_bytes": self.max_bytes}
+    @classmethod
+    def shared(cls, max_bytes: int, decoder: str = "decord") -> DecodedFramesCache:
+        """This process's cache of that budget and decoder, one for every dataset that asks (a
+        trial's training set, its SDN masked set and its test-mode pass over the training split
+        read the same clips). A pickled shared cache is, where it is unpickled, that process's
+        shared cache of the same budget and decoder."""
+        key = (int(max_bytes), decoder)
+        cache = _SHARED_CACHES.get(key)
+        if cache is None:
+            cache = _SHARED_CACHES[key] = cls(max_bytes)
+            cache._shared_key = key
+        return cache
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_bytes"])
+    def __reduce__(self):
+        key = getattr(self, "_shared_key", None)
+        if key is not None:
+            return (DecodedFramesCache.shared, key)
+        return (DecodedFramesCache, (self.max_bytes,))  # a private cache: an empty copy
 
     def __repr__(self) -> str:
         return (f"DecodedFramesCache({len(self)} clips, {self.nbytes / 2**20:.1f} of "

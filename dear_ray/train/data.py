@@ -131,7 +131,10 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                         scene_labels=side.get("scene_labels"), detections=side.get("detections"),
                         mask_ratio=data.mask_ratio if side.get("detections") else 0.0,
                         seed=cfg.seed, decoder=data.decoder,
-                        decoded_cache_mb=0 if test_mode else data.decoded_cache_mb)
+                        # training clips, and the test-mode pass over the training split
+                        # (the same clips when the test sampling is the training one)
+                        decoded_cache_mb=data.decoded_cache_mb
+                        if not test_mode or split == "train" else 0)
 
 
 def _num_frames(record, data: DataConfig) -> int:

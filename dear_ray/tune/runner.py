@@ -302,7 +302,8 @@ def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
             tune_config=_tune_config(spec, plans, concurrency),
             run_config=tune.RunConfig(
                 name=tune_path.name, storage_path=str(tune_path.parent), verbose=0,
-                callbacks=[ConsoleLines(trial_configs), RunCloser(opened, spec)],
+                callbacks=[ConsoleLines(trial_configs, len(plans) * spec.num_samples),
+                           RunCloser(opened, spec)],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
         )
         from dear_ray.timeline import SWEEP_FILE, mark
@@ -490,7 +491,7 @@ class ConsoleLines:
     Tune/Train folders, the workers' output in Ray's log files.
     """
 
-    def __new__(cls, trial_configs: dict[str, dict]):
+    def __new__(cls, trial_configs: dict[str, dict], total: int = 0):
         from ray import tune
 
         class _Lines(tune.Callback):
@@ -536,7 +537,8 @@ class ConsoleLines:
                       f"({self._status(trials)})", flush=True)
 
             def _status(self, trials) -> str:
-                return f"{self.done}/{len(trials)} trials done"
+                # Tune creates trials as slots free up: count the sweep's, not Tune's so far
+                return f"{self.done}/{max(total, len(trials))} trials done"
 
         return _Lines()
 

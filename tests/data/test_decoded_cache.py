@@ -16,6 +16,12 @@ from dear_ray.data.decode import DecodedFramesCache, read_sampled_clip
 from dear_ray.data.sampling import SampleFrames
 from dear_ray.data.transforms import build_train_transform
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_caches(monkeypatch):
+    """Each test starts as a fresh process would: no shared caches yet."""
+    monkeypatch.setattr(decode_module, "_SHARED_CACHES", {})
+
+
 CLIP_BYTES = 4 * 48 * 64 * 3  # a clip of SampleFrames(4, 2): 4 frames of 48x64 RGB
 
 
@@ -92,12 +98,36 @@ def test_dataset_budget_holds_over_epochs(videos):
             assert ds.cache.nbytes <= 2 * CLIP_BYTES and len(ds.cache) <= 2
 
 
-def test_pickled_cache_keeps_only_the_budget(videos):
+def test_pickled_cache_keeps_only_the_budget(videos, monkeypatch):
+    from dear_ray.data import decode
+
+    monkeypatch.setattr(decode, "_SHARED_CACHES", {})
     ds = dataset(videos, 1)
     ds[0]
     assert len(ds.cache) == 1
-    copy = pickle.loads(pickle.dumps(ds))  # what a DataLoader worker receives
+    blob = pickle.dumps(ds)  # what a DataLoader worker receives
+    # unpickled in this process: this process's shared cache of that budget and decoder
+    assert pickle.loads(blob).cache is ds.cache
+    # in a fresh process (no shared caches yet): an empty cache of the same budget
+    monkeypatch.setattr(decode, "_SHARED_CACHES", {})
+    copy = pickle.loads(blob)
     assert len(copy.cache) == 0 and copy.cache.max_bytes == 2**20 and copy.cache.nbytes == 0
+    assert copy.cache is decode.DecodedFramesCache.shared(2**20, ds.decoder)
+    private = decode.DecodedFramesCache(2**20)
+    private.put("v.mp4", np.arange(2), np.zeros((2, 2, 2, 3), np.uint8))
+    assert len(pickle.loads(pickle.dumps(private))) == 0  # a private cache: an empty copy
+
+
+def test_datasets_of_one_process_share_one_cache(videos, monkeypatch):
+    from dear_ray.data import decode
+
+    monkeypatch.setattr(decode, "_SHARED_CACHES", {})
+    first, second = dataset(videos, 1), dataset(videos, 1)
+    assert first.cache is second.cache
+    first[0]
+    misses = second.cache.misses
+    second[0]  # the same clip through the other dataset: a hit
+    assert second.cache.misses == misses and second.cache.hits >= 1
 
 
 def test_negative_budgets_are_refused(videos):
@@ -124,5 +154,7 @@ def test_training_datasets_from_the_config_carry_the_cache(videos, tmp_path):
     train = build_dataset(cfg, "train", test_mode=False, num_classes=2)
     val = build_dataset(cfg, "val", test_mode=True, num_classes=2)
     assert train.cache.max_bytes == 8 * 2**20 and val.cache is None
+    # the evaluation's test-mode pass over the training split reads through the same cache
+    assert build_dataset(cfg, "train", test_mode=True, num_classes=2).cache is train.cache
     assert build_dataset(cfg.override({"data.decoded_cache_mb": 0}), "train", test_mode=False,
                          num_classes=2).cache is None
