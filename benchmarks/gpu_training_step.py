@@ -150,7 +150,9 @@ def _trial_parts(cfg, device: torch.device, channels_last: bool, iters: int):
                              backbone_options=m.backbone_options, head_options=m.head_options,
                              dropout=m.dropout)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        from dear_ray.train.loop import to_channels_last_3d
+
+        model = to_channels_last_3d(model)  # as the Train worker does
     model = model.to(device)
     optimizer = build_optimizer(model, cfg.optim)
     return TrainingStep(model), optimizer, build_scheduler(optimizer, cfg.optim, iters)

@@ -220,7 +220,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     from dear_ray.train.bad_videos import append_bad_videos, bad_videos_dir
     from dear_ray.train.checkpointing import load_checkpoint
     from dear_ray.train.evaluation import evaluate_splits, validate
-    from dear_ray.train.loop import TrainingStep, train_one_epoch
+    from dear_ray.train.loop import TrainingStep, to_channels_last_3d, train_one_epoch
     from dear_ray.train.optim import build_optimizer, build_scheduler
 
     cfg = load_config(cfg_dict)
@@ -255,7 +255,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             log.info("%s", loaded)
         new_parameters = set(loaded.missing) | set(loaded.skipped_classifier)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = to_channels_last_3d(model)
     if cfg.eval_only:
         _evaluate_only(model.to(device), cfg, loop_config, rank=rank, num_classes=num_classes,
                        device=device, amp=amp)

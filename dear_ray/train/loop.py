@@ -76,6 +76,20 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def to_channels_last_3d(model: nn.Module) -> nn.Module:
+    """Every 5-D parameter and buffer (Conv3d weights) in channels_last_3d memory, in place.
+
+    `model.to(memory_format=torch.channels_last_3d)` also converts 4-D tensors, and fails on them
+    ("required rank 5 tensor"): TSM's Conv2d backbone, the CED head's Conv2d. 4-D weights stay as
+    they are (their convolutions take a 4-D input, which the 5-D layout does not apply to).
+    """
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.dim() == 5:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
+
+
 def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool,
                clip_norm=None):
     """Move a batch tensor to `device`; uint8 clips are normalised there with `clip_norm` (the
