@@ -239,8 +239,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     _seed_everything(cfg.seed + 1000 * rank)
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
-    amp = cfg.resources.applies("amp", on_gpu=on_gpu)
-    channels_last = cfg.resources.applies("channels_last_3d", on_gpu=on_gpu)
+    amp = cfg.resources.amp and on_gpu
+    layout = cfg.resources.channels_last_3d  # "gpu": on GPU workers only
+    channels_last = layout is True or (layout == "gpu" and on_gpu)
 
     num_classes = num_known_classes(cfg.data)
     m = cfg.model

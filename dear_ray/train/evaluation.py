@@ -86,7 +86,7 @@ def average_clips_for(head: str, split: str, setting: str, *, stochastic: bool =
 
 def eval_autocast(cfg: ExperimentConfig, amp: bool) -> bool:
     """Whether the score stores run under autocast: only with `eval.precision: amp` and the
-    training autocast on (`amp`: `resources.amp` on this worker)."""
+    training autocast available (`amp`: `resources.amp` on a GPU)."""
     return bool(amp) and cfg.eval.precision == "amp"
 
 

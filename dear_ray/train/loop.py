@@ -70,10 +70,9 @@ def recognizer_of(step_or_model: nn.Module) -> nn.Module:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on the device when `enabled` (the caller decides: `resources.amp` is `gpu`
-    by default, so a CPU worker runs fp32 unless the config says `amp: true`)."""
-    if enabled and device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 autocast on CUDA when `enabled`; a no-op context on CPU (autocast stays off there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

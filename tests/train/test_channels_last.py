@@ -40,22 +40,3 @@ def test_five_d_weights_go_channels_last_and_outputs_do_not_change(backbone, hea
     for a, b in zip(before if isinstance(before, tuple) else (before,),
                     after if isinstance(after, tuple) else (after,)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
-def test_amp_and_channels_last_apply_on_gpu_by_default_and_on_cpu_when_true():
-    from dear_ray.config import load_config
-    from dear_ray.train.loop import autocast
-
-    default = load_config({}).resources
-    assert default.amp == "gpu" and default.channels_last_3d == "gpu"
-    for option in ("amp", "channels_last_3d"):
-        assert default.applies(option, on_gpu=True) and not default.applies(option, on_gpu=False)
-        forced = load_config({"resources": {option: True}}).resources
-        assert forced.applies(option, on_gpu=False) and forced.applies(option, on_gpu=True)
-        off = load_config({"resources": {option: False}}).resources
-        assert not off.applies(option, on_gpu=True)
-    a, b = torch.randn(4, 4), torch.randn(4, 4)
-    with autocast(torch.device("cpu"), True):
-        assert (a @ b).dtype == torch.bfloat16
-    with autocast(torch.device("cpu"), False):
-        assert (a @ b).dtype == torch.float32
