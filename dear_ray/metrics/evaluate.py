@@ -29,7 +29,8 @@ Intervals (`dear_ray.metrics.bootstrap`): every metric M but `threshold` gets `M
 `M_ci_high`, the 95% percentile bootstrap over the test, unknown, `test_shifted` and static-bias
 videos, and
 `M_diff_sig`: whether the paired-bootstrap interval of M minus the same metric of the `softmax`
-baseline on the same videos (same known set, unknown set, backbone and seed) excludes 0 (NA for
+baseline on the same videos (same known set and data folder, unknown set, backbone and seed:
+the demo's control trial has its own softmax baseline on the unbiased copy) excludes 0 (NA for
 the baseline itself and rows without one). Post-hoc detector rows use `posthoc_resamples` (200)
 and `posthoc_curve_resamples` (50), the first of the same draws, so they still pair.
 """
@@ -40,7 +41,7 @@ import dataclasses
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,7 +235,8 @@ class _Row:
 
 
 def _pair_key(row: _Row) -> tuple:
-    return (row.info["known"], row.info["unknown_set"], row.info["backbone"], row.info["seed"])
+    return (row.info["known"], row.info["data"], row.info["unknown_set"], row.info["backbone"],
+            row.info["seed"])
 
 
 def _significance(rows: list[_Row]) -> list[dict[str, object]]:
@@ -265,7 +267,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     run_labels: Sequence[str | None] | None = None, protocol: str = "dear",
                     posthoc: Sequence[str] = POSTHOC_SCORES, posthoc_resamples: int = POSTHOC_RESAMPLES,
                     posthoc_curve_resamples: int = POSTHOC_CURVE_RESAMPLES, knn_k: int = 50,
-                    mit_order: str = "released", hmdb_order: str = "lists") -> pd.DataFrame:
+                    mit_order: str = "released", hmdb_order: str = "lists",
+                    data_of: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -296,6 +299,9 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
             the same resamples, so their paired differences to softmax still pair.
         knn_k: the KNN detector's k.
         mit_order, hmdb_order: `psl`'s MiT-v2 subsamples and HMDB-51 class-id order.
+        data_of: run name -> its data folder, for stores written before the stores recorded
+            theirs (`data_root` in their metadata): a row is compared with the softmax baseline
+            of the same data folder, known set, unknown set, backbone and seed.
 
     Returns:
         One row per (model, method, unknown set): `INFO_COLUMNS`, the metrics of `METRIC_KEYS`,
@@ -351,7 +357,11 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                 if sum(g.method == group.method for g in groups) > 1:
                     label = f"{label} [{group.run}]"
                 info = {"method": plan.method, "score": plan.score, "run": group.run, "head": group.train.meta.head,
-                        "known": group.known.meta.dataset, "unknown_set": unknown_set, "protocol": protocol,
+                        "known": group.known.meta.dataset,
+                        # the data set's folder: the demo's biased and unbiased copies share the
+                        # name and the video ids, and each has its own softmax baseline
+                        "data": extra.get("data_root") or (data_of or {}).get(group.run, ""),
+                        "unknown_set": unknown_set, "protocol": protocol,
                         "backbone": extra.get("backbone", ""),
                         "seed": int(extra["seed"]) if extra.get("seed", "").isdigit() else pd.NA}
                 rows.append(_Row(info, report, boot, label, plan.fewer_resamples))

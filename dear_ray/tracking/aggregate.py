@@ -150,7 +150,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
     table = evaluate_stores([p for paths in usable.values() for p in paths], out_dir,
                             num_trials=num_trials, seed=seed, merged_unknown=merged_unknown,
                             resamples=resamples, curve_resamples=curve_resamples, protocol=protocol,
-                            **evaluate_options)
+                            data_of=_data_roots(sweep_dir), **evaluate_options)
     table.insert(0, "trial", table["run"].map(run_to_trial))
     # rewrite the tables with the trial column (the plots stay as evaluate_stores drew them)
     table.to_csv(out_dir / "results.csv", index=False)
@@ -247,6 +247,16 @@ def _log_method_rows(client: MlflowClient, tracking_uri: str, experiment: str, t
         client.set_tag(run_id, "score", rows["score"].iloc[0])
         client.set_tag(run_id, "unknown_sets", ",".join(dict.fromkeys(rows["unknown_set"])))
         _log_changed_metrics(client, run_id, metrics)
+
+
+def _data_roots(sweep_dir: Path) -> dict[str, str]:
+    """Trial -> its `data.data_root`, from the sweep's recorded trial configs (`trials.json`)."""
+    try:
+        trials = json.loads((Path(sweep_dir) / "trials.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: str((config.get("data") or {}).get("data_root", ""))
+            for name, config in trials.items() if isinstance(config, dict)}
 
 
 def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tracking_uri: str,

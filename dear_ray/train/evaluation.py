@@ -450,6 +450,8 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
                                             else f"{trial}/epoch_{cfg.optim.epochs - 1}"),
                      run=trial, extra={"backbone": cfg.model.backbone, "seed": str(cfg.seed),
                                        "name": cfg.name, "average_clips": views,
+                                       # which videos: two data sets may share a name and ids
+                                       "data_root": str(cfg.data.data_root),
                                        "precision": cfg.eval.precision,
                                        **({"classifier": classifier} if classifier else {})})
     write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,

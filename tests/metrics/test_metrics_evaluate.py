@@ -177,3 +177,35 @@ def test_psl_trial_is_reported_with_its_mahalanobis_score(make_stores, tmp_path)
                              model(unknown.logits, features=unknown.features)])
     truth = np.r_[np.zeros(len(test.labels)), np.ones(len(unknown.labels))]
     assert table["auroc"].iloc[0] == pytest.approx(roc_auc_score(truth, scores))
+
+
+def test_each_row_is_compared_with_the_softmax_baseline_of_its_own_data_folder(monkeypatch):
+    """The demo's biased and unbiased copies share the data set's name and the video ids: each
+    has its softmax baseline, and a row pairs with the one on its own data folder."""
+    from dear_ray.metrics import evaluate
+
+    def row(run, method, score, data):
+        info = {"method": method, "score": score, "run": run, "known": "synth", "data": data,
+                "unknown_set": "unknown", "backbone": "r3d18_tiny", "seed": 0}
+        return evaluate._Row(info, None, object(), f"{run}/{method}")
+
+    rows = [row("softmax", "softmax", "msp", "data/synth"), row("bnn", "bnn", "bald", "data/synth"),
+            row("control", "softmax", "msp", "data/synth_unbiased"),
+            row("control", "mc_dropout", "bald", "data/synth_unbiased")]
+    pairs = []
+
+    def paired(a, b, key):
+        pairs.append((rows.index(next(r for r in rows if r.boot is a)),
+                      rows.index(next(r for r in rows if r.boot is b))))
+        return (0.01, 0.02)
+
+    monkeypatch.setattr(evaluate, "paired_difference", paired)
+    sig = evaluate._significance(rows)
+    assert set(pairs) == {(1, 0), (3, 2)}  # bnn vs the biased softmax, mc_dropout vs the control
+    assert sig[1]["auroc_diff_sig"] is True and sig[3]["auroc_diff_sig"] is True
+    assert sig[0]["auroc_diff_sig"] is pd.NA and sig[2]["auroc_diff_sig"] is pd.NA
+    # without the data folders both softmax rows are candidates for bnn: no comparison at all
+    for r in rows:
+        r.info["data"] = ""
+    pairs.clear()
+    assert evaluate._significance(rows)[1]["auroc_diff_sig"] is pd.NA
