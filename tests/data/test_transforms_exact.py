@@ -17,20 +17,15 @@ from dear_ray.data.transforms import (
     resize_frames,
 )
 
+from ._mmaction2 import mmaction2_train as mmaction2_reference
+
 INV_STD = torch.tensor([1 / s for s in STD_RGB], dtype=torch.float32).view(3, 1, 1, 1)
 MEAN = torch.tensor(MEAN_RGB, dtype=torch.float32).view(3, 1, 1, 1)
 
 
 def mmaction2_train(clip, crop, rng):
-    """Resize(scale=(-1, 256)) -> crop -> Resize((224, 224), keep_ratio=False) -> Flip(0.5),
-    frame by frame with cv2, drawing from `rng` in the same order."""
-    frames = [cv2.resize(f, (341, 256), interpolation=cv2.INTER_LINEAR) for f in clip]
-    top, left, h, w = crop.crop_box(256, 341, rng)
-    out = np.stack([cv2.resize(np.ascontiguousarray(f[top:top + h, left:left + w]), (224, 224),
-                               interpolation=cv2.INTER_LINEAR) for f in frames])
-    if rng.random() < 0.5:
-        out = out[:, :, ::-1]
-    return torch.from_numpy(out.copy()).permute(3, 0, 1, 2), (h, w)
+    """DEAR's sizes: 240x320 -> short side 256 (341x256) -> crop -> 224."""
+    return mmaction2_reference(clip, crop, rng, resized=(341, 256), out=224)
 
 
 @pytest.fixture(scope="module")

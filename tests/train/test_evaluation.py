@@ -132,6 +132,7 @@ def test_bnn_store_logits_follow_the_passes(synth_root, tmp_path):
     evaluate_splits(model, cfg, "b", k, torch.device("cpu"), False)
     store = read_score_store(stores_dir(cfg, "b") / "test.parquet")
     assert store.meta.extra["average_clips"] == "prob/prob"
+    assert store.meta.extra["data_root"] == str(cfg.data.data_root)  # pairs it with its baseline
     sm = np.exp(store.sample_logits - store.sample_logits.max(-1, keepdims=True))
     sm /= sm.sum(-1, keepdims=True)
     np.testing.assert_allclose(np.exp(store.logits), sm.mean(0), rtol=1e-4, atol=1e-6)
