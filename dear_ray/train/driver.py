@@ -142,21 +142,13 @@ def _open_run(cfg: ExperimentConfig, trial_name: str, parent_run_id: str | None)
     """Check `model.pretrained` and the tracking store, then open (or continue) the trial's run
     and log its params and config; the `TrialLogger`, with `.experiment` and `.cfg` (the config
     with `tracking.uri` resolved) set."""
-    from dear_ray.tracking.mlflow_runs import (
-        TrialLogger,
-        artifact_location_for,
-        check_tracking_uri,
-        find_run,
-        resolve_tracking_uri,
-        run_tags,
-    )
+    from dear_ray.tracking.mlflow_runs import check_tracking_uri, find_run, resolve_tracking_uri
     from dear_ray.train.pretrained import check_pretrained
 
     check_pretrained(cfg)  # before any worker starts: a wrong file fails here, naming the keys
     tracking_uri = resolve_tracking_uri(cfg)
     check_tracking_uri(tracking_uri)
     cfg = cfg.override({"tracking.uri": tracking_uri})
-    resolved = cfg.to_dict()
     experiment = _experiment_name(cfg, tracking_uri, parent_run_id)
     run_id = None
     if parent_run_id is None and (cfg.run_root() / "ray" / trial_name).exists():
@@ -166,15 +158,29 @@ def _open_run(cfg: ExperimentConfig, trial_name: str, parent_run_id: str | None)
         exp = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
         if exp is not None:
             run_id = find_run(tracking_uri, exp.experiment_id, run_name=trial_name)
-    logger = TrialLogger(tracking_uri, experiment, run_name=trial_name,
+    logger = open_trial_run(cfg, trial_name, experiment=experiment, parent_run_id=parent_run_id,
+                            run_id=run_id)
+    logger.experiment, logger.cfg = experiment, cfg
+    return logger
+
+
+def open_trial_run(cfg: ExperimentConfig, trial_name: str, *, experiment: str,
+                   parent_run_id: str | None = None, run_id: str | None = None):
+    """Open (or continue: `run_id`, or the run of that name under `parent_run_id`) a trial's
+    MLflow run in this process and log its tags, params and config file; the `TrialLogger`.
+    `cfg.tracking.uri` is the resolved URI. The trial driver calls it for its own run, a sweep's
+    driver for all its trials' runs before they start."""
+    from dear_ray.tracking.mlflow_runs import TrialLogger, artifact_location_for, run_tags
+
+    resolved = cfg.to_dict()
+    logger = TrialLogger(cfg.tracking.uri, experiment, run_name=trial_name,
                          parent_run_id=parent_run_id, run_id=run_id,
                          tags=run_tags(resolved, sweep=cfg.name, trial=trial_name),
-                         artifact_location=artifact_location_for(tracking_uri,
+                         artifact_location=artifact_location_for(cfg.tracking.uri,
                                                                  cfg.tracking.run_dir))
     logger.log_params(resolved)
     config_file = save_config(cfg, cfg.run_root() / "configs" / f"{trial_name}.yaml")
     logger.log_artifact(config_file, artifact_path="config")
-    logger.experiment, logger.cfg = experiment, cfg
     return logger
 
 

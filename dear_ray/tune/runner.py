@@ -141,7 +141,7 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     _write_trials_state(state, {**recorded, **{p.name: trial_configs[p.name] for p in to_run}})
     _log_sweep_to_parent(tracking_uri, parent_run_id, spec, plans)
     opened = {} if _per_sample(spec) else {
-        p.name: _open_trial_run(tracking_uri, exp_name, parent_run_id, spec, p.name,
+        p.name: _open_trial_run(tracking_uri, exp_name, parent_run_id, p.name,
                                 trial_configs[p.name])
         for p in to_run}
     timings["setup_s"] = time.perf_counter() - clock
@@ -340,20 +340,14 @@ def _per_sample(spec: SweepSpec) -> bool:
     return bool(spec.search) or spec.num_samples > 1
 
 
-def _open_trial_run(tracking_uri: str, experiment: str, parent_run_id: str, spec: SweepSpec,
-                    name: str, resolved: dict) -> str:
-    """Open (or, on a resume, continue) a trial's child run in this process: tags, params and the
-    config file, as `run_training` would in the trial driver; the run id."""
-    from dear_ray.config import save_config
-    from dear_ray.tracking.mlflow_runs import TrialLogger, run_tags
+def _open_trial_run(tracking_uri: str, experiment: str, parent_run_id: str, name: str,
+                    resolved: dict) -> str:
+    """Open (or, on a resume, continue) a trial's child run in this process, as the trial driver
+    would (`dear_ray.train.driver.open_trial_run`); the run id."""
+    from dear_ray.train.driver import open_trial_run
 
-    cfg = load_config(resolved)
-    logger = TrialLogger(tracking_uri, experiment, run_name=name, parent_run_id=parent_run_id,
-                         tags=run_tags(resolved, sweep=spec.name, trial=name))
-    logger.log_params(resolved)
-    config_file = save_config(cfg, cfg.run_root() / "configs" / f"{name}.yaml")
-    logger.log_artifact(config_file, artifact_path="config")
-    return logger.run_id
+    cfg = load_config(resolved).override({"tracking.uri": tracking_uri})
+    return open_trial_run(cfg, name, experiment=experiment, parent_run_id=parent_run_id).run_id
 
 
 def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str,
