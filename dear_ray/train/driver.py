@@ -54,7 +54,8 @@ DONE_KEY = "trial_done"  # 1 in the last report of a run that trained (if any) a
 
 def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
                  parent_run_id: str | None = None, callbacks=(),
-                 opened_run: tuple[str, str] | None = None) -> dict[str, Any]:
+                 opened_run: tuple[str, str] | None = None,
+                 tune_trial: bool = False) -> dict[str, Any]:
     """Train one model with Ray Train, score every evaluation split, log to MLflow.
 
     Args:
@@ -69,6 +70,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
             MLflow, only the workers log into the run, and the caller closes it. Importing MLflow
             and opening its SQLite store costs a fresh process 2-3 s, which every trial paid
             twice (here and in rank 0).
+        tune_trial: this process is a Tune trial (the sweep's trial driver). With
+            `resources.num_workers: 0` the loop then runs right here, in Ray Train's local mode,
+            and reports every epoch to Tune itself (no Train controller runs the callbacks).
 
     Returns:
         The last report's metrics plus `run_id` (MLflow), `checkpoint` (path of the last
@@ -98,14 +102,26 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     mark(cfg.run_root(), trial_name, "mlflow_run_ready")
     storage = cfg.run_root() / "ray"
     res = cfg.resources
+    loop_config = {"config": resolved, "trial_name": trial_name, "parent_run_id": parent_run_id,
+                   "run_id": run_id, "experiment": experiment,
+                   "local_mode": res.num_workers == 0,
+                   "tune_trial": tune_trial and res.num_workers == 0}
+    if loop_config["tune_trial"]:  # the loop runs right here, reporting to Tune
+        mark(cfg.run_root(), trial_name, "train_fit_start")
+        out = dict(train_fn_per_worker(loop_config) or {})
+        mark(cfg.run_root(), trial_name, "train_fit_done")
+        last = latest_local_checkpoint(storage / trial_name)
+        out.update(run_id=run_id, trial_name=trial_name,
+                   checkpoint=cfg.model.pretrained if cfg.eval_only else
+                   (last.path if last is not None else None),
+                   stores=str(stores_dir(cfg, trial_name)))
+        return out
     per_worker = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         per_worker["GPU"] = res.gpus_per_worker
     trainer = TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"config": resolved, "trial_name": trial_name,
-                           "parent_run_id": parent_run_id, "run_id": run_id,
-                           "experiment": experiment, "local_mode": res.num_workers == 0},
+        train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                      resources_per_worker=per_worker),
         run_config=RunConfig(
@@ -208,9 +224,6 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     cfg_dict, trial = loop_config["config"], loop_config["trial_name"]
     run_root = Path(cfg_dict["tracking"]["run_dir"]) / cfg_dict["name"]
     mark(run_root, trial, "worker_start")
-    import ray.train
-    import ray.train.torch
-
     import torch
 
     from dear_ray.data.dataset import BadVideoReport
@@ -230,8 +243,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     from dear_ray.train.optim import build_optimizer, build_scheduler
 
     cfg = load_config(cfg_dict)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    session = _session_for(loop_config, cfg)
+    rank, world = session.rank_world()
     mark(run_root, trial, "worker_imports_done", rank=rank)
     # rank 0 opens its MLflow logger in a thread while the model and loaders are built (a fresh
     # process spends ~2.5 s importing MLflow and opening its store); joined before the first log
@@ -243,7 +256,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         opening = pool.submit(_open_worker_logger, cfg, loop_config, loop_config["run_id"])
         pool.shutdown(wait=False)
     _seed_everything(cfg.seed + 1000 * rank)
-    device = ray.train.torch.get_device()
+    device = session.device()
     on_gpu = device.type == "cuda"
     amp = cfg.resources.amp and on_gpu
     layout = cfg.resources.channels_last_3d  # "gpu": on GPU workers only
@@ -263,9 +276,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     if channels_last:
         model = to_channels_last_3d(model)
     if cfg.eval_only:
-        _evaluate_only(model.to(device), cfg, loop_config, rank=rank, num_classes=num_classes,
-                       device=device, amp=amp)
-        return
+        _evaluate_only(model.to(device), cfg, loop_config, session, rank=rank,
+                       num_classes=num_classes, device=device, amp=amp)
+        return session.last_metrics
     mark(run_root, trial, "worker_model_built", rank=rank)
     side_inputs = load_side_inputs(cfg.data, m.head_options.get("scene_labels", "soft"))
     # on a GPU the loader hands uint8 clips over and the step normalises them on the device
@@ -284,16 +297,15 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     if masked_loader is not None:
         iters_per_epoch = min(iters_per_epoch, len(masked_loader))  # SDN zips the two loaders
         masked_dataset, masked_generator = masked_loader.dataset, masked_loader.generator
-        masked_loader = ray.train.torch.prepare_data_loader(masked_loader, add_dist_sampler=False)
-    train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=False)
-    step_module = ray.train.torch.prepare_model(
-        TrainingStep(model), parallel_strategy_kwargs={"find_unused_parameters": True})
+        masked_loader = session.prepare_loader(masked_loader)
+    train_loader = session.prepare_loader(train_loader)
+    step_module = session.prepare_model(TrainingStep(model))
     optimizer = build_optimizer(model, cfg.optim, new_parameters)
     scheduler = build_scheduler(optimizer, cfg.optim, iters_per_epoch)
 
     start_epoch, global_step, run_id = 0, 0, loop_config.get("run_id")
     last_val: float | None = None
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.checkpoint(cfg.run_root() / "ray" / trial)
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory, model=model, optimizer=optimizer,
@@ -361,8 +373,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         if logger is not None and epoch > logged_through:
             logger.log_metrics(metrics, step=epoch)
         save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
-        _report({**metrics, DONE_KEY: 1.0} if last else metrics, save=save, rank=rank, local=loop_config.get("local_mode", False),
-                cfg=cfg, trial=trial, model=model, optimizer=optimizer, scheduler=scheduler,
+        _report({**metrics, DONE_KEY: 1.0} if last else metrics, save=save, rank=rank,
+                session=session, cfg=cfg, trial=trial, model=model, optimizer=optimizer, scheduler=scheduler,
                 epoch=epoch, global_step=global_step,
                 extra={RUN_ID_KEY: run_id, "val_top1": last_val})
         mark(run_root, trial, "epoch_reported", rank=rank)
@@ -371,7 +383,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         metrics = {"epoch": epochs - 1}
         metrics.update(evaluate_splits(model, cfg, trial, num_classes, device, amp,
                                        logger=logger))
-        ray.train.report({**metrics, DONE_KEY: 1.0})
+        session.report({**metrics, DONE_KEY: 1.0})
+    return session.last_metrics
 
 
 def _log_bad_videos(logger, cfg: ExperimentConfig, trial: str) -> None:
@@ -383,12 +396,10 @@ def _log_bad_videos(logger, cfg: ExperimentConfig, trial: str) -> None:
         logger.log_artifact(folder, artifact_path="bad_videos")
 
 
-def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *, rank: int,
-                   num_classes: int, device, amp: bool) -> None:
+def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], session, *,
+                   rank: int, num_classes: int, device, amp: bool) -> None:
     """`eval_only`: every rank scores its shards of the evaluation splits; rank 0 writes the
     stores and logs the metrics (step 0) into the run; one report per rank, no checkpoint."""
-    import ray.train
-
     from dear_ray.train.evaluation import evaluate_splits
 
     logger = None
@@ -403,7 +414,7 @@ def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], *,
                               logger=logger)
     if logger is not None:
         logger.log_metrics(metrics, step=0)
-    ray.train.report({**metrics, DONE_KEY: 1.0})
+    session.report({**metrics, DONE_KEY: 1.0})
 
 
 def _open_worker_logger(cfg: ExperimentConfig, loop_config: dict[str, Any], run_id: str):
@@ -434,33 +445,165 @@ def _epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> di
     return out
 
 
-def _report(metrics, *, save: bool, rank: int, local: bool, cfg: ExperimentConfig, trial: str,
+def _report(metrics, *, save: bool, rank: int, session, cfg: ExperimentConfig, trial: str,
             model, optimizer, scheduler, epoch: int, global_step: int, extra: dict) -> None:
-    """`ray.train.report` on every rank; rank 0 attaches the checkpoint when `save`."""
-    import ray.train
+    """One report on every rank; rank 0 attaches the checkpoint when `save`."""
     import yaml
 
     from dear_ray.train.checkpointing import save_checkpoint
 
     if not (save and rank == 0):
-        ray.train.report(metrics)
+        session.report(metrics)
         return
     state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                  global_step=global_step, extra=extra,
                  config_yaml=yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if local:  # no Ray storage in local mode: keep the checkpoints under the run folder
-        directory = cfg.run_root() / "ray" / trial / f"checkpoint_epoch_{epoch:04d}"
-        save_checkpoint(directory, **state)
+    name = f"{CHECKPOINT_PREFIX}{epoch:04d}"
+    if not session.ray_storage:
+        # no Ray storage: the checkpoints stay under the run folder, where Ray Train would have
+        # put them, each written whole before it takes its name (a process killed while saving
+        # leaves a `.partial` folder, never a checkpoint without its state), so
+        # `latest_local_checkpoint` resumes the run after the last complete one
+        directory = cfg.run_root() / "ray" / trial / name
+        partial = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        save_checkpoint(partial, **state)
+        shutil.rmtree(directory, ignore_errors=True)
+        partial.rename(directory)
         keep = cfg.checkpoint.num_to_keep
         if keep is not None:
-            for old in sorted(directory.parent.glob("checkpoint_epoch_*"))[:-keep]:
+            for old in _local_checkpoints(directory.parent)[:-keep]:
                 shutil.rmtree(old)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
+        session.report(metrics, checkpoint=directory)
         return
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(tmp, **state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
+        session.report(metrics, checkpoint=Path(tmp), checkpoint_dir_name=name)
+
+
+class _RayTrainSession:
+    """The loop's link to Ray Train: a worker of a worker group, or Ray Train's local mode
+    (`num_workers: 0` outside Tune: `dear-ray train`, where the checkpoints stay in the run
+    folder, `ray_storage` False)."""
+
+    def __init__(self, *, local: bool) -> None:
+        self.ray_storage = not local
+        self.last_metrics: dict[str, Any] | None = None
+
+    def rank_world(self) -> tuple[int, int]:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        return ctx.get_world_rank(), ctx.get_world_size()
+
+    def device(self):
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def prepare_loader(self, loader):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
+
+    def prepare_model(self, module):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(
+            module, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    def checkpoint(self, folder: Path):
+        import ray.train
+
+        found = ray.train.get_checkpoint()
+        if found is None and not self.ray_storage:
+            found = latest_local_checkpoint(folder)
+        return found
+
+    def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None,
+               checkpoint_dir_name: str | None = None) -> None:
+        import ray.train
+
+        self.last_metrics = metrics
+        if checkpoint is None:
+            ray.train.report(metrics)
+        else:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint)),
+                             checkpoint_dir_name=checkpoint_dir_name)
+
+
+class _TuneTrialSession:
+    """The loop run by a Tune trial's own process (`num_workers: 0` in a sweep): one rank, no
+    process group, no Ray Train (Ray refuses `ray.train.report` inside a Tune function). Each
+    report goes to Tune as Ray Train's `TuneReportCallback` sends it (the metrics, plus the
+    checkpoint's path under `checkpoint_path`); the checkpoints stay in the run folder and a
+    retried or resumed trial continues after the last complete one."""
+
+    ray_storage = False
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self._gpu = cfg.resources.use_gpu
+        self.last_metrics: dict[str, Any] | None = None
+
+    def rank_world(self) -> tuple[int, int]:
+        return 0, 1
+
+    def device(self):
+        import torch
+
+        # Tune made the trial's GPU the only visible one
+        return torch.device("cuda", 0) if self._gpu and torch.cuda.is_available() \
+            else torch.device("cpu")
+
+    def prepare_loader(self, loader):
+        return loader  # one rank: nothing to shard; the loop moves each batch itself
+
+    def prepare_model(self, module):
+        return module.to(self.device())  # one rank: no DDP wrapper (as Ray Train's world of 1)
+
+    def checkpoint(self, folder: Path):
+        return latest_local_checkpoint(folder)
+
+    def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None,
+               checkpoint_dir_name: str | None = None) -> None:
+        from ray import tune
+        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+        self.last_metrics = metrics
+        extra = {} if checkpoint is None else {CHECKPOINT_PATH_KEY: str(checkpoint)}
+        tune.report({**metrics, **extra})
+
+
+def _session_for(loop_config: dict[str, Any], cfg: ExperimentConfig):
+    if loop_config.get("tune_trial", False):
+        return _TuneTrialSession(cfg)
+    return _RayTrainSession(local=loop_config.get("local_mode", False))
+
+
+CHECKPOINT_PREFIX = "checkpoint_epoch_"
+
+
+def _local_checkpoints(folder: Path) -> list[Path]:
+    """A run's complete checkpoints in its folder (a `state.pt` each), oldest first."""
+    from dear_ray.train.checkpointing import STATE_FILE
+
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{CHECKPOINT_PREFIX}[0-9]*")
+                  if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()
+                  and (p / STATE_FILE).is_file())
+
+
+def latest_local_checkpoint(folder: Path):
+    """The last complete checkpoint a run without Ray storage (`resources.num_workers: 0`)
+    saved in its folder `<run_root>/ray/<trial>`, as a `ray.train.Checkpoint`; None when there
+    is none. Ray Train resumes a worker-group run of the same name from its storage; this does
+    the same for a loop run in-process (a resumed or retried sweep trial, `dear-ray train
+    --resume`)."""
+    from ray.train import Checkpoint
+
+    found = _local_checkpoints(Path(folder))
+    return Checkpoint.from_directory(str(found[-1])) if found else None
 
 
 def _maybe_fail(cfg: ExperimentConfig, trial: str, epoch: int, rank: int) -> None:

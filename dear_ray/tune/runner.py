@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from dear_ray.config import load_config
+from dear_ray.config import ExperimentConfig, load_config
 from dear_ray.tracking.mlflow_runs import (
     artifact_location_for,
     check_tracking_uri,
@@ -37,7 +37,14 @@ from dear_ray.tracking.mlflow_runs import (
     resolve_tracking_uri,
     start_parent_run,
 )
-from dear_ray.tune.sweep import SweepError, SweepSpec, TrialPlan, auto_concurrency, expand_trials
+from dear_ray.tune.sweep import (
+    SweepError,
+    SweepSpec,
+    TrialPlan,
+    auto_concurrency,
+    expand_trials,
+    tune_trial_resources,
+)
 
 log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -153,7 +160,7 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     if to_run:
         trainable = tune.with_resources(
             _make_trial_driver(trial_configs, spec.name, parent_run_id, opened, exp_name),
-            dict(spec.trial_resources))
+            _trial_resources_of(spec, {p.name: p.config for p in to_run}))
         try:
             outcomes = _fit(spec, to_run, trainable, _next_tune_path(tune_path), timings,
                             trial_configs, opened)
@@ -378,12 +385,29 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
         # rank 0 logs into it by run id
         run_id = opened.get(config["trial"]) if trial_name == config["trial"] else None
         run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
-                     callbacks=[TuneReportCallback()],
+                     callbacks=[TuneReportCallback()], tune_trial=True,
                      opened_run=None if run_id is None else (run_id, experiment))
         mark(run_root, trial_name, "trial_driver_done")
 
     _trial_driver.__name__ = _trial_driver.__qualname__ = f"{sweep}_trial"
     return _trial_driver
+
+
+def _trial_resources_of(spec: SweepSpec, configs: dict[str, ExperimentConfig]):
+    """Tune's resources for a trial, from its plan (`tune_trial_resources`): the trial driver's
+    `trial_resources`, plus one worker's share when the loop runs in the trial itself
+    (`resources.num_workers: 0`)."""
+    from ray.tune import PlacementGroupFactory
+
+    def resources(config: dict[str, Any]) -> PlacementGroupFactory:
+        cfg = configs[config["trial"]]
+        sampled = {k: v for k, v in (config.get("search") or {}).items()
+                   if k.startswith("resources.")}
+        if sampled:  # a search axis over the resources themselves
+            cfg = cfg.override(sampled)
+        return PlacementGroupFactory([tune_trial_resources(spec, cfg)])
+
+    return resources
 
 
 def _param_space(spec: SweepSpec, plans: list[TrialPlan]) -> dict[str, Any]:

@@ -15,7 +15,9 @@ A sweep file:
     num_samples: 1
     scheduler: {type: asha, metric: val_top1, mode: max, grace_period: 1}
     max_concurrent_trials: 1          # default: as many as fit in the local CPUs
-    trial_resources: {CPU: 0.5}       # the Tune driver function of each trial (never 0 CPU)
+    trial_resources: {CPU: 0.5}       # the Tune driver function of each trial (never 0 CPU);
+                                      # resources.num_workers: 0 runs the loop in it (Ray
+                                      # Train's local mode), which adds a worker's share
     max_failures: 0                   # Tune retries of a failed trial
     ray: {num_cpus: 2, address: null} # local cluster size, or a cluster to join
 
@@ -226,10 +228,6 @@ def expand_trials(spec: SweepSpec) -> list[TrialPlan]:
             name = f"{name}_{len(plans)}"
         used.add(name)
         config = _override(spec, base, overrides, f"trial {name!r}", overrides)
-        if config.resources.num_workers < 1:
-            raise SweepError(f"{spec.source}: trial {name!r}: resources.num_workers is 0, which runs "
-                             "the loop without Ray Train workers and cannot report to Tune; "
-                             "use at least 1 worker in a sweep")
         plans.append(TrialPlan(name=name, overrides=overrides, config=config))
     if spec.only:
         missing = sorted(set(spec.only) - {p.name for p in plans})
@@ -302,10 +300,26 @@ def _short_axis(axis: str, axes: list[str]) -> str:
 
 
 def trial_resources_summary(cfg: ExperimentConfig) -> tuple[int, float, float]:
-    """(workers, CPUs, GPUs) one trial's Ray Train workers reserve."""
+    """(workers, CPUs, GPUs) one trial's Ray Train workers reserve; with `num_workers: 0` the
+    loop runs in the trial's own process (Ray Train's local mode), which then holds one
+    worker's `cpus_per_worker` (and `gpus_per_worker`) on top of the trial driver's share."""
     res = cfg.resources
     gpus = float(res.gpus_per_worker) if res.use_gpu else 0.0
-    return res.num_workers, res.num_workers * float(res.cpus_per_worker), res.num_workers * gpus
+    slots = max(res.num_workers, 1)
+    return res.num_workers, slots * float(res.cpus_per_worker), slots * gpus
+
+
+def tune_trial_resources(spec: SweepSpec, cfg: ExperimentConfig) -> dict[str, float]:
+    """What Tune reserves for one trial's own process: `trial_resources`, plus the loop's CPUs
+    and GPUs when the loop runs in it (`resources.num_workers: 0`, `trial_resources_summary`);
+    the workers of a worker-group trial reserve theirs themselves."""
+    out = dict(spec.trial_resources)
+    workers, cpus, gpus = trial_resources_summary(cfg)
+    if workers == 0:
+        out["CPU"] = out.get("CPU", 0.0) + cpus
+        if gpus:
+            out["GPU"] = out.get("GPU", 0.0) + gpus
+    return out
 
 
 def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str:

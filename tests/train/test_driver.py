@@ -130,6 +130,45 @@ def test_local_mode_runs_in_process(synth_root, tmp_path, monkeypatch):
     assert len(runs) == 1 and runs[0].data.metrics["epoch"] == 2
 
 
+@pytest.mark.slow
+def test_local_mode_resumes_after_its_last_complete_checkpoint(synth_root, tmp_path,
+                                                               monkeypatch):
+    """A run without Ray storage (num_workers 0: `dear-ray train --resume`, a retried or resumed
+    in-process sweep trial) continues after its last complete checkpoint in its run folder: a
+    half-written one (killed while saving) is skipped, the MLflow run is continued with every
+    epoch once, and the resumed run ends with the same weights as the uninterrupted one."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = _config(synth_root, tmp_path, **{"resources.num_workers": 0, "optim.epochs": 3,
+                                           "checkpoint.every_n_epochs": 1,
+                                           "checkpoint.num_to_keep": None,
+                                           "eval.every_n_epochs": 0, "eval.splits": ["test"]})
+    folder = cfg.run_root() / "ray" / "t"
+    whole = driver.run_training(cfg)
+    final = torch.load(folder / "checkpoint_epoch_0002" / "state.pt", weights_only=False)
+    # killed while saving epoch 2: that checkpoint is half written, the stores are not there
+    import shutil
+
+    shutil.rmtree(folder / "checkpoint_epoch_0002")
+    (folder / "checkpoint_epoch_0002.partial").mkdir()
+    (folder / "checkpoint_epoch_0002.partial" / "state.pt").write_bytes(b"half")
+    shutil.rmtree(stores_dir(cfg, "t"))
+    assert driver.latest_local_checkpoint(folder).path.endswith("checkpoint_epoch_0001")
+
+    again = driver.run_training(cfg)
+    assert again["run_id"] == whole["run_id"]
+    assert again["test_top1"] == pytest.approx(whole["test_top1"])
+    resumed = torch.load(folder / "checkpoint_epoch_0002" / "state.pt", weights_only=False)
+    assert resumed["epoch"] == 2 and resumed["global_step"] == final["global_step"]
+    for key, value in final["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    assert not (folder / "checkpoint_epoch_0002.partial").exists()  # written over, renamed
+    client, runs = _runs(cfg)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert runs[0].data.metrics["resumed_at_epoch"] == 2
+
+
 def test_a_wrong_pretrained_checkpoint_fails_before_any_worker_starts(synth_root, tmp_path,
                                                                      monkeypatch):
     from dear_ray.models.checkpoint import CheckpointError

@@ -14,6 +14,7 @@ from dear_ray.tune.sweep import (
     format_trials,
     load_sweep,
     parse_sweep,
+    tune_trial_resources,
 )
 
 
@@ -165,6 +166,29 @@ def test_auto_concurrency_counts_driver_and_worker_resources(tmp_path):
     gpu = parse_sweep({"base": {**_base(tmp_path), "resources": {"use_gpu": True}},
                        "grid": {"seed": [0, 1]}})
     assert auto_concurrency(gpu, expand_trials(gpu), {"CPU": 64.0, "GPU": 3.0}) == 3
+
+
+def test_an_in_process_trial_holds_its_drivers_and_one_workers_share(tmp_path):
+    """`resources.num_workers: 0` in a sweep: the loop runs in the trial's own process, which
+    Tune gives the driver's `trial_resources` plus one worker's CPUs (and GPUs); a worker-group
+    trial's driver holds only its own share (the workers reserve theirs)."""
+    base = {**_base(tmp_path), "resources": {"cpus_per_worker": 0.75}}
+    spec = parse_sweep({"base": base, "grid": {"resources.num_workers": [0, 1, 2]},
+                        "trial_resources": {"CPU": 0.25}})
+    trials = {t.name: t for t in expand_trials(spec)}
+    assert [tune_trial_resources(spec, t.config) for t in trials.values()] == [
+        {"CPU": 1.0}, {"CPU": 0.25}, {"CPU": 0.25}]
+    lines = format_trials(list(trials.values()), spec).splitlines()
+    assert [line.split()[1:3] for line in lines[1:4]] == [["0", "0.75"], ["1", "0.75"],
+                                                         ["2", "1.5"]]
+    local = parse_sweep({"base": {**base, "resources": {"num_workers": 0,
+                                                        "cpus_per_worker": 0.75}},
+                         "grid": {"seed": [0, 1, 2]}, "trial_resources": {"CPU": 0.25}})
+    assert auto_concurrency(local, expand_trials(local), {"CPU": 2.0}) == 2
+    gpu = parse_sweep({"base": {**_base(tmp_path), "resources": {
+        "num_workers": 0, "use_gpu": True, "gpus_per_worker": 0.5}},
+        "grid": {"seed": [0]}, "trial_resources": {"CPU": 1}})
+    assert tune_trial_resources(gpu, expand_trials(gpu)[0].config) == {"CPU": 2.0, "GPU": 0.5}
 
 
 SWEEPS = Path(__file__).resolve().parents[2] / "jobs" / "sweeps"

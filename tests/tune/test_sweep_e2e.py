@@ -5,6 +5,8 @@ Starts (and stops) a local Ray instance: marked slow.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow import MlflowClient
 
@@ -125,3 +127,45 @@ def test_failed_trial_is_reported_and_finished_trials_still_aggregated(synth, tm
     assert runs["broken"].info.status == "FAILED" and runs["broken"].data.tags["error"]
     assert runs["ok"].info.status == "FINISHED" and "unknown/open_maf1" in runs["ok"].data.metrics
     assert client.get_run(result.parent_run_id).info.status == "FAILED"
+
+
+def test_in_process_trials_report_every_epoch_to_tune_and_keep_their_checkpoints(synth, tmp_path,
+                                                                              monkeypatch):
+    """`resources.num_workers: 0`: each trial's loop runs in its Tune trial process (no Ray Train
+    worker group), two at a time on the 2-CPU cluster; every epoch reaches Tune and MLflow once,
+    the checkpoints stay in the trial's run folder."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    base = _spec(synth, tmp_path / "runs").base.override({
+        "resources.num_workers": 0, "resources.cpus_per_worker": 0.75}).to_dict()
+    spec = parse_sweep({"name": "inproc", "base": base, "grid": {"model.head": ["softmax", "edl"]},
+                        "max_concurrent_trials": 2, "trial_resources": {"CPU": 0.25},
+                        "ray": {"num_cpus": 2}})
+    result = run_sweep(spec)
+    assert result.failed == {} and set(result.table["trial"]) == {"head-edl", "head-softmax"}
+    client = MlflowClient(result.tracking_uri)
+    children = client.search_runs([result.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["head-edl", "head-softmax"]
+    from dear_ray import timeline
+
+    starts = []
+    for run in children:
+        name = run.info.run_name
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(steps) == [0, 1]
+        folder = result.sweep_dir / "ray" / name
+        assert sorted(p.name for p in folder.glob("checkpoint_epoch_*")) == [  # num_to_keep 2
+            "checkpoint_epoch_0000", "checkpoint_epoch_0001"]
+        events = timeline.read(result.sweep_dir, name)
+        driver_pid = {e["pid"] for e in events if e["event"] == "trial_driver_start"}
+        assert {e["pid"] for e in events if e["event"] == "worker_start"} == driver_pid
+        starts.append((timeline.first(events, "worker_ready"), timeline.last(events, "epoch_reported")))
+        # Tune got both epochs' reports (its per-trial result log), the last one marked done
+        logs = list((result.sweep_dir / "ray").glob(f"_tune*/*{name}*/result.json"))
+        assert len(logs) == 1, logs
+        reports = [json.loads(line) for line in logs[0].read_text().splitlines()]
+        assert [r["epoch"] for r in reports] == [0, 1] and reports[-1]["trial_done"] == 1.0
+    (a0, a1), (b0, b1) = starts
+    assert a0 < b1 and b0 < a1  # the two trials trained at the same time
