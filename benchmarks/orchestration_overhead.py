@@ -9,7 +9,9 @@ every evaluation split into score stores:
 - ``sweep``: ``run_sweep`` on a two-trial sweep (two seeds), one trial at a time: local
   ``ray.init`` (dashboard on), Ray Tune, the trial driver, Ray Train's ``TorchTrainer`` with one
   worker, per-epoch checkpoints and reports, MLflow parent/child runs, and the results aggregator
-  (tables and plots) at the end.
+  (tables and plots) at the end;
+- ``in-process``: the same sweep with ``resources.num_workers: 0``: each trial's loop runs in its
+  Tune trial process (no Ray Train worker group), with the same reports, checkpoints and runs.
 
 Each trial's time is then broken down from the wall-clock marks every process of a trial writes
 (`dear_ray.timeline`: Tune's trial driver, the Train workers) and from Ray Train's controller log
@@ -21,7 +23,7 @@ process). The ratio sweep / direct shrinks as training gets longer because the f
 not grow with epochs.
 
 Run: ``.venv/bin/python benchmarks/orchestration_overhead.py [--epochs 2] [--head edl]
-[--data DIR]`` (without ``--data`` a small synthetic data set is generated into a temporary folder).
+[--data DIR] [--modes workers,in-process]`` (without ``--data`` a small synthetic data set is generated into a temporary folder).
 """
 
 from __future__ import annotations
@@ -183,14 +185,14 @@ def ray_train_phases(sweep_dir: Path, trial: str) -> list[tuple[str, float]]:
     return out
 
 
-def train_sweep(cfg_dict: dict) -> tuple[float, dict[str, float], list]:
+def train_sweep(cfg_dict: dict, name: str = "bench_sweep") -> tuple[float, dict[str, float], list]:
     """The same config as a one-trial sweep through `run_sweep`; returns seconds, the runner's
     parts and the trial's timeline breakdown."""
     from dear_ray.tune.sweep import parse_sweep, run_sweep
 
     # two trials, one at a time: the first pays every cold start, the second shows the steady
     # state of a sweep (Tune reuses the finished trial's driver process)
-    spec = parse_sweep({"name": "bench_sweep", "base": cfg_dict,
+    spec = parse_sweep({"name": name, "base": cfg_dict,
                         "grid": {"seed": [0, 1]}, "max_concurrent_trials": 1})
     start = time.perf_counter()
     result = run_sweep(spec)
@@ -210,16 +212,27 @@ def _started(sweep_dir: Path, trial: str) -> float:
     return timeline.first(timeline.read(sweep_dir, trial), "trial_driver_start") or 0.0
 
 
+MODES = {"workers": 1, "in-process": 0}  # resources.num_workers of each mode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--head", default="edl")
     parser.add_argument("--data", type=Path, default=None, help="an existing synthetic data set")
+    parser.add_argument("--modes", default="workers,in-process",
+                        help="comma-separated: workers (a one-worker Ray Train worker group a "
+                             "trial), in-process (resources.num_workers 0)")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"--modes: unknown {unknown}; expected some of {sorted(MODES)}")
     torch.set_num_threads(1)  # the Ray Train worker (1 CPU) gets one thread too
 
     from dear_ray.config import load_config
 
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = args.data
@@ -231,37 +244,56 @@ def main() -> None:
                              videos_per_class=8, frames=16, size=64, workers=2)
         cfg_dict = tiny_config(data, tmp / "runs", head=args.head, epochs=args.epochs)
         direct = train_direct(load_config(cfg_dict))
-        sweep, parts, trials = train_sweep(cfg_dict)
+        for mode in modes:
+            mode_cfg = {**cfg_dict, "resources": {**cfg_dict["resources"],
+                                                  "num_workers": MODES[mode]}}
+            runs[mode] = train_sweep(mode_cfg, name=f"bench_{mode.replace('-', '_')}")
     print(f"two trials one at a time, {args.epochs} epoch(s) each, head {args.head}, i3d_tiny "
           f"on {data}")
     print(f"  direct loop, one trial (one process, no Ray/MLflow): {direct:7.1f} s")
-    print(f"  through run_sweep, both trials (Ray Tune + Train + MLflow + report): {sweep:7.1f} s")
+    steady = {mode: print_sweep(mode, *runs[mode], direct=direct) for mode in modes}
+    if len(steady) == 2:
+        (a, (fa, wa)), (b, (fb, wb)) = steady.items()
+        print(f"  fixed cost per trial, steady state: {a} {fa:.1f} s, {b} {fb:.1f} s of spans "
+              f"(ratio {b}/{a} {fb / fa:.2f}x); wall over the direct loop {wa:.1f} s vs "
+              f"{wb:.1f} s")
+
+
+def print_sweep(mode: str, sweep: float, parts: dict[str, float], trials: list, *,
+                direct: float) -> tuple[float, float]:
+    """Print one mode's sweep and its trials' breakdowns; (fixed cost, wall over the direct
+    loop) of its last trial."""
+    workers = "one Ray Train worker a trial" if mode == "workers" else \
+        "the loop in the Tune trial process (num_workers 0)"
+    print(f"  [{mode}] through run_sweep, both trials (Ray Tune + {workers} + MLflow + report): "
+          f"{sweep:7.1f} s")
     print("    of which " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    print(f"  ratio sweep / (2 x direct): {sweep / (2 * direct):.2f}x  (fixed overhead "
+    print(f"    ratio sweep / (2 x direct): {sweep / (2 * direct):.2f}x  (fixed overhead "
           f"{sweep - 2 * direct:.1f} s)")
-    steady = None
+    steady = (0.0, 0.0)
     for n, (trial, spans, phases) in enumerate(trials):
-        print(f"  trial {n + 1} ({trial}{', cold start' if n == 0 else ''}), from dear_ray.timeline "
-              "marks:")
+        print(f"    trial {n + 1} ({trial}{', cold start' if n == 0 else ''}), from "
+              "dear_ray.timeline marks:")
         for label, seconds, whose in spans:
-            print(f"    {label:<56} {seconds:6.1f} s  [{whose}]")
+            print(f"      {label:<56} {seconds:6.1f} s  [{whose}]")
         if phases:
-            print("    within Ray Train's start (its controller log):")
+            print("      within Ray Train's start (its controller log):")
             for label, seconds in phases:
-                print(f"      {label:<54} {seconds:6.1f} s")
+                print(f"        {label:<54} {seconds:6.1f} s")
         per_trial = sum(s for _, s, whose in spans if whose != "work")
         ray_own = sum(s for _, s, whose in spans if whose == "Ray")
         wall = sum(s for _, s, _ in spans)
-        print(f"    fixed cost (every span but the work): {per_trial:.1f} s, of which Ray's own "
+        print(f"      fixed cost (every span but the work): {per_trial:.1f} s, of which Ray's own "
               f"scheduling / start-up / shut-down {ray_own:.1f} s and ours "
               f"{per_trial - ray_own:.1f} s")
-        print(f"    trial wall {wall:.1f} s - direct loop {direct:.1f} s = {wall - direct:.1f} s "
+        print(f"      trial wall {wall:.1f} s - direct loop {direct:.1f} s = {wall - direct:.1f} s "
               "(also counts what overlaps the work: rank 0's MLflow open, in a thread)")
         steady = (per_trial, wall - direct)
-    print(f"  fixed cost per trial in a sweep (the last trial): {steady[0]:.1f} s of spans, "
+    print(f"    fixed cost per trial in a sweep (the last trial): {steady[0]:.1f} s of spans, "
           f"{steady[1]:.1f} s of wall over the direct loop")
-    print(f"  once per sweep: setup {parts.get('setup_s', 0):.1f} s, ray.init "
+    print(f"    once per sweep: setup {parts.get('setup_s', 0):.1f} s, ray.init "
           f"{parts.get('ray_init_s', 0):.1f} s, report {parts.get('report_s', 0):.1f} s")
+    return steady
 
 
 if __name__ == "__main__":

@@ -113,6 +113,8 @@ def test_overrides_argument_of_load_config(tmp_path):
     ({"debug.fail_at_epoch": 12}, ["debug.fail_at_epoch 12", "optim.epochs (10)"]),
     ({"debug.fail_at_epoch": 1, "resources.num_workers": 0}, ["debug.fail_at_epoch",
                                                               "num_workers >= 1"]),
+    ({"resources.max_failures": 2, "resources.num_workers": 0},
+     ["resources.max_failures 2", "num_workers 0", "sweep's max_failures"]),
     ({"name": "has space"}, ["name", "letters, digits", "'has space'"]),
     ({"bogus": 1}, ["bogus", "unknown field", "optim", "resources"]),
     ({"seed.x": 1}, ["seed", "valid integer", "{'x': 1}"]),

@@ -253,6 +253,11 @@ class ExperimentConfig(_Section):
         if self.debug.fail_at_epoch is not None and self.debug.fail_at_epoch >= self.optim.epochs:
             raise ValueError(f"debug.fail_at_epoch {self.debug.fail_at_epoch} must be < "
                              f"optim.epochs ({self.optim.epochs})")
+        if self.resources.max_failures != 0 and self.resources.num_workers == 0:
+            raise ValueError(f"resources.max_failures {self.resources.max_failures} restarts a "
+                             "Ray Train worker group, and resources.num_workers 0 has none: set "
+                             "it to 0 (a sweep's max_failures retries a trial from its last "
+                             "checkpoint)")
         if self.debug.fail_at_epoch is not None and self.resources.num_workers == 0:
             raise ValueError("debug.fail_at_epoch needs resources.num_workers >= 1: with 0 the loop "
                              "runs in the driver process, which the fault would kill")

@@ -11,7 +11,14 @@ from dear_ray.config._base import Section as _Section
 
 
 class ResourcesConfig(_Section):
-    """Ray Train workers. `num_workers: 0` runs the loop in the driver process (no cluster).
+    """Ray Train workers. `num_workers: 0` runs the loop in the calling process, no worker group:
+    `dear-ray train` runs it through Ray Train's local mode; a sweep trial runs it in its own Tune
+    trial process, which then holds `trial_resources` plus one worker's `cpus_per_worker` (and
+    `gpus_per_worker`) and reports every epoch to Tune itself. The checkpoints then stay in the
+    run folder (`<run_dir>/<name>/ray/<trial>/checkpoint_epoch_*`) and a resumed or retried run
+    continues after the last complete one; a failure is retried by the sweep's `max_failures`
+    (Tune), `resources.max_failures` restarts worker groups only. For small trials on a few cores
+    it saves each trial the start of a Train controller and worker (the demo: ~15-18 s a trial).
 
     `amp`: bf16/fp16 autocast on GPU workers only (bf16 autocast on this project's CPU made the
     demo's step 27% faster, but every demo trial's loss went NaN within 1-8 epochs with torch
