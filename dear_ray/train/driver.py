@@ -12,6 +12,10 @@ gathers and writes the stores.
 device, `dear_ray.train.eval_run.check_pretrained`): a shape mismatch, and with `eval_only` any
 missing or unexpected tensor, fails the run naming the keys.
 
+With `resources.num_workers: 0` the same loop runs in the calling process: through Ray Train's
+local mode for `dear-ray train`, and without Ray Train in a sweep's Tune trial (its reports go to
+Tune); its checkpoints stay in `ray/<trial>/` and a rerun resumes after the last complete one.
+
 Per epoch every worker calls `ray.train.report` exactly once; rank 0 attaches a checkpoint every
 `checkpoint.every_n_epochs` epochs and at the last one. The last epoch's report comes after the
 final evaluation, so `Result.metrics` carries the test accuracies too. With `eval_only` the
@@ -71,8 +75,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
             and opening its SQLite store costs a fresh process 2-3 s, which every trial paid
             twice (here and in rank 0).
         tune_trial: this process is a Tune trial (the sweep's trial driver). With
-            `resources.num_workers: 0` the loop then runs right here, in Ray Train's local mode,
-            and reports every epoch to Tune itself (no Train controller runs the callbacks).
+            `resources.num_workers: 0` the loop then runs right here, without Ray Train (which
+            refuses its report API inside a Tune function), and reports every epoch to Tune
+            itself (`_TuneTrialSession`).
 
     Returns:
         The last report's metrics plus `run_id` (MLflow), `checkpoint` (path of the last
@@ -215,11 +220,13 @@ def _experiment_name(cfg: ExperimentConfig, tracking_uri: str, parent_run_id: st
 # worker
 
 
-def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     """The Ray Train loop of one worker; everything it uses comes in `loop_config`.
 
     Keys: `config` (the resolved config dict, `tracking.uri` set), `trial_name`, `parent_run_id`,
-    `run_id` (MLflow run to log into), `experiment`, `local_mode` (ScalingConfig(num_workers=0)).
+    `run_id` (MLflow run to log into), `experiment`, `local_mode` (ScalingConfig(num_workers=0):
+    no Ray storage, the checkpoints stay in the run folder), `tune_trial` (run by a Tune trial's
+    own process, no Ray Train: `_TuneTrialSession`). Returns the last report's metrics.
     """
     cfg_dict, trial = loop_config["config"], loop_config["trial_name"]
     run_root = Path(cfg_dict["tracking"]["run_dir"]) / cfg_dict["name"]
@@ -374,8 +381,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             logger.log_metrics(metrics, step=epoch)
         save = last or (epoch + 1) % cfg.checkpoint.every_n_epochs == 0
         _report({**metrics, DONE_KEY: 1.0} if last else metrics, save=save, rank=rank,
-                session=session, cfg=cfg, trial=trial, model=model, optimizer=optimizer, scheduler=scheduler,
-                epoch=epoch, global_step=global_step,
+                session=session, cfg=cfg, trial=trial, model=model, optimizer=optimizer,
+                scheduler=scheduler, epoch=epoch, global_step=global_step,
                 extra={RUN_ID_KEY: run_id, "val_top1": last_val})
         mark(run_root, trial, "epoch_reported", rank=rank)
     if start_epoch >= epochs:  # resumed after the last epoch: only the evaluation is left
