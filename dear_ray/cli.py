@@ -226,7 +226,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
     name = _train_run_name(cfg, resume=args.resume)
-    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg)
+    # num_workers 0: Ray Train's local mode runs the loop here and needs no Ray instance
+    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg) \
+        if cfg.resources.num_workers > 0 else None
     try:
         result = run_training(cfg, trial_name=name, callbacks=[_epoch_printer(name, cfg)])
     except Exception as err:  # noqa: BLE001 - Ray wraps the worker's error in its own types

@@ -131,6 +131,27 @@ def test_train_with_a_missing_data_root_fails_before_ray_naming_the_field(tmp_pa
     assert not (tmp_path / "runs" / "tiny" / "ray").exists()
 
 
+@pytest.mark.slow
+def test_train_with_no_workers_runs_the_loop_here_without_a_ray_instance(tmp_path, capsys,
+                                                                         sweep_synth, monkeypatch):
+    import ray
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = _tiny_config(tmp_path, sweep_synth, resources={"num_workers": 0},
+                        eval={"splits": ["test"]})
+    assert main(["train", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Ray logs" not in out and "run tiny finished" in out
+    assert not ray.is_initialized()
+    folder = tmp_path / "runs" / "tiny" / "ray" / "tiny"
+    assert [p.name for p in folder.glob("checkpoint_epoch_*")] == ["checkpoint_epoch_0000"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
 def test_train_refuses_a_sweep_file_with_a_pointer_to_sweep(capsys):
     assert main(["train", str(REPO / "jobs/sweeps/demo.yaml")]) == 2
     err = capsys.readouterr().err

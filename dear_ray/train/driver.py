@@ -111,6 +111,8 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
                    "run_id": run_id, "experiment": experiment,
                    "local_mode": res.num_workers == 0,
                    "tune_trial": tune_trial and res.num_workers == 0}
+    if res.num_workers == 0:  # no Ray storage: the run folder exists from the start (its name
+        (storage / trial_name).mkdir(parents=True, exist_ok=True)  # is taken, a rerun resumes)
     if loop_config["tune_trial"]:  # the loop runs right here, reporting to Tune
         mark(cfg.run_root(), trial_name, "train_fit_start")
         out = dict(train_fn_per_worker(loop_config) or {})
