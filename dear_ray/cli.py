@@ -226,7 +226,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
     name = _train_run_name(cfg, resume=args.resume)
-    # num_workers 0: Ray Train's local mode runs the loop here and needs no Ray instance
+    # num_workers 0: the loop runs in this process and needs no Ray instance
     private = _start_private_ray(cfg.run_root() / "ray" / name, cfg) \
         if cfg.resources.num_workers > 0 else None
     try:

@@ -12,7 +12,7 @@ from dear_ray.config._base import Section as _Section
 
 class ResourcesConfig(_Section):
     """Ray Train workers. `num_workers: 0` runs the loop in the calling process, no worker group:
-    `dear-ray train` runs it through Ray Train's local mode; a sweep trial runs it in its own Tune
+    `dear-ray train` runs it in its own process (no Ray instance); a sweep trial in its Tune
     trial process, which then holds `trial_resources` plus one worker's `cpus_per_worker` (and
     `gpus_per_worker`) and reports every epoch to Tune itself. The checkpoints then stay in the
     run folder (`<run_dir>/<name>/ray/<trial>/checkpoint_epoch_*`) and a resumed or retried run

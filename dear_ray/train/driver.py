@@ -12,9 +12,9 @@ gathers and writes the stores.
 device, `dear_ray.train.eval_run.check_pretrained`): a shape mismatch, and with `eval_only` any
 missing or unexpected tensor, fails the run naming the keys.
 
-With `resources.num_workers: 0` the same loop runs in the calling process: through Ray Train's
-local mode for `dear-ray train`, and without Ray Train in a sweep's Tune trial (its reports go to
-Tune); its checkpoints stay in `ray/<trial>/` and a rerun resumes after the last complete one.
+With `resources.num_workers: 0` the same loop runs in the calling process, without a Ray Train
+worker group (`dear-ray train`, or a sweep's Tune trial, whose reports then go to Tune); its
+checkpoints stay in `ray/<trial>/` and a rerun resumes after the last complete one.
 
 Per epoch every worker calls `ray.train.report` exactly once; rank 0 attaches a checkpoint every
 `checkpoint.every_n_epochs` epochs and at the last one. The last epoch's report comes after the
@@ -74,10 +74,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
             MLflow, only the workers log into the run, and the caller closes it. Importing MLflow
             and opening its SQLite store costs a fresh process 2-3 s, which every trial paid
             twice (here and in rank 0).
-        tune_trial: this process is a Tune trial (the sweep's trial driver). With
-            `resources.num_workers: 0` the loop then runs right here, without Ray Train (which
-            refuses its report API inside a Tune function), and reports every epoch to Tune
-            itself (`_TuneTrialSession`).
+        tune_trial: this process is a Tune trial (the sweep's trial driver): with
+            `resources.num_workers: 0` every epoch is reported to Tune from here
+            (`_InProcessSession`; Ray refuses `ray.train.report` inside a Tune function).
 
     Returns:
         The last report's metrics plus `run_id` (MLflow), `checkpoint` (path of the last
@@ -108,15 +107,21 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     storage = cfg.run_root() / "ray"
     res = cfg.resources
     loop_config = {"config": resolved, "trial_name": trial_name, "parent_run_id": parent_run_id,
-                   "run_id": run_id, "experiment": experiment,
-                   "local_mode": res.num_workers == 0,
-                   "tune_trial": tune_trial and res.num_workers == 0}
-    if res.num_workers == 0:  # no Ray storage: the run folder exists from the start (its name
-        (storage / trial_name).mkdir(parents=True, exist_ok=True)  # is taken, a rerun resumes)
-    if loop_config["tune_trial"]:  # the loop runs right here, reporting to Tune
+                   "run_id": run_id, "experiment": experiment}
+    if res.num_workers == 0:  # the loop runs right here (`_InProcessSession`)
+        (storage / trial_name).mkdir(parents=True, exist_ok=True)  # the name is taken at once
+        session = _InProcessSession(cfg, callbacks=callbacks, tune=tune_trial)
         mark(cfg.run_root(), trial_name, "train_fit_start")
-        out = dict(train_fn_per_worker(loop_config) or {})
+        try:
+            train_fn_per_worker({**loop_config, "session": session})
+        except BaseException:
+            if logger is not None:
+                logger.set_terminated("FAILED")
+            raise
         mark(cfg.run_root(), trial_name, "train_fit_done")
+        out = dict(session.last_metrics or {})
+        if logger is not None:
+            logger.set_terminated("FINISHED")
         last = latest_local_checkpoint(storage / trial_name)
         out.update(run_id=run_id, trial_name=trial_name,
                    checkpoint=cfg.model.pretrained if cfg.eval_only else
@@ -226,9 +231,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     """The Ray Train loop of one worker; everything it uses comes in `loop_config`.
 
     Keys: `config` (the resolved config dict, `tracking.uri` set), `trial_name`, `parent_run_id`,
-    `run_id` (MLflow run to log into), `experiment`, `local_mode` (ScalingConfig(num_workers=0):
-    no Ray storage, the checkpoints stay in the run folder), `tune_trial` (run by a Tune trial's
-    own process, no Ray Train: `_TuneTrialSession`). Returns the last report's metrics.
+    `run_id` (MLflow run to log into), `experiment`, and, when `run_training` runs the loop in its
+    own process (`num_workers: 0`), `session` (`_InProcessSession`). Returns the last report's
+    metrics.
     """
     cfg_dict, trial = loop_config["config"], loop_config["trial_name"]
     run_root = Path(cfg_dict["tracking"]["run_dir"]) / cfg_dict["name"]
@@ -491,12 +496,12 @@ def _report(metrics, *, save: bool, rank: int, session, cfg: ExperimentConfig, t
 
 
 class _RayTrainSession:
-    """The loop's link to Ray Train: a worker of a worker group, or Ray Train's local mode
-    (`num_workers: 0` outside Tune: `dear-ray train`, where the checkpoints stay in the run
-    folder, `ray_storage` False)."""
+    """The loop's link to Ray Train, on each worker of a worker group; the checkpoints go to Ray
+    Train's storage (`ray_storage`)."""
 
-    def __init__(self, *, local: bool) -> None:
-        self.ray_storage = not local
+    ray_storage = True
+
+    def __init__(self) -> None:
         self.last_metrics: dict[str, Any] | None = None
 
     def rank_world(self) -> tuple[int, int]:
@@ -524,10 +529,7 @@ class _RayTrainSession:
     def checkpoint(self, folder: Path):
         import ray.train
 
-        found = ray.train.get_checkpoint()
-        if found is None and not self.ray_storage:
-            found = latest_local_checkpoint(folder)
-        return found
+        return ray.train.get_checkpoint()
 
     def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None,
                checkpoint_dir_name: str | None = None) -> None:
@@ -541,17 +543,21 @@ class _RayTrainSession:
                              checkpoint_dir_name=checkpoint_dir_name)
 
 
-class _TuneTrialSession:
-    """The loop run by a Tune trial's own process (`num_workers: 0` in a sweep): one rank, no
-    process group, no Ray Train (Ray refuses `ray.train.report` inside a Tune function). Each
-    report goes to Tune as Ray Train's `TuneReportCallback` sends it (the metrics, plus the
-    checkpoint's path under `checkpoint_path`); the checkpoints stay in the run folder and a
-    retried or resumed trial continues after the last complete one."""
+class _InProcessSession:
+    """The loop run by the calling process (`resources.num_workers: 0`): one rank, no process
+    group, no Ray Train worker group. In a sweep that process is the Tune trial's (`tune`; Ray
+    refuses `ray.train.report` inside a Tune function): each report goes to Tune as Ray Train's
+    `TuneReportCallback` sends it (the metrics, plus the checkpoint's path under
+    `checkpoint_path`). Each report also goes to the caller's Ray Train `UserCallback`s
+    (`after_report(None, [metrics], checkpoint)`: `dear-ray train` prints its epoch lines so).
+    The checkpoints stay in the run folder; a rerun continues after the last complete one."""
 
     ray_storage = False
 
-    def __init__(self, cfg: ExperimentConfig) -> None:
+    def __init__(self, cfg: ExperimentConfig, *, callbacks=(), tune: bool = False) -> None:
         self._gpu = cfg.resources.use_gpu
+        self._callbacks = list(callbacks)
+        self._tune = tune
         self.last_metrics: dict[str, Any] | None = None
 
     def rank_world(self) -> tuple[int, int]:
@@ -560,7 +566,7 @@ class _TuneTrialSession:
     def device(self):
         import torch
 
-        # Tune made the trial's GPU the only visible one
+        # Ray made the trial's GPU the only visible one
         return torch.device("cuda", 0) if self._gpu and torch.cuda.is_available() \
             else torch.device("cpu")
 
@@ -575,18 +581,24 @@ class _TuneTrialSession:
 
     def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None,
                checkpoint_dir_name: str | None = None) -> None:
-        from ray import tune
-        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-
         self.last_metrics = metrics
-        extra = {} if checkpoint is None else {CHECKPOINT_PATH_KEY: str(checkpoint)}
-        tune.report({**metrics, **extra})
+        if self._callbacks:
+            from ray.train import Checkpoint
+
+            reported = None if checkpoint is None else Checkpoint.from_directory(str(checkpoint))
+            for callback in self._callbacks:
+                callback.after_report(None, [metrics], reported)
+        if self._tune:
+            from ray import tune
+            from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+            extra = {} if checkpoint is None else {CHECKPOINT_PATH_KEY: str(checkpoint)}
+            tune.report({**metrics, **extra})
 
 
 def _session_for(loop_config: dict[str, Any], cfg: ExperimentConfig):
-    if loop_config.get("tune_trial", False):
-        return _TuneTrialSession(cfg)
-    return _RayTrainSession(local=loop_config.get("local_mode", False))
+    """The in-process session `run_training` passed, else this Ray Train worker's."""
+    return loop_config.get("session") or _RayTrainSession()
 
 
 CHECKPOINT_PREFIX = "checkpoint_epoch_"

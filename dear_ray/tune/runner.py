@@ -384,8 +384,11 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
         # again by name under the parent when the trial is resumed) before its workers start;
         # rank 0 logs into it by run id
         run_id = opened.get(config["trial"]) if trial_name == config["trial"] else None
+        # a worker group's reports reach Tune through Ray Train's callback; an in-process loop
+        # (num_workers 0) reports to Tune itself
+        callbacks = [TuneReportCallback()] if cfg.resources.num_workers > 0 else []
         run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
-                     callbacks=[TuneReportCallback()], tune_trial=True,
+                     callbacks=callbacks, tune_trial=True,
                      opened_run=None if run_id is None else (run_id, experiment))
         mark(run_root, trial_name, "trial_driver_done")
 

@@ -16,8 +16,8 @@ A sweep file:
     scheduler: {type: asha, metric: val_top1, mode: max, grace_period: 1}
     max_concurrent_trials: 1          # default: as many as fit in the local CPUs
     trial_resources: {CPU: 0.5}       # the Tune driver function of each trial (never 0 CPU);
-                                      # resources.num_workers: 0 runs the loop in it (Ray
-                                      # Train's local mode), which adds a worker's share
+                                      # resources.num_workers: 0 runs the loop in it (no
+                                      # worker group), which adds a worker's share
     max_failures: 0                   # Tune retries of a failed trial
     ray: {num_cpus: 2, address: null} # local cluster size, or a cluster to join
 
@@ -301,7 +301,7 @@ def _short_axis(axis: str, axes: list[str]) -> str:
 
 def trial_resources_summary(cfg: ExperimentConfig) -> tuple[int, float, float]:
     """(workers, CPUs, GPUs) one trial's Ray Train workers reserve; with `num_workers: 0` the
-    loop runs in the trial's own process (Ray Train's local mode), which then holds one
+    loop runs in the trial's own process (no worker group), which then holds one
     worker's `cpus_per_worker` (and `gpus_per_worker`) on top of the trial driver's share."""
     res = cfg.resources
     gpus = float(res.gpus_per_worker) if res.use_gpu else 0.0
