@@ -111,50 +111,42 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     if res.num_workers == 0:  # the loop runs right here (`_InProcessSession`)
         (storage / trial_name).mkdir(parents=True, exist_ok=True)  # the name is taken at once
         session = _InProcessSession(cfg, callbacks=callbacks, tune=tune_trial)
-        mark(cfg.run_root(), trial_name, "train_fit_start")
-        try:
+
+        def fit() -> tuple[dict | None, str | None]:
             train_fn_per_worker({**loop_config, "session": session})
-        except BaseException:
-            if logger is not None:
-                logger.set_terminated("FAILED")
-            raise
-        mark(cfg.run_root(), trial_name, "train_fit_done")
-        out = dict(session.last_metrics or {})
-        if logger is not None:
-            logger.set_terminated("FINISHED")
-        last = latest_local_checkpoint(storage / trial_name)
-        out.update(run_id=run_id, trial_name=trial_name,
-                   checkpoint=cfg.model.pretrained if cfg.eval_only else
-                   (last.path if last is not None else None),
-                   stores=str(stores_dir(cfg, trial_name)))
-        return out
-    per_worker = {"CPU": res.cpus_per_worker}
-    if res.use_gpu:
-        per_worker["GPU"] = res.gpus_per_worker
-    trainer = TorchTrainer(
-        train_fn_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
-                                     resources_per_worker=per_worker),
-        run_config=RunConfig(
-            name=trial_name, storage_path=str(storage),
-            # Ray Train's own INFO lines (worker group start, every report's dict) stay in its
-            # log files; the console gets warnings and our one line per epoch
-            logging_config=TrainLoggingConfig(log_level="WARNING"),
-            failure_config=FailureConfig(max_failures=res.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
-            callbacks=list(callbacks) or None),
-    )
+            last = latest_local_checkpoint(storage / trial_name)
+            return session.last_metrics, last.path if last is not None else None
+    else:
+        per_worker = {"CPU": res.cpus_per_worker}
+        if res.use_gpu:
+            per_worker["GPU"] = res.gpus_per_worker
+        trainer = TorchTrainer(
+            train_fn_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                         resources_per_worker=per_worker),
+            run_config=RunConfig(
+                name=trial_name, storage_path=str(storage),
+                # Ray Train's own INFO lines (worker group start, every report's dict) stay in
+                # its log files; the console gets warnings and our one line per epoch
+                logging_config=TrainLoggingConfig(log_level="WARNING"),
+                failure_config=FailureConfig(max_failures=res.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+                callbacks=list(callbacks) or None),
+        )
+
+        def fit() -> tuple[dict | None, str | None]:
+            result = trainer.fit()
+            return result.metrics, result.checkpoint.path if result.checkpoint is not None else None
     mark(cfg.run_root(), trial_name, "train_fit_start")
     try:
-        result = trainer.fit()
+        metrics, checkpoint = fit()
     except BaseException:
         if logger is not None:
             logger.set_terminated("FAILED")
         raise
     mark(cfg.run_root(), trial_name, "train_fit_done")
-    out = dict(result.metrics or {})
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    out = dict(metrics or {})
     if logger is not None:
         logger.set_terminated("FINISHED")
         if cfg.eval_only:  # no checkpoint attached, so no Result.metrics: the run has them
@@ -257,7 +249,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     from dear_ray.train.optim import build_optimizer, build_scheduler
 
     cfg = load_config(cfg_dict)
-    session = _session_for(loop_config, cfg)
+    session = _session_for(loop_config)
     rank, world = session.rank_world()
     mark(run_root, trial, "worker_imports_done", rank=rank)
     # rank 0 opens its MLflow logger in a thread while the model and loaders are built (a fresh
@@ -596,7 +588,7 @@ class _InProcessSession:
             tune.report({**metrics, **extra})
 
 
-def _session_for(loop_config: dict[str, Any], cfg: ExperimentConfig):
+def _session_for(loop_config: dict[str, Any]):
     """The in-process session `run_training` passed, else this Ray Train worker's."""
     return loop_config.get("session") or _RayTrainSession()
 
