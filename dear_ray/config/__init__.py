@@ -43,7 +43,15 @@ class ModelConfig(_Section):
 
     `pretrained`: an MMAction2 / DEAR model-zoo `.pth`, or a dear_ray checkpoint folder (e.g. the
     last `checkpoint_epoch_*` of an earlier trial), made absolute and loaded before training; a
-    classifier of another width is skipped.
+    classifier of another width is skipped. torchvision's weight files and MMAction2's Video Swin
+    checkpoints load into the torchvision backbones (docs/backbones.md); VideoMAE / V-JEPA 2
+    read a local HuggingFace folder through `backbone_options.hf_dir` instead.
+
+    `freeze_backbone`: train the head only (a linear probe with `softmax`): the backbone's
+    parameters are not optimised and it stays in eval mode. `pooling`: `avg` (global average pool)
+    or `attentive` (V-JEPA 2's attentive pooler between the maps and any head; its options
+    `depth`, `num_heads`, `mlp_ratio` in `pooling_options`); with both, V-JEPA 2's
+    frozen-backbone attentive probe.
     """
 
     backbone: str = "i3d_tiny"
@@ -52,6 +60,9 @@ class ModelConfig(_Section):
     head_options: dict[str, Any] = Field(default_factory=dict)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     pretrained: str | None = None
+    freeze_backbone: bool = False
+    pooling: Literal["avg", "attentive"] = "avg"
+    pooling_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("pretrained")
     @classmethod
@@ -71,6 +82,24 @@ class ModelConfig(_Section):
         from dear_ray.models import list_heads
 
         return _check_name(value, list_heads(), "head")
+
+    @model_validator(mode="after")
+    def _check_pooling(self) -> ModelConfig:
+        allowed = ("depth", "num_heads", "mlp_ratio")
+        unknown = sorted(set(self.pooling_options) - set(allowed))
+        if unknown:
+            raise ValueError(f"model.pooling_options: unknown option(s) {unknown}; the attentive "
+                             f"pooler takes {', '.join(allowed)}")
+        if self.pooling_options and self.pooling != "attentive":
+            raise ValueError(f"model.pooling_options {self.pooling_options} need model.pooling: "
+                             "attentive")
+        return self
+
+    def recognizer_options(self) -> dict[str, Any]:
+        """The keyword arguments of `dear_ray.models.build_recognizer` but `num_classes`."""
+        return dict(backbone=self.backbone, head=self.head, backbone_options=self.backbone_options,
+                    head_options=self.head_options, dropout=self.dropout, pooling=self.pooling,
+                    pooling_options=self.pooling_options, freeze_backbone=self.freeze_backbone)
 
 
 class OptimConfig(_Section):

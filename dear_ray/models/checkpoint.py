@@ -40,6 +40,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dear_ray.models.backbones.weights import rename_foreign_keys
+
 # A tensor whose key contains one of these is a classifier: its width depends on the class count,
 # so a mismatch (Kinetics-400 fc_cls into a 101-class head) is skipped instead of failing.
 CLASSIFIER_KEY_PARTS = ("fc_cls", "aux_head.fc", "cls_head.points", "debias_head.f1_fc",
@@ -155,7 +157,8 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{path}: state dict entries that are not tensors: {bad[:10]}")
-    return {_strip_module(k): v for k, v in state.items()}
+    # MMAction2's Video Swin and torchvision's classifier names (dear_ray.models.backbones.weights)
+    return rename_foreign_keys({_strip_module(k): v for k, v in state.items()})
 
 
 def _strip_module(key: str) -> str:

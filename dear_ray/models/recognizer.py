@@ -30,6 +30,9 @@ from torch import nn
 
 from dear_ray.models.backbones import create_backbone
 from dear_ray.models.heads import HEADS, Head, HeadInputs, create_aux_head, create_head, head_option_names
+from dear_ray.models.heads.attentive import AttentivePooler, create_attentive_pooler
+
+POOLINGS = ("avg", "attentive")  # model.pooling: global average pool, or the attentive pooler
 
 AVERAGE_CLIPS = ("score", "prob")  # MMAction2 0.x test_cfg.average_clips, as DEAR's configs use it
 
@@ -113,20 +116,42 @@ class Recognizer(nn.Module):
         cls_head: a `Head`.
         dropout: probability of the dropout between pooling and the head.
         aux_head: TPN's auxiliary head (`AuxHead`), or None.
+        probe: an `AttentivePooler` that replaces the average pool (`model.pooling: attentive`):
+            the features of every head are its output, one vector a clip (also on TSM), or None.
+        freeze_backbone: train the head (and probe) only: the backbone's parameters get
+            `requires_grad=False` (so no graph is recorded through it and optimisers built from
+            trainable parameters skip it) and it stays in eval mode (BatchNorm running
+            statistics, no dropout / stochastic depth) whatever `train()` says.
     """
 
     def __init__(self, backbone: nn.Module, cls_head: Head, *, dropout: float,
-                 aux_head: nn.Module | None = None) -> None:
+                 aux_head: nn.Module | None = None, probe: AttentivePooler | None = None,
+                 freeze_backbone: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.cls_head = cls_head
         self.dropout = nn.Dropout(dropout)
         self.aux_head = aux_head
+        self.probe = probe
         self.num_classes = cls_head.num_classes
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            backbone.requires_grad_(False)
+            backbone.eval()
+
+    def train(self, mode: bool = True) -> Recognizer:
+        """As `nn.Module.train`; a frozen backbone stays in eval mode."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     def _segments(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The units dropout acts on: (B, T, F) per-segment features of a segmental backbone
-        (TSM: each frame pooled over H, W), else (B, 1, F) pooled features."""
+        (TSM: each frame pooled over H, W), else (B, 1, F) pooled features (averaged, or the
+        attentive probe's output)."""
+        if self.probe is not None:
+            return self.probe(maps).unsqueeze(1)
         if self.backbone.segmental:
             if len(maps) != 1:
                 raise ValueError(f"a segmental backbone must return one map, got {len(maps)}")
@@ -314,6 +339,9 @@ def build_recognizer(
     backbone_options: dict[str, Any] | None = None,
     head_options: dict[str, Any] | None = None,
     dropout: float = 0.5,
+    pooling: str = "avg",
+    pooling_options: dict[str, Any] | None = None,
+    freeze_backbone: bool = False,
 ) -> Recognizer:
     """Build a recognizer from registered names.
 
@@ -332,6 +360,11 @@ def build_recognizer(
         head_options: keyword options of the head builder (not `in_features`, `num_classes`,
             `debias_channels`: those come from the backbone).
         dropout: between pooling and the head, in [0, 1).
+        pooling: `avg` (global average pool, MMAction2's heads) or `attentive` (V-JEPA 2's
+            attentive pooler, `create_attentive_pooler(width=num_features, **pooling_options)`).
+        pooling_options: keyword options of the attentive pooler (`depth`, `num_heads`,
+            `mlp_ratio`).
+        freeze_backbone: train the head (and the probe) only (see `Recognizer`).
 
     Raises:
         UnknownNameError: an unknown backbone or head name (the message lists the known ones).
@@ -342,6 +375,11 @@ def build_recognizer(
         raise ValueError(f"build_recognizer: num_classes must be a positive integer, got {num_classes!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"build_recognizer: dropout must be in [0, 1), got {dropout}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"build_recognizer: pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling_options and pooling != "attentive":
+        raise ValueError(f"build_recognizer: pooling_options {pooling_options} need pooling "
+                         "'attentive'")
     HEADS.get(head)  # an unknown head fails before the (possibly large) backbone is built
     head_options = dict(head_options or {})
     supplied = {"in_features", "num_classes", "debias_channels"} & set(head_options)
@@ -361,8 +399,11 @@ def build_recognizer(
     aux_head = None
     if net.aux_channels > 0:
         aux_head = create_aux_head(in_channels=net.aux_channels, num_classes=num_classes)
-    return Recognizer(net, cls_head, dropout=dropout, aux_head=aux_head)
+    probe = (create_attentive_pooler(width=net.num_features, **(pooling_options or {}))
+             if pooling == "attentive" else None)
+    return Recognizer(net, cls_head, dropout=dropout, aux_head=aux_head, probe=probe,
+                      freeze_backbone=freeze_backbone)
 
 
-__all__ = ["AVERAGE_CLIPS", "PredictOutput", "Recognizer", "RecognizerOutput", "average_views",
+__all__ = ["AVERAGE_CLIPS", "POOLINGS", "PredictOutput", "Recognizer", "RecognizerOutput", "average_views",
            "build_recognizer", "pool_maps", "shuffle_frames"]

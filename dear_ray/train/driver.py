@@ -270,9 +270,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
 
     num_classes = num_known_classes(cfg.data)
     m = cfg.model
-    model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=num_classes,
-                             backbone_options=m.backbone_options, head_options=m.head_options,
-                             dropout=m.dropout)
+    model = build_recognizer(num_classes=num_classes, **m.recognizer_options())
     new_parameters = None  # nothing pretrained: every parameter is new
     if m.pretrained:
         loaded = load_pretrained(model, m.pretrained, complete=cfg.eval_only)

@@ -151,7 +151,10 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
                                         cfg.model.head, cfg.eval_only)):
         path = Path(pretrained)
         if not path.exists():
-            problems.append(f"model.pretrained: {path} does not exist")
+            from dear_ray.models.backbones.weights import weights_hint
+
+            hint = weights_hint(cfg.model.backbone)
+            problems.append(f"model.pretrained: {path} does not exist" + (f" ({hint})" if hint else ""))
         elif path.is_file() and not os.access(path, os.R_OK):
             problems.append(f"model.pretrained: {path} is not readable")
         elif path.is_file():

@@ -36,12 +36,16 @@ def check_pretrained(cfg: ExperimentConfig):
         return None
     k = num_known_classes(cfg.data)
     with torch.device("meta"):
-        model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=k,
-                                 backbone_options=m.backbone_options,
-                                 head_options=m.head_options, dropout=m.dropout)
+        model = build_recognizer(num_classes=k, **m.recognizer_options())
     what = (f"model.backbone {m.backbone} + model.head {m.head} ({k} classes"
             + (f", head_options {m.head_options}" if m.head_options else "") + ")")
-    return check_checkpoint(model, m.pretrained, complete=cfg.eval_only, what=what)
+    try:
+        return check_checkpoint(model, m.pretrained, complete=cfg.eval_only, what=what)
+    except FileNotFoundError as err:
+        from dear_ray.models.backbones.weights import weights_hint
+
+        hint = weights_hint(m.backbone)
+        raise FileNotFoundError(f"{err}; {hint}" if hint else str(err)) from None
 
 
 __all__ = ["check_pretrained"]

@@ -223,9 +223,7 @@ def _groups_summary(cfg: Any) -> str:
 
     m = cfg.model
     with torch.device("meta"):  # structure only: no memory, no initialisation cost
-        model = build_recognizer(backbone=m.backbone, head=m.head, num_classes=2,
-                                 backbone_options=m.backbone_options,
-                                 head_options=m.head_options, dropout=m.dropout)
+        model = build_recognizer(num_classes=2, **m.recognizer_options())
     target = "last" if o.param_groups == "tsm_fc_lr5" else "classifier"
     promoted = sorted({n.rsplit(".", 1)[0] for n, (g, _, _) in
                        tsm_fc_lr5_rules(model, target=target).items()
