@@ -11,8 +11,7 @@ import dear_ray.models.recognizer as recognizer_module
 from dear_ray.models import build_recognizer, create_backbone, list_backbones, list_heads
 from dear_ray.models.backbones import BackboneOutput
 from dear_ray.registry import UnknownNameError
-
-TINY = [name for name in list_backbones() if name.endswith("_tiny")]
+from tests.models._backbones import TINY, TINY_NAMES
 K, P = 4, 5
 LABELS = torch.tensor([0, 1, 2, 3])
 
@@ -35,7 +34,10 @@ def _sdn_inputs(clips):
 
 
 def test_tiny_presets_are_all_registered():
-    assert set(TINY) == {"i3d_tiny", "tsm_tiny", "slowfast_tiny", "tpn_tiny", "r3d18_tiny"}
+    assert set(TINY_NAMES) == {"i3d_tiny", "tsm_tiny", "slowfast_tiny", "tpn_tiny", "r3d18_tiny",
+                               "r3d_18_tiny", "mc3_18_tiny", "r2plus1d_18_tiny", "s3d_tiny",
+                               "mvit_v1_tiny", "mvit_v2_tiny", "swin3d_tiny", "videomae_tiny",
+                               "vjepa2_tiny"}
 
 
 @pytest.mark.parametrize("head", list_heads())
