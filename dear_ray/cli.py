@@ -78,6 +78,33 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                        help="the list is an unknown set with its own class ids: no label range check")
     check.set_defaults(func=_cmd_data_check)
 
+    overlap = dsub.add_parser("overlap", help="the unknown classes a pretraining set already has "
+                                              "(docs/overlap.md)")
+    overlap.add_argument("--pretrain", default="kinetics400", help="pretraining set (kinetics400)")
+    overlap.add_argument("--unknown", required=True,
+                         help="the unknown set's class list: a file (one name a line, or MiT's "
+                              "name,index) or a shipped name (hmdb51)")
+    overlap.add_argument("--mapping", type=Path, default=None,
+                         help="pairs file 'unknown | pretraining class' (default: the shipped "
+                              "dear_ray/data/protocols/kinetics400_overlap_map.txt); 'none' for "
+                              "normalised names only")
+    overlap.set_defaults(func=_cmd_data_overlap)
+
+
+def _cmd_data_overlap(args: argparse.Namespace) -> int:
+    from dear_ray.data import overlap as ov
+
+    pretrain = ov.pretrain_classes(args.pretrain)
+    name, path = ov.resolve_unknown(args.unknown)
+    unknown = ov.read_names(path)
+    mapping = None if str(args.mapping) == "none" else \
+        (args.mapping or ov.DEFAULT_MAPPINGS.get(args.pretrain))
+    pairs = ov.find_overlap(unknown, pretrain,
+                            ov.read_mapping(mapping, unknown, pretrain) if mapping else None)
+    print(ov.format_overlap(pairs, unknown, unknown_name=name, pretrain_name=args.pretrain,
+                            mapping=mapping))
+    return 0
+
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from dear_ray.data.synth import generate_dataset, summarize_dataset
