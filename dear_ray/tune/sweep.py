@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from dear_ray.config import ExperimentConfig, load_config
+from dear_ray.models.cost import cost_summary
 from dear_ray.scores import methods_for_head
 from dear_ray.tune._sections import (
     SWEEP_KEYS,
@@ -326,7 +327,8 @@ def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str
     """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
     model is reported as, its overrides, then after ` | ` the resolved fidelity settings of
     `fidelity_summary`: dropout, nesterov, dampening, parameter groups, schedule, normalisation,
-    flip, view averaging, evaluation precision), then the totals."""
+    flip, view averaging, evaluation precision; and `dear_ray.models.cost.cost_summary`: the
+    model's parameters, trainable parameters and GFLOPs of one clip), then the totals."""
     width = max((len(t.name) for t in trials), default=5)
     methods = [",".join(methods_for_head(t.config.model.head,
                                          stochastic_passes=t.config.eval.stochastic_passes))
@@ -339,7 +341,7 @@ def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str
     for t, method, over in zip(trials, methods, overrides, strict=True):
         workers, cpus, gpus = trial_resources_summary(t.config)
         lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {method:<{mwidth}}  "
-                     f"{over:<{owidth}} | {fidelity_summary(t.config)}")
+                     f"{over:<{owidth}} | {fidelity_summary(t.config)} {cost_summary(t.config)}")
     if spec is not None:
         samples = spec.num_samples
         if spec.search:
