@@ -51,8 +51,11 @@ def model_cost(model_cfg: Any, *, num_classes: int, clip_len: int, crop_size: in
 def cost_summary(cfg: Any, num_classes: int = 101) -> str:
     """`params=28.2M trainable=0.1M gflops=88.0` for a validated `ExperimentConfig`."""
     frames = cfg.data.num_segments if cfg.data.sampler == "segments" else cfg.data.clip_len
-    total, trainable, gflops = model_cost(cfg.model, num_classes=cfg.data.num_classes or num_classes,
-                                          clip_len=frames, crop_size=cfg.data.crop_size)
+    try:
+            total, trainable, gflops = model_cost(cfg.model, num_classes=cfg.data.num_classes or num_classes,
+                                              clip_len=frames, crop_size=cfg.data.crop_size)
+    except ImportError as err:  # an optional backbone dependency missing here
+        return f"params=n/a ({err})"
     return f"params={total / 1e6:.1f}M trainable={trainable / 1e6:.2f}M gflops={gflops:.1f}"
 
 

@@ -327,8 +327,9 @@ def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str
     """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
     model is reported as, its overrides, then after ` | ` the resolved fidelity settings of
     `fidelity_summary`: dropout, nesterov, dampening, parameter groups, schedule, normalisation,
-    flip, view averaging, evaluation precision; and `dear_ray.models.cost.cost_summary`: the
-    model's parameters, trainable parameters and GFLOPs of one clip), then the totals."""
+    flip, view averaging, evaluation precision, and after another ` | ` the model's parameters,
+    trainable parameters and GFLOPs of one clip, `dear_ray.models.cost.cost_summary`), then the
+    totals."""
     width = max((len(t.name) for t in trials), default=5)
     methods = [",".join(methods_for_head(t.config.model.head,
                                          stochastic_passes=t.config.eval.stochastic_passes))
@@ -337,11 +338,11 @@ def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str
     overrides = [", ".join(f"{k}={v}" for k, v in t.overrides.items()) or "(base)" for t in trials]
     owidth = max((len(o) for o in overrides), default=9)
     lines = [f"{'trial':<{width}}  workers  CPUs  GPUs  {'methods':<{mwidth}}  "
-             f"{'overrides':<{owidth}} | fidelity"]
+             f"{'overrides':<{owidth}} | fidelity | cost"]
     for t, method, over in zip(trials, methods, overrides, strict=True):
         workers, cpus, gpus = trial_resources_summary(t.config)
         lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {method:<{mwidth}}  "
-                     f"{over:<{owidth}} | {fidelity_summary(t.config)} {cost_summary(t.config)}")
+                     f"{over:<{owidth}} | {fidelity_summary(t.config)} | {cost_summary(t.config)}")
     if spec is not None:
         samples = spec.num_samples
         if spec.search:

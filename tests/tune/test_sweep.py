@@ -144,11 +144,12 @@ def test_format_trials_lists_name_overrides_and_resources(tmp_path):
     trials = expand_trials(spec)
     lines = format_trials(trials, spec).splitlines()
     assert lines[0].split() == ["trial", "workers", "CPUs", "GPUs", "methods", "overrides", "|",
-                                "fidelity"]
+                                "fidelity", "|", "cost"]
     workers = trials[0].config.resources.num_workers
     cpus = workers * trials[0].config.resources.cpus_per_worker
     assert lines[1].split()[:5] == ["head-edl", str(workers), f"{cpus:g}", "0", "edl"]
-    overrides, fidelity = lines[1].split(" | ")
+    overrides, fidelity, cost = lines[1].split(" | ")
+    assert cost.startswith("params=")
     assert overrides.rstrip().endswith("model.head=edl")
     assert fidelity.startswith("dropout=0.5 nesterov=False dampening=0 groups=default")
     assert "2 trial(s) = 2 grid point(s) x 1 sample(s)" in lines[-1]
@@ -380,7 +381,7 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
     lines = format_trials(expand_trials(sdn), sdn).splitlines()
     scene_adv = next(line for line in lines if line.startswith("scene_adv"))
     assert "dampening=0.9" in scene_adv and "norm=sdn_activitynet" in scene_adv
-    assert scene_adv.endswith("mask_step=separate new_layers_warmup=4ep")
+    assert scene_adv.split(" | ")[1].endswith("mask_step=separate new_layers_warmup=4ep")
     # a trial off the released settings shows them as they are
     spec = parse_sweep({"base": {**_base(tmp_path), "model": {"backbone": "tsm_tiny"},
                                  "optim": {"param_groups": "tsm_fc_lr5_classifier"},
@@ -390,3 +391,20 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
     (line,) = format_trials(expand_trials(spec)).splitlines()[1:-1]
     assert "groups=tsm_fc_lr5_classifier(5x/10x:cls_head.fc_cls)" in line
     assert "norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 views=prob precision=amp" in line
+
+
+def test_dry_run_prints_parameters_and_gflops_of_the_foundation_sweep():
+    from tests.models._backbones import HAS_TRANSFORMERS
+
+    spec = load_sweep(SWEEPS / "foundation_ucf101.yaml")
+    trials = expand_trials(spec)
+    assert len(trials) == 16
+    lines = {t.name: line for t, line in zip(trials, format_trials(trials).splitlines()[1:-1], strict=True)}
+    # Swin-T + a 101-class Linear; frozen: the Linear alone (768 x 101 + 101)
+    cost = {name: line.split(" | ")[2] for name, line in lines.items()}
+    assert cost["swin3d_t_head-softmax_freeze_backbone-False"] == "params=27.9M trainable=27.93M gflops=175.5"
+    assert cost["swin3d_t_head-softmax_freeze_backbone-True"] == "params=27.9M trainable=0.08M gflops=175.5"
+    if HAS_TRANSFORMERS:  # the preset ViT-B (the hf_dir folder is not on this machine)
+        assert cost["videomae_b_head-edl_freeze_backbone-True"] == "params=86.3M trainable=0.08M gflops=360.7"
+    else:
+        assert cost["videomae_b_head-edl_freeze_backbone-True"].startswith("params=n/a")
