@@ -241,7 +241,8 @@ def _views_summary(cfg: Any) -> str:
         from dear_ray.train.evaluation import average_clips_for
     except ImportError:  # an install without the evaluation module's per-head mapping
         return setting
-    per_split = {s: average_clips_for(cfg.model.head, s, setting) for s in cfg.eval_splits()}
+    per_split = {s: average_clips_for(cfg.model.head, s, setting, backbone=cfg.model.backbone)
+                 for s in cfg.eval_splits()}
     if len(set(per_split.values())) == 1:
         return f"released->{next(iter(per_split.values()))}"
     return "released->" + ",".join(f"{s}:{v}" for s, v in per_split.items())
