@@ -253,7 +253,8 @@ def _views_summary(cfg: Any) -> str:
 
 def _precision_summary(cfg: Any) -> str:
     """What runs: training under bf16 autocast only with `resources.amp` on GPU workers; the score
-    stores under it only with `eval.precision: amp` as well (an eval_only trial shows eval only)."""
+    stores under it only with `eval.precision: amp` as well (an eval_only trial shows eval only:
+    it uses the same autocast, `resources.amp` on a GPU, for its stores)."""
     train = "bf16" if cfg.resources.amp and cfg.resources.use_gpu else "fp32"
     stores = "bf16" if train == "bf16" and cfg.eval.precision == "amp" else "fp32"
     return f"eval:{stores}" if cfg.eval_only else f"train:{train},eval:{stores}"
@@ -281,21 +282,26 @@ def _new_layers_warmup_summary(cfg: Any) -> str | None:
     return f"{epochs}ep" if epochs else None
 
 
+def _training(show: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """A field that only training reads: left out of an `eval_only` trial's line."""
+    return lambda cfg: None if cfg.eval_only else show(cfg)
+
+
 # The dry run's fidelity fields, in the order shown: the key, and a function of the trial's
 # `ExperimentConfig` giving the text after `key=` (None: the field does not apply to the trial).
 # A new setting is one more line here.
 FIDELITY_FIELDS: list[tuple[str, Callable[[Any], str | None]]] = [
     ("dropout", lambda cfg: f"{cfg.model.dropout:g}"),
-    ("nesterov", lambda cfg: str(cfg.optim.nesterov)),
-    ("dampening", lambda cfg: f"{cfg.optim.dampening:g}"),
-    ("groups", _groups_summary),
-    ("lr", _schedule_summary),
+    ("nesterov", _training(lambda cfg: str(cfg.optim.nesterov))),
+    ("dampening", _training(lambda cfg: f"{cfg.optim.dampening:g}")),
+    ("groups", _training(_groups_summary)),
+    ("lr", _training(_schedule_summary)),
     ("norm", _norm_summary),
-    ("flip", lambda cfg: str(cfg.data.flip)),
+    ("flip", _training(lambda cfg: str(cfg.data.flip))),
     ("resize", lambda cfg: cfg.data.resize),
-    ("shortcut", _shortcut_summary),
+    ("shortcut", _training(_shortcut_summary)),
     ("views", _views_summary),
     ("precision", _precision_summary),
-    ("mask_step", _mask_step_summary),
-    ("new_layers_warmup", _new_layers_warmup_summary),
+    ("mask_step", _training(_mask_step_summary)),
+    ("new_layers_warmup", _training(_new_layers_warmup_summary)),
 ]

@@ -432,8 +432,10 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
                and v.endswith("precision=train:fp32,eval:fp32") and "shortcut=" not in v
                for v in dear.values())
     assert "views=released->train:prob,test:score,hmdb51:score,mit_v2:score " in dear["i3d_softmax"]
-    zoo = _dry_run("dear_ucf101_zoo")
-    assert all(v.endswith("precision=eval:fp32") for v in zoo.values())  # no training
+    zoo = _dry_run("dear_ucf101_zoo")  # no training: the test-time settings only
+    assert zoo["tpn_bnn"] == "dropout=0 norm=mmaction2 resize=cv2 views=released->prob precision=eval:fp32"
+    assert all("nesterov" not in v and "lr=" not in v and v.endswith("precision=eval:fp32")
+               for v in zoo.values())
     sdn = _dry_run("sdn_minikinetics")
     assert "dampening=0.9" in sdn["scene_adv"] and "norm=sdn_activitynet" in sdn["scene_adv"]
     assert sdn["baseline"].endswith(
