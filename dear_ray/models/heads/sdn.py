@@ -8,10 +8,10 @@ learns to make that impossible. Child names follow SDN's ResNet (`place_mlp.<i>.
 
 SDN's separate mask step (libs/train_epoch.py `train_adv_msk_epoch`) runs the whole model in train
 mode on the masked batch, so the scene MLP's BatchNorm running statistics also move on it, though
-the mask loss sends it no gradient. `mask_step_scene_bn` (default true) does the same: `mask_loss(...,
-separate_step=True)` runs the MLP on the masked features without gradient; false leaves the MLP out
-of that step. Only the running statistics differ (the MLP's train-mode output uses the batch's own
-statistics, and no metric reads the MLP). The joint mask step never runs it.
+the mask loss sends it no gradient. `mask_step_scene_bn` (default true) does the same:
+`mask_loss(..., separate_step=True)` runs the MLP on the masked features without gradient; false
+leaves the MLP out of that step. Only the running statistics differ (the MLP's train-mode output
+uses the batch's own statistics, and no metric reads the MLP). The joint mask step never runs it.
 """
 
 from __future__ import annotations
