@@ -209,8 +209,9 @@ class EvalConfig(_Section):
     of the logits, `prob` = mean of the per-view softmax, `released` = what DEAR's scripts do per
     head and split (MMAction2 0.x `test_cfg.average_clips` in DEAR's configs: the EDL family
     averages logits; softmax uses `prob` for the `train` split (the threshold script) and the
-    mean logits on the test splits; bnn and rpl `prob`; sdn as SDN's test code), resolved by
-    `dear_ray.train.evaluation.average_clips_for(head, split, setting)`.
+    mean logits on the test splits; bnn and rpl `prob`; sdn, and softmax on SDN's `r3d18_a`, as
+    SDN's test code: `prob` everywhere), resolved by
+    `dear_ray.train.evaluation.average_clips_for(head, split, setting, backbone=...)`.
     `precision`: the score stores are computed in fp32 (no autocast, DEAR's fp32 tests) unless
     `amp` (the training autocast, bf16 / fp16), whatever `resources.amp` says for training.
     """

@@ -20,9 +20,10 @@ class ResourcesConfig(_Section):
     (Tune), `resources.max_failures` restarts worker groups only. For small trials on a few cores
     it saves each trial the start of a Train controller and worker (the demo: ~15-18 s a trial).
 
-    `amp`: bf16/fp16 autocast on GPU workers only (bf16 autocast on this project's CPU made the
-    demo's step 27% faster, but every demo trial's loss went NaN within 1-8 epochs with torch
-    2.14, so CPU workers stay fp32). `channels_last_3d`: the model and its 5-D clips in
+    `amp`: bf16 autocast on GPU workers only, the faster option; the paper sweeps set it false,
+    as the released DEAR, SDN and PSL code trains in fp32 (bf16 autocast on this project's CPU
+    made the demo's step 27% faster, but every demo trial's loss went NaN within 1-8 epochs with
+    torch 2.14, so CPU workers stay fp32). `channels_last_3d`: the model and its 5-D clips in
     channels-last memory: `gpu` (default) on GPU workers only, `true` on CPU workers too (the
     demo's r3d18_tiny step at batch 16 x 16 x 40 x 40 measured 12-15% faster on this machine's
     CPU; i3d_tiny at 8 x 56 x 56 was no faster), `false` never.

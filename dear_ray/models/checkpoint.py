@@ -13,7 +13,11 @@ libs/train_epoch.py as {'state_dict': DataParallel(model).state_dict(), ...}) ke
 classifier as `fc.*` and the scene-adversarial MLP as `place_mlp.<i>.fc/bn.*` and
 `place_mlp.p_last_fc.*`; `SDN_KEY_MAP` puts them under `cls_head.`. SDN's human-mask adversarial
 head `hm_mlp.*` (its `--is_mask_adv` GRL head) has no counterpart here (SPEC 1.7: the mask-confusion
-loss acts on fc_cls), so those keys are listed as `ignored`, not silently dropped.
+loss acts on fc_cls), so those keys are listed as `ignored`, not silently dropped. DEAR's TPN BNN and
+RPL heads (mmaction/models/heads/tpn_bnn_head.py, tpn_rpl_head.py) derive from MMAction2's
+`TSNHead`, whose constructor builds a plain `fc_cls` that their forward never reads: when a
+checkpoint holds a BNN layer (`cls_head.bnn_cls.*`) or RPL centres (`cls_head.fc_centers.*`) and the
+model has no plain `cls_head.fc_cls`, its `cls_head.fc_cls.weight` / `.bias` are `ignored` too.
 
 SlowFast: the classifier reads the pooled pathways FAST-first (MMAction2's SlowFastHead, DEAR's
 SlowFast heads; dear_ray's SlowFast backbone returns its maps in that order), so the columns of a
@@ -67,6 +71,13 @@ IGNORED_KEY_PREFIXES = {
     "hm_mlp.": "SDN's human-mask adversarial head (--is_mask_adv); dear_ray's mask-confusion loss "
                "acts on fc_cls (SPEC 1.7)",
 }
+# TSNHead's classifier in DEAR's TPN BNN / RPL checkpoints: ignored when the checkpoint has the
+# layer those heads use instead (and the model has no plain fc_cls), see the module docstring
+UNUSED_TSN_CLASSIFIER = ("cls_head.fc_cls.weight", "cls_head.fc_cls.bias")
+_TSN_CLASSIFIER_USED_INSTEAD = ("cls_head.bnn_cls.", "cls_head.fc_centers.")
+_IGNORED_WHY = {**IGNORED_KEY_PREFIXES,
+                "cls_head.fc_cls.": "TSNHead's fc_cls, built but never read by DEAR's TPN BNN / RPL "
+                                    "heads"}
 EXPORT_LAYOUTS = ("mmaction2", "sdn", "dear_ray")
 TRAIN_STATE_FILE = "state.pt"  # dear_ray.train.checkpointing.STATE_FILE (not imported: no cycle)
 
@@ -86,7 +97,7 @@ class LoadReport:
         unexpected: checkpoint keys (after stripping `module.`) with no place in the model.
         skipped_classifier: model classifier keys whose checkpoint tensor had another shape.
         ignored: checkpoint keys of modules dear_ray leaves out by design (`IGNORED_KEY_PREFIXES`,
-            SDN's `hm_mlp.*`).
+            SDN's `hm_mlp.*`; `UNUSED_TSN_CLASSIFIER` of DEAR's TPN BNN / RPL heads).
     """
 
     path: Path
@@ -111,7 +122,7 @@ class LoadReport:
             lines.append(f"  missing in checkpoint ({len(self.missing)}): {keys(self.missing)}")
         if self.unexpected:
             lines.append(f"  unexpected in checkpoint ({len(self.unexpected)}): {keys(self.unexpected)}")
-        for prefix, why in IGNORED_KEY_PREFIXES.items():
+        for prefix, why in _IGNORED_WHY.items():
             hits = [k for k in self.ignored if k.startswith(prefix)]
             if hits:
                 lines.append(f"  ignored ({len(hits)}, {why}): {keys(hits)}")
@@ -184,6 +195,16 @@ def _is_classifier(key: str) -> bool:
     return any(part in key for part in CLASSIFIER_KEY_PARTS)
 
 
+def _unused_by_design(state: Mapping[str, Tensor], model_keys: set[str]) -> set[str]:
+    """Checkpoint keys of modules the released model built but never used (`UNUSED_TSN_CLASSIFIER`
+    beside a BNN layer or RPL centres, for a model without a plain fc_cls)."""
+    if any(k in model_keys for k in UNUSED_TSN_CLASSIFIER):
+        return set()
+    if not any(k.startswith(_TSN_CLASSIFIER_USED_INSTEAD) for k in state):
+        return set()
+    return {k for k in UNUSED_TSN_CLASSIFIER if k in state}
+
+
 def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *,
            strict_classifier: bool) -> tuple[dict[str, Tensor], LoadReport]:
     """Map checkpoint keys onto the model's (`own`: its state dict, possibly on the meta device).
@@ -191,10 +212,11 @@ def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *
     Returns the tensors to load (by model key) and the report; raises `CheckpointError` on a
     shape mismatch (a classifier's only with `strict_classifier`)."""
     model_keys = set(own)
+    unused = _unused_by_design(state, model_keys)
     to_load: dict[str, Tensor] = {}
     unexpected, skipped, mismatched, ignored = [], [], [], []
     for key, value in state.items():
-        if key.startswith(tuple(IGNORED_KEY_PREFIXES)):
+        if key.startswith(tuple(IGNORED_KEY_PREFIXES)) or key in unused:
             ignored.append(key)
             continue
         target = _target_key(key, model_keys)
@@ -222,7 +244,7 @@ def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *
 def _require_complete(report: LoadReport, what: str) -> None:
     """Raise when the checkpoint does not provide every tensor of the model (BatchNorm's
     `num_batches_tracked` counters aside: they do not change a prediction) or has tensors with
-    no place in it (`IGNORED_KEY_PREFIXES` aside)."""
+    no place in it (the `ignored` keys aside)."""
     missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if not missing and not report.unexpected:
         return

@@ -241,7 +241,9 @@ class Recognizer(nn.Module):
         masked batch (vt-vl-lab/SDN libs/train_epoch.py; SPEC 1.7).
 
         The masked clips go through the backbone and the recognizer's dropout as in training, then
-        `fc_cls`; the loss is `mask_weight * (-H(softmax(z_masked)))`, averaged over the batch.
+        `fc_cls`; the loss is `mask_weight * (-H(softmax(z_masked)))`, averaged over the batch. In
+        train mode the scene MLP's BatchNorm statistics also move on the batch, unless
+        `head_options.mask_step_scene_bn` is false (SDN's whole-model forward; heads/sdn.py).
 
         Args:
             masked_clips: (B, 3, T, H, W) human-masked clips.
@@ -260,7 +262,8 @@ class Recognizer(nn.Module):
             raise ValueError(f"mask_confusion_loss: expected masked_clips (B, 3, T, H, W), got "
                              f"{tuple(masked_clips.shape)}")
         units = self._segments(self.backbone.forward_features(masked_clips).maps)
-        loss, stats = self.cls_head.mask_loss(self._dropped(units, active=self.training))
+        loss, stats = self.cls_head.mask_loss(self._dropped(units, active=self.training),
+                                              separate_step=True)
         stats["loss"] = float(loss.detach())
         return loss, stats
 

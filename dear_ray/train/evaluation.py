@@ -19,8 +19,9 @@ the same way.
 
 View averaging (`eval.average_clips`): how the V test views (clips x crops) of a video are
 combined, passed to `Recognizer.predict(average_clips=...)`: `score` = mean of the logits, `prob` =
-mean of the per-view softmax (stored as its log). `released` reproduces DEAR's scripts
-(`average_clips_for`):
+mean of the per-view softmax (stored as its log). `released` reproduces the test code of the
+codebase that released the model (`average_clips_for`): SDN's for SDN's network (`r3d18_a`, whose
+plain classifier SDN trains as its baseline) and the sdn head, DEAR's scripts for the rest:
 
 | head | deterministic logits | stochastic passes | where (DEAR b752998 / SDN b92b9ca) |
 |---|---|---|---|
@@ -28,7 +29,7 @@ mean of the per-view softmax (stored as its log). `released` reproduces DEAR's s
 | softmax, train split | prob | prob | experiments/baseline_softmax.py (`average_clips='prob'`); get_threshold.py with inference_*_dnn.py |
 | softmax, test splits | score | prob | baseline_openmax.py (`'score'`, then softmax) for MSP; ood_detection.py with inference_*_dnn.py (`'prob'`) for MC dropout |
 | bnn, rpl | prob | prob | inference_*_bnn.py, inference_*_rpl.py |
-| sdn | prob | - | SDN libs/test.py: softmax per clip, then the mean |
+| sdn; softmax on `r3d18_a` (SDN's baseline) | prob | prob | SDN libs/test.py: softmax per clip, then the mean, for every model |
 | psl | score | - | PSL tests 1 clip x 1 crop (Jun-CEN/PSL tools/test_net_open.py) |
 
 When the logits and the passes of a split need different averaging (softmax test splits with
@@ -57,22 +58,31 @@ from dear_ray.train.loop import Predictions, predict
 AVERAGE_CLIPS_SETTINGS = ("released", "score", "prob")
 EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
 _PROB_HEADS = ("bnn", "rpl", "sdn")
+# SDN's network: only SDN's code trains it, and its test (libs/test.py) averages the per-clip
+# softmax for every model it trains (the baseline classifier too)
+SDN_BACKBONES = ("r3d18_a",)
 
 
-def average_clips_for(head: str, split: str, setting: str, *, stochastic: bool = False) -> str:
-    """How the test views of `split` are averaged for a model with `head`: `score` or `prob`.
+def average_clips_for(head: str, split: str, setting: str, *, backbone: str,
+                      stochastic: bool = False) -> str:
+    """How the test views of `split` are averaged for a model with `head` on `backbone`: `score`
+    or `prob`.
 
     Args:
         head: the trained head (`model.head`).
         split: the evaluated split (`train` is the threshold split; every other is a test split).
         setting: `eval.average_clips`: `score` / `prob` as given, `released` per the module table.
+        backbone: `model.backbone`: a softmax head on SDN's network (`SDN_BACKBONES`) follows
+            SDN's test code, on any other DEAR's scripts.
         stochastic: for the stochastic passes (`sample_logits`) instead of the deterministic logits
-            (they differ only for softmax test splits: MC dropout uses `prob`).
+            (they differ only for DEAR's softmax test splits: MC dropout uses `prob`).
     """
     if setting not in AVERAGE_CLIPS_SETTINGS:
         raise ValueError(f"eval.average_clips must be one of {AVERAGE_CLIPS_SETTINGS}, got {setting!r}")
     if setting != "released":
         return setting
+    if head == "softmax" and backbone in SDN_BACKBONES:
+        return "prob"
     if head in EVIDENTIAL_HEADS:
         return "score"
     if head in _PROB_HEADS:
@@ -114,8 +124,9 @@ def predict_split(model, loader, cfg: ExperimentConfig, split: str, *, device, a
     are the passes' mean probability (`mean_probability_logits`)."""
     head, setting = cfg.model.head, cfg.eval.average_clips
     passes = cfg.eval.stochastic_passes if head in STOCHASTIC_HEADS else 1
-    how = average_clips_for(head, split, setting)
-    how_passes = average_clips_for(head, split, setting, stochastic=True)
+    how = average_clips_for(head, split, setting, backbone=cfg.model.backbone)
+    how_passes = average_clips_for(head, split, setting, backbone=cfg.model.backbone,
+                                   stochastic=True)
     if passes > 1 and how_passes != how:
         preds = predict(model, loader, device=device, amp=amp, bad_report=bad_report,
                         average_clips=how)
@@ -223,7 +234,8 @@ def predict_shard(model, cfg: ExperimentConfig, split: str, *, num_classes: int,
                 shard.preds = predict_split(model, loader, cfg, split, device=device, amp=amp,
                                             bad_report=collector)
             else:
-                how = average_clips_for(cfg.model.head, split, cfg.eval.average_clips)
+                how = average_clips_for(cfg.model.head, split, cfg.eval.average_clips,
+                                        backbone=cfg.model.backbone)
                 shard.preds = predict(model, loader, device=device, amp=amp,
                                       bad_report=collector, average_clips=how)
         except ValueError:
@@ -441,9 +453,11 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits)
     known = _is_known(split)
     head, setting = cfg.model.head, cfg.eval.average_clips
-    views = average_clips_for(head, split, setting)
+    views = average_clips_for(head, split, setting, backbone=cfg.model.backbone)
     if preds.sample_logits is not None:
-        views += f"/{average_clips_for(head, split, setting, stochastic=True)}"
+        passes = average_clips_for(head, split, setting, backbone=cfg.model.backbone,
+                                   stochastic=True)
+        views += f"/{passes}"
     meta = StoreMeta(split=split if known else "unknown",
                      dataset=cfg.data.dataset if known else split, num_known=num_classes,
                      head=head, checkpoint=(cfg.model.pretrained if cfg.eval_only

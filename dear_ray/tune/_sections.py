@@ -4,7 +4,7 @@ and the dry run's per-trial summary of the settings that decide fidelity (`fidel
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,25 +190,10 @@ _NORMS = {  # (mean, std) on 0-255 RGB -> the name shown
 
 
 def fidelity_summary(cfg: Any) -> str:
-    """`key=value` pairs of one trial's settings that issue 10 made explicit: dropout, nesterov,
-    SGD dampening, parameter groups (for the TSM constructor: the tensors given 5x / 10x, found
-    on the model built on the meta device), schedule and warm-up stepping, normalisation, flip,
-    how test views are averaged, evaluation precision; for sdn the mask step and the new-layers
-    warm-up. `cfg` is an `ExperimentConfig`."""
-    o, d, e = cfg.optim, cfg.data, cfg.eval
-    pairs = [("dropout", f"{cfg.model.dropout:g}"), ("nesterov", str(o.nesterov)),
-             ("dampening", f"{o.dampening:g}"), ("groups", _groups_summary(cfg))]
-    sched = f"{o.schedule}{list(o.milestones) if o.schedule == 'step' else ''}/{o.step_per}"
-    if o.warmup_epochs:
-        sched += f"+warmup{o.warmup_epochs:g}/{o.warmup_per or o.step_per}"
-    pairs += [("lr", sched.replace(" ", "")),
-              ("norm", _NORMS.get((d.mean, d.std), f"mean{list(d.mean)}/std{list(d.std)}")),
-              ("flip", str(d.flip)), ("resize", d.resize), ("views", _views_summary(cfg)), ("precision", e.precision)]
-    if cfg.model.head == "sdn":
-        pairs.append(("mask_step", o.sdn_mask_step))
-    if o.new_layers_warmup_epochs:
-        pairs.append(("new_layers_warmup", f"{o.new_layers_warmup_epochs}ep"))
-    return " ".join(f"{k}={v}" for k, v in pairs)
+    """`key=value` pairs of one trial's settings that decide fidelity to the released code, one
+    per entry of `FIDELITY_FIELDS` that applies to the trial. `cfg` is an `ExperimentConfig`."""
+    shown = ((key, value(cfg)) for key, value in FIDELITY_FIELDS)
+    return " ".join(f"{key}={text}" for key, text in shown if text is not None)
 
 
 def _groups_summary(cfg: Any) -> str:
@@ -231,15 +216,90 @@ def _groups_summary(cfg: Any) -> str:
     return f"{o.param_groups}(5x/10x:{','.join(promoted)})"
 
 
+def _schedule_summary(cfg: Any) -> str:
+    o = cfg.optim
+    sched = f"{o.schedule}{list(o.milestones) if o.schedule == 'step' else ''}/{o.step_per}"
+    if o.warmup_epochs:
+        sched += f"+warmup{o.warmup_epochs:g}/{o.warmup_per or o.step_per}"
+    return sched.replace(" ", "")
+
+
+def _norm_summary(cfg: Any) -> str:
+    d = cfg.data
+    return _NORMS.get((d.mean, d.std), f"mean{list(d.mean)}/std{list(d.std)}")
+
+
+def _shortcut_summary(cfg: Any) -> str | None:
+    """Type-A 3D-ResNets: `A/detached` (SDN's released gradient) or `A`; None for others."""
+    from dear_ray.models.backbones.r3d18 import shortcut_setting
+
+    return shortcut_setting(cfg.model.backbone, cfg.model.backbone_options)
+
+
 def _views_summary(cfg: Any) -> str:
     setting = cfg.eval.average_clips
     if setting != "released":
         return setting
-    try:
-        from dear_ray.train.evaluation import average_clips_for
-    except ImportError:  # an install without the evaluation module's per-head mapping
-        return setting
-    per_split = {s: average_clips_for(cfg.model.head, s, setting) for s in cfg.eval_splits()}
+    from dear_ray.train.evaluation import average_clips_for
+
+    per_split = {s: average_clips_for(cfg.model.head, s, setting, backbone=cfg.model.backbone)
+                 for s in cfg.eval_splits()}
     if len(set(per_split.values())) == 1:
         return f"released->{next(iter(per_split.values()))}"
     return "released->" + ",".join(f"{s}:{v}" for s, v in per_split.items())
+
+
+def _precision_summary(cfg: Any) -> str:
+    """What runs: training under bf16 autocast only with `resources.amp` on GPU workers; the score
+    stores under it only with `eval.precision: amp` as well (an eval_only trial shows eval only:
+    it uses the same autocast, `resources.amp` on a GPU, for its stores)."""
+    train = "bf16" if cfg.resources.amp and cfg.resources.use_gpu else "fp32"
+    stores = "bf16" if train == "bf16" and cfg.eval.precision == "amp" else "fp32"
+    return f"eval:{stores}" if cfg.eval_only else f"train:{train},eval:{stores}"
+
+
+def _mask_step_summary(cfg: Any) -> str | None:
+    """sdn trials with human detections (the masked clips): `separate` (SDN's second SGD step;
+    `+scene_bn` when the scene MLP's BatchNorm statistics move on its masked batch,
+    `head_options.mask_step_scene_bn`) or `joint`."""
+    if cfg.model.head != "sdn" or cfg.data.detections is None:
+        return None
+    if cfg.optim.sdn_mask_step != "separate":
+        return cfg.optim.sdn_mask_step
+    import inspect
+
+    from dear_ray.models.heads.sdn import create_sdn_head
+
+    default = inspect.signature(create_sdn_head).parameters["mask_step_scene_bn"].default
+    moves = cfg.model.head_options.get("mask_step_scene_bn", default)
+    return "separate+scene_bn" if moves else "separate"
+
+
+def _new_layers_warmup_summary(cfg: Any) -> str | None:
+    epochs = cfg.optim.new_layers_warmup_epochs
+    return f"{epochs}ep" if epochs else None
+
+
+def _training(show: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """A field that only training reads: left out of an `eval_only` trial's line."""
+    return lambda cfg: None if cfg.eval_only else show(cfg)
+
+
+# The dry run's fidelity fields, in the order shown: the key, and a function of the trial's
+# `ExperimentConfig` giving the text after `key=` (None: the field does not apply to the trial).
+# A new setting is one more line here.
+FIDELITY_FIELDS: list[tuple[str, Callable[[Any], str | None]]] = [
+    ("dropout", lambda cfg: f"{cfg.model.dropout:g}"),
+    ("nesterov", _training(lambda cfg: str(cfg.optim.nesterov))),
+    ("dampening", _training(lambda cfg: f"{cfg.optim.dampening:g}")),
+    ("groups", _training(_groups_summary)),
+    ("lr", _training(_schedule_summary)),
+    ("norm", _norm_summary),
+    ("flip", _training(lambda cfg: str(cfg.data.flip))),
+    ("resize", lambda cfg: cfg.data.resize),
+    ("shortcut", _training(_shortcut_summary)),
+    ("views", _views_summary),
+    ("precision", _precision_summary),
+    ("mask_step", _training(_mask_step_summary)),
+    ("new_layers_warmup", _training(_new_layers_warmup_summary)),
+]

@@ -326,10 +326,9 @@ def tune_trial_resources(spec: SweepSpec, cfg: ExperimentConfig) -> dict[str, fl
 def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str:
     """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
     model is reported as, its overrides, then after ` | ` the resolved fidelity settings of
-    `fidelity_summary`: dropout, nesterov, dampening, parameter groups, schedule, normalisation,
-    flip, view averaging, evaluation precision, and after another ` | ` the model's parameters,
-    trainable parameters and GFLOPs of one clip, `dear_ray.models.cost.cost_summary`), then the
-    totals."""
+    `fidelity_summary`, one `key=value` per entry of `_sections.FIDELITY_FIELDS` that applies),
+    and after another ` | ` the model's parameters, trainable parameters and GFLOPs of one clip
+    (`dear_ray.models.cost.cost_summary`), then the totals."""
     width = max((len(t.name) for t in trials), default=5)
     methods = [",".join(methods_for_head(t.config.model.head,
                                          stochastic_passes=t.config.eval.stochastic_passes))

@@ -231,3 +231,54 @@ def test_basic_block_uses_shortcut_a():
         out = block(x)
     expected = torch.relu(torch.cat([x[:, :, ::2, ::2, ::2], torch.zeros(1, 4, 2, 3, 3)], 1))
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_shortcut_a_gradient_is_cut_as_sdn_releases_it(detach):
+    # SDN models/resnet.py downsample_basic_block: torch.cat([out.data, zero_pads]) -> no gradient
+    # reaches the block input through a down-sampling shortcut; an identity shortcut
+    # (`residual = x`) passes it. With bn2's weight 0 the residual branch is the constant bn2.bias
+    # = 0 (eval mode), so out = relu(shortcut(x)) and d sum(out) / dx is, by hand:
+    #   down-sampling, detached (SDN): 0 everywhere (the conv branch gets a zero gradient from bn2)
+    #   down-sampling, not detached:   1[x > 0] at the strided positions (t, h, w all even), else 0
+    #   identity (stride 1, same width): 1[x > 0] everywhere, detached or not
+    x = torch.tensor([[0.5, -1.0, 2.0], [-0.5, 1.5, -2.0], [3.0, 0.25, -0.75]])
+    x = torch.stack([x, -x]).reshape(1, 2, 1, 3, 3).repeat(1, 1, 3, 1, 1)  # (1, 2, 3, 3, 3)
+    x[:, :, 1] *= -1.0  # frame 1 (skipped by stride 2) differs from frames 0 and 2
+    down = BasicBlock3d(2, 4, stride=2, detach_shortcut=detach).eval()
+    same = BasicBlock3d(2, 2, stride=1, detach_shortcut=detach).eval()
+    grads = {}
+    for name, block in (("down", down), ("same", same)):
+        torch.nn.init.zeros_(block.bn2.weight)
+        xi = x.clone().requires_grad_(True)
+        out = block(xi)
+        out.sum().backward()
+        grads[name] = xi.grad
+    positive = (x > 0).float()
+    expected_down = torch.zeros_like(x)
+    if not detach:
+        expected_down[:, :, ::2, ::2, ::2] = positive[:, :, ::2, ::2, ::2]
+    assert torch.equal(grads["down"], expected_down)
+    assert torch.equal(grads["same"], positive)
+    assert out.shape == x.shape and positive.sum() > 0
+
+
+def test_r3d18_a_detaches_its_shortcuts_as_released_and_tiny_keeps_the_gradient():
+    def projecting(model):
+        blocks = [b for b in model.modules() if isinstance(b, BasicBlock3d)]
+        return {b.detach_shortcut for b in blocks if b.project}
+
+    assert projecting(full("r3d18_a")) == {True}
+    assert projecting(create_backbone("r3d18_a", detach_shortcut=False)) == {False}
+    assert projecting(create_backbone("r3d18_tiny")) == {False}  # the demo's network, unchanged
+    assert projecting(create_backbone("r3d18_tiny", detach_shortcut=True)) == {True}
+    with pytest.raises(ValueError, match="detach_shortcut must be true or false, got 'yes'"):
+        create_backbone("r3d18_tiny", detach_shortcut="yes")
+    # same forward either way
+    torch.manual_seed(0)
+    a = create_backbone("r3d18_tiny", detach_shortcut=True).eval()
+    b = create_backbone("r3d18_tiny").eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(a(x).maps[0], b(x).maps[0])

@@ -170,6 +170,56 @@ def test_mask_confusion_loss_is_the_weighted_negative_entropy_of_masked_clips():
         softmax.mask_confusion_loss(masked)
 
 
+@pytest.mark.parametrize("scene_bn", [True, False])
+def test_mask_step_moves_the_scene_mlps_batchnorm_statistics_as_sdns_whole_model_forward(scene_bn):
+    # SDN libs/train_epoch.py train_adv_msk_epoch: model.train(), then model(inputs_masked) computes
+    # every output, the scene MLP's too, so its BatchNorm1d running statistics move on the masked
+    # batch (torch: running = 0.9 running + 0.1 batch, the variance unbiased) although msk_loss
+    # sends it no gradient. By hand from the initial (0, 1): mean 0.1 m, var 0.9 + 0.1 v.
+    import copy
+
+    torch.manual_seed(0)
+    model = build_recognizer(backbone="r3d18_tiny", head="sdn", num_classes=K, dropout=0.0,
+                             head_options={"num_places": 3, "num_place_hidden_layers": 1,
+                                           "mask_step_scene_bn": scene_bn}).train()
+    reference = copy.deepcopy(model)
+    bn = model.cls_head.place_mlp[0].bn
+    masked = torch.randn(4, 3, 8, 32, 32)
+    loss, _ = model.mask_confusion_loss(masked)
+    with torch.no_grad():
+        f = reference.backbone.forward_features(masked).maps[0].mean(dim=(2, 3, 4))
+        h = reference.cls_head.place_mlp[0].fc(f)  # (4, F): the BatchNorm's input
+        ref_loss, _ = reference.mask_confusion_loss(masked) if scene_bn else (loss, None)
+    if scene_bn:
+        assert torch.allclose(bn.running_mean, 0.1 * h.mean(0), atol=1e-6)
+        assert torch.allclose(bn.running_var, 0.9 + 0.1 * h.var(0, unbiased=True), atol=1e-5)
+        assert bn.num_batches_tracked.item() == 1
+    else:
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+        assert bn.num_batches_tracked.item() == 0
+    assert h.mean(0).abs().max() > 1e-3  # the statistics really differ from the initial ones
+    # nothing else depends on it: the loss, its gradients, no gradient for the scene MLP
+    loss.backward()
+    assert model.cls_head.place_mlp.p_last_fc.weight.grad is None
+    assert model.cls_head.place_mlp[0].fc.weight.grad is None
+    other = build_recognizer(backbone="r3d18_tiny", head="sdn", num_classes=K, dropout=0.0,
+                             head_options={"num_places": 3, "num_place_hidden_layers": 1,
+                                           "mask_step_scene_bn": not scene_bn}).train()
+    other.load_state_dict(reference.state_dict())
+    other_loss, _ = other.mask_confusion_loss(masked)
+    other_loss.backward()
+    assert torch.equal(loss, other_loss)
+    assert torch.equal(model.backbone.conv1.weight.grad, other.backbone.conv1.weight.grad)
+    # a single masked clip cannot be batch-normalised: the statistics are left alone then
+    before = bn.running_mean.clone()
+    model.mask_confusion_loss(torch.randn(1, 3, 8, 64, 64))  # stage 4 keeps 1 x 2 x 2 values
+    assert torch.equal(bn.running_mean, before)
+    with pytest.raises(ValueError, match="mask_step_scene_bn must be true or false"):
+        build_recognizer(backbone="r3d18_tiny", head="sdn", num_classes=K,
+                         head_options={"mask_step_scene_bn": "yes"})
+
+
 def test_pass_seeds_repeat_the_draws_of_every_batch_like_dears_update_seed():
     """DEAR reseeds pass n of every batch with n * 1234: pass n gets the same masks / weight draws
     whatever batch it runs on, and the caller's RNG is left as it was."""

@@ -196,3 +196,50 @@ def test_sdn_checkpoint_names_load_into_the_sdn_head(tmp_path):
             h = torch.relu(h * state[p + "bn.weight"] + state[p + "bn.bias"])
         scene = h @ state["place_mlp.p_last_fc.weight"].t() + state["place_mlp.p_last_fc.bias"]
         assert torch.allclose(model.cls_head.scene_logits(x), scene, atol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["bnn", "rpl"])
+def test_tpn_bnn_and_rpl_checkpoints_with_tsn_fc_cls_load_completely(tmp_path, head):
+    """DEAR's TPNBNNHead / TPNRPLHead derive from MMAction2's TSNHead, whose constructor builds
+    `fc_cls = Linear(in_channels, num_classes)`; their forward reads only `bnn_cls` (BNN) or
+    `fc_centers` (RPL), so the released checkpoints carry an extra `cls_head.fc_cls.{weight,bias}`
+    that no logit depends on. Such a checkpoint fits exactly (`complete=True`, as `dear-ray test`
+    checks it) with those two keys listed as ignored, and gives the released head's logits."""
+    from dear_ray.models.checkpoint import CheckpointError, check_checkpoint
+
+    released = _released_state(_build("tpn_tiny", head, seed=0))
+    width = next(v.shape[1] for k, v in released.items()
+                 if k in ("cls_head.bnn_cls.bnn_layer.weight_mu", "cls_head.fc_centers.weight"))
+    tsn_fc = {"cls_head.fc_cls.weight": torch.randn(K, width) * 5.0,
+              "cls_head.fc_cls.bias": torch.randn(K) * 5.0}
+    path = tmp_path / "tpn_zoo.pth"
+    torch.save({"meta": {}, "state_dict": {f"module.{k}": v for k, v in {**released, **tsn_fc}.items()}},
+               path)
+    with torch.device("meta"):
+        assert sorted(check_checkpoint(_build("tpn_tiny", head, seed=2), path, complete=True).ignored) \
+            == sorted(tsn_fc)
+    model = _build("tpn_tiny", head, seed=1)
+    report = load_checkpoint(model, path, complete=True)
+    assert report.unexpected == [] and report.missing == [] and sorted(report.ignored) == sorted(tsn_fc)
+    assert "ignored (2, TSNHead's fc_cls, built but never read by DEAR's TPN BNN / RPL heads)" in str(report)
+    model.eval()
+    clips = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        expected = _reference_logits(model, released, clips, head)
+        logits = model(clips).logits
+        pooled = model.backbone.forward_features(clips).maps[0].mean(dim=(2, 3, 4))
+    assert torch.allclose(logits, expected, atol=1e-5, rtol=1e-5)
+    unused = pooled @ tsn_fc["cls_head.fc_cls.weight"].t() + tsn_fc["cls_head.fc_cls.bias"]
+    assert (logits - unused).abs().max() > 1.0  # the extra classifier is not what was loaded
+
+    # the extra keys are only excused beside the layer the head uses instead
+    lone = {k: v for k, v in released.items() if not k.startswith(("cls_head.bnn_cls.",
+                                                                     "cls_head.fc_centers."))}
+    torch.save({"state_dict": {**lone, **tsn_fc}}, tmp_path / "lone.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected in checkpoint \(2\): cls_head.fc_cls"):
+        load_checkpoint(_build("tpn_tiny", head, seed=1), tmp_path / "lone.pth", complete=True)
+    # and a softmax model reads fc_cls as its classifier: nothing is ignored
+    softmax_state = _released_state(_build("tpn_tiny", "softmax", seed=0))
+    torch.save({"state_dict": softmax_state}, tmp_path / "softmax.pth")
+    assert load_checkpoint(_build("tpn_tiny", "softmax", seed=1), tmp_path / "softmax.pth",
+                           complete=True).ignored == []

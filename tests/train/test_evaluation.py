@@ -42,7 +42,7 @@ def test_released_view_averaging_per_head_and_split():
     # DEAR configs/recognition/*/inference_*_{enn,dnn,bnn,rpl}.py test_cfg.average_clips;
     # baseline_softmax.py ('prob' on the training set) vs baseline_openmax.py ('score', then
     # softmax) for the test sets; SDN libs/test.py softmax per clip then the mean
-    table = {(h, s): average_clips_for(h, s, "released")
+    table = {(h, s): average_clips_for(h, s, "released", backbone="i3d_r50")
              for h in ("edl", "edl_avu", "dear", "dear_alt", "softmax", "bnn", "rpl", "sdn")
              for s in ("train", "test", "unknown")}
     for h in ("edl", "edl_avu", "dear", "dear_alt"):
@@ -52,13 +52,55 @@ def test_released_view_averaging_per_head_and_split():
     assert (table["softmax", "train"], table["softmax", "test"], table["softmax", "unknown"]) == \
         ("prob", "score", "score")
     # MC dropout (ood_detection.py / get_threshold.py with inference_*_dnn.py): prob everywhere
-    assert average_clips_for("softmax", "test", "released", stochastic=True) == "prob"
-    assert average_clips_for("edl", "train", "prob") == "prob"
-    assert average_clips_for("softmax", "train", "score", stochastic=True) == "score"
+    assert average_clips_for("softmax", "test", "released", backbone="i3d_r50",
+                             stochastic=True) == "prob"
+    assert average_clips_for("edl", "train", "prob", backbone="i3d_r50") == "prob"
+    assert average_clips_for("softmax", "train", "score", backbone="r3d18_a",
+                             stochastic=True) == "score"
+    # the demo's network is not SDN's: its softmax trial keeps DEAR's rule
+    assert average_clips_for("softmax", "test", "released", backbone="r3d18_tiny") == "score"
     with pytest.raises(ValueError, match="eval.average_clips must be one of"):
-        average_clips_for("edl", "test", "evidence")
+        average_clips_for("edl", "test", "evidence", backbone="i3d_r50")
     with pytest.raises(ValueError, match="no released view averaging known for head 'x'"):
-        average_clips_for("x", "test", "released")
+        average_clips_for("x", "test", "released", backbone="i3d_r50")
+
+
+def test_sdn_baseline_averages_the_clips_softmax_as_sdn_test_does(synth_root, tmp_path,
+                                                                   monkeypatch):
+    # SDN libs/test.py: every model's output goes through F.softmax per clip, the clips of a video
+    # are averaged (calculate_video_results), top-1 of the mean. Three clips of a 2-class video,
+    # logits (10, 0), (0, 2), (0, 2): by hand the per-clip softmax is (1 - 4.5e-5, 4.5e-5) and
+    # twice (0.1192, 0.8808), mean (0.4128, 0.5872): SDN predicts class 1; the mean logits
+    # (3.33, 1.33) of DEAR's SoftMax test rule would predict class 0.
+    from dear_ray.models.recognizer import average_views
+
+    clips = torch.tensor([[10.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
+    p = torch.tensor([[1 - 4.54e-5, 4.54e-5], [0.11920, 0.88080], [0.11920, 0.88080]])
+    for split in ("train", "test", "unknown"):
+        for stochastic in (False, True):
+            how = average_clips_for("softmax", split, "released", backbone="r3d18_a",
+                                    stochastic=stochastic)
+            pooled = average_views(clips, 3, how).softmax(-1)
+            assert torch.allclose(pooled, p.mean(0, keepdim=True), atol=1e-4), (split, how)
+            assert pooled.argmax(-1).item() == 1
+    assert average_views(clips, 3, "score").argmax(-1).item() == 0
+    # and the evaluation passes it on: one prediction, prob for the logits and the passes
+    cfg = _config(synth_root, tmp_path, **{
+        "model.backbone": "r3d18_a", "model.dropout": 0.0,
+        "model.backbone_options": {"stage_blocks": [1, 1, 1, 1], "base_channels": 4}})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="r3d18_a", head="softmax", num_classes=k, dropout=0.0,
+                             backbone_options=cfg.model.backbone_options)
+    calls = []
+
+    def spy(*args, **kw):
+        calls.append((kw["average_clips"], kw.get("stochastic_passes", 1)))
+        return predict(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "predict", spy)
+    predict_split(model, build_eval_loader(cfg, "test", num_classes=k), cfg, "test",
+                  device=torch.device("cpu"), amp=False)
+    assert calls == [("prob", 3)]
 
 
 def test_stores_are_fp32_unless_eval_precision_amp(synth_root, tmp_path, monkeypatch):

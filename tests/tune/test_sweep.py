@@ -323,6 +323,60 @@ def test_sdn_sweeps_dampening_normalisation_and_mask_batch():
     full = sdn["full"]
     assert (full.data.mask_min_human_fraction, full.data.mask_min_box_score) == (0.7, 0.3)
     assert full.optim.sdn_mask_step == "separate"
+    assert full.model.head_options["mask_step_scene_bn"] is True  # the whole model runs
+
+
+PAPER_SWEEPS = ("dear_ucf101", "dear_ucf101_zoo", "sdn_minikinetics", "sdn_finetune_diving48",
+                "psl_ucf101")
+
+
+def test_paper_sweeps_train_in_fp32_as_released_and_bf16_is_the_option():
+    """DEAR's configs have no `fp16` (only MMAction2's tsn_fp16 config has one) and SDN, PSL train
+    in fp32: no autocast in any paper-sweep trial, even on its GPU workers (the loop's autocast is
+    the driver's `resources.amp and on_gpu`); `resources.amp: true` asks for bf16 autocast. The
+    demo runs on CPU, where autocast is off whatever resources.amp says."""
+    import contextlib
+    import warnings
+
+    import torch
+
+    from dear_ray.train.loop import autocast
+
+    cuda = torch.device("cuda")
+    for sweep in PAPER_SWEEPS:
+        for name, cfg in _trials(sweep).items():
+            assert cfg.resources.use_gpu and cfg.resources.amp is False, (sweep, name)
+            assert isinstance(autocast(cuda, cfg.resources.amp), contextlib.nullcontext)
+            assert cfg.eval.precision == "fp32", (sweep, name)
+    with warnings.catch_warnings():  # a CPU-only torch warns that CUDA autocast is unavailable
+        warnings.simplefilter("ignore")
+        option = autocast(cuda, True)
+    assert isinstance(option, torch.autocast) and option.fast_dtype == torch.bfloat16
+    for sweep in ("demo", "demo_seeds"):
+        assert {cfg.resources.use_gpu for cfg in _trials(sweep).values()} == {False}, sweep
+
+
+def test_sdn_sweeps_use_sdns_shortcut_and_test_averaging_the_demo_keeps_its_own():
+    """SDN's shortcut A without gradient and libs/test.py's per-clip softmax for every SDN trial;
+    the demo's r3d18_tiny keeps the gradient through its shortcuts and DEAR's view rules."""
+    from dear_ray.models.backbones.r3d18 import shortcut_setting
+    from dear_ray.train.evaluation import average_clips_for
+
+    sdn = {**_trials("sdn_minikinetics"), **_trials("sdn_finetune_diving48")}
+    for name, cfg in sdn.items():
+        m = cfg.model
+        assert shortcut_setting(m.backbone, m.backbone_options) == "A/detached", name
+        assert {average_clips_for(m.head, s, cfg.eval.average_clips, backbone=m.backbone,
+                                  stochastic=st)
+                for s in cfg.eval_splits() for st in (False, True)} == {"prob"}, name
+    for sweep in ("demo", "demo_seeds"):
+        for name, cfg in _trials(sweep).items():
+            m = cfg.model
+            assert m.backbone == "r3d18_tiny" and "detach_shortcut" not in m.backbone_options
+            assert shortcut_setting(m.backbone, m.backbone_options) == "A", (sweep, name)
+            if m.head == "softmax":
+                assert average_clips_for("softmax", "test", "released", backbone=m.backbone) == \
+                    "score"
 
 
 def test_sdn_scene_adv_warm_up_lasts_sdns_four_epochs():
@@ -365,7 +419,7 @@ def test_sdn_scene_adv_warm_up_lasts_sdns_four_epochs():
 
 
 def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
-    """The dry run of the paper sweep names, per trial, the settings issue 10 changed."""
+    """The dry run of the paper sweeps names, per trial, the settings that decide fidelity."""
     trials = expand_trials(load_sweep(SWEEPS / "dear_ucf101.yaml"))
     dear = {t.name: line.split(" | ")[1] for t, line in
             zip(trials, format_trials(trials).splitlines()[1:-1], strict=True)}
@@ -375,13 +429,29 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
     assert "groups=tsm_fc_lr5(5x/10x:cls_head.fc_cls)" in dear["tsm_softmax"]
     assert "groups=default " in dear["tsm_rpl"]
     assert "lr=cosine/epoch+warmup5/iteration" in dear["slowfast_dear"]
-    assert all("norm=mmaction2 flip=True resize=cv2 views=released" in v and "precision=fp32" in v
+    assert all("norm=mmaction2 flip=True resize=cv2 views=released" in v
+               and v.endswith("precision=train:fp32,eval:fp32") and "shortcut=" not in v
                for v in dear.values())
-    sdn = load_sweep(SWEEPS / "sdn_minikinetics.yaml")
-    lines = format_trials(expand_trials(sdn), sdn).splitlines()
-    scene_adv = next(line for line in lines if line.startswith("scene_adv"))
-    assert "dampening=0.9" in scene_adv and "norm=sdn_activitynet" in scene_adv
-    assert scene_adv.split(" | ")[1].endswith("mask_step=separate new_layers_warmup=4ep")
+    assert "views=released->train:prob,test:score,hmdb51:score,mit_v2:score " in dear["i3d_softmax"]
+    zoo = _dry_run("dear_ucf101_zoo")  # no training: the test-time settings only
+    assert zoo["tpn_bnn"] == "dropout=0 norm=mmaction2 resize=cv2 views=released->prob precision=eval:fp32"
+    assert all("nesterov" not in v and "lr=" not in v and v.endswith("precision=eval:fp32")
+               for v in zoo.values())
+    sdn = _dry_run("sdn_minikinetics")
+    assert "dampening=0.9" in sdn["scene_adv"] and "norm=sdn_activitynet" in sdn["scene_adv"]
+    assert sdn["baseline"].endswith(
+        "shortcut=A/detached views=released->prob precision=train:fp32,eval:fp32")
+    assert sdn["scene_adv"].endswith("precision=train:fp32,eval:fp32 new_layers_warmup=4ep")
+    assert sdn["full"].endswith("views=released->prob precision=train:fp32,eval:fp32 "
+                                "mask_step=separate+scene_bn")
+    assert all("shortcut=A/detached views=released->prob" in v
+               for v in _dry_run("sdn_finetune_diving48").values())
+    assert all("precision=train:fp32,eval:fp32" in v for v in _dry_run("psl_ucf101").values())
+    demo = _dry_run("demo")
+    assert all("shortcut=A views=released" in v and "precision=train:fp32,eval:fp32" in v
+               for v in demo.values())
+    assert "views=released->train:prob,test:score" in demo["softmax"]
+    assert demo["sdn"].endswith("mask_step=separate+scene_bn")
     # a trial off the released settings shows them as they are
     spec = parse_sweep({"base": {**_base(tmp_path), "model": {"backbone": "tsm_tiny"},
                                  "optim": {"param_groups": "tsm_fc_lr5_classifier"},
@@ -390,7 +460,38 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
                         "grid": {"model.head": ["dear"]}})
     (line,) = format_trials(expand_trials(spec)).splitlines()[1:-1]
     assert "groups=tsm_fc_lr5_classifier(5x/10x:cls_head.fc_cls)" in line
-    assert "norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 views=prob precision=amp" in line
+    assert line.split(" | ")[1].endswith("norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 "
+                         "views=prob precision=train:fp32,eval:fp32")  # CPU: no autocast
+    spec = parse_sweep({"base": {**_base(tmp_path), "model": {"backbone": "r3d18_a"},
+                                 "resources": {"use_gpu": True, "amp": True}},
+                        "cases": [{"name": "amp_stores", "eval.precision": "amp",
+                                   "model.backbone_options": {"detach_shortcut": False}},
+                                  {"name": "fp32_stores", "model.head": "sdn",
+                                   "model.head_options": {"mask_step_scene_bn": False},
+                                   "data.scene_labels": "s.npy", "data.detections": "d.npy"}]})
+    amp, fp32 = format_trials(expand_trials(spec)).splitlines()[1:-1]
+    assert "shortcut=A views=released->prob precision=train:bf16,eval:bf16" in amp
+    assert fp32.split(" | ")[1].endswith("shortcut=A/detached views=released->prob "
+                         "precision=train:bf16,eval:fp32 mask_step=separate")
+
+
+def _dry_run(sweep: str) -> dict[str, str]:
+    """The fidelity part of each trial's dry-run line."""
+    plans = expand_trials(load_sweep(SWEEPS / f"{sweep}.yaml"))
+    lines = format_trials(plans).splitlines()[1:-1]
+    return {t.name: line.split(" | ")[1] for t, line in zip(plans, lines, strict=True)}
+
+
+def test_a_fidelity_field_is_one_entry(tmp_path, monkeypatch):
+    """Another setting joins the dry run with one `FIDELITY_FIELDS` entry; None leaves it out."""
+    from dear_ray.tune import _sections
+
+    fields = [*_sections.FIDELITY_FIELDS,
+              ("seed_parity", lambda cfg: "even" if cfg.seed % 2 == 0 else None)]
+    monkeypatch.setattr(_sections, "FIDELITY_FIELDS", fields)
+    spec = parse_sweep({"base": _base(tmp_path), "grid": {"seed": [0, 1]}})
+    even, odd = format_trials(expand_trials(spec)).splitlines()[1:-1]
+    assert even.split(" | ")[1].endswith(" seed_parity=even") and "seed_parity" not in odd
 
 
 def test_dry_run_prints_parameters_and_gflops_of_the_foundation_sweep():
