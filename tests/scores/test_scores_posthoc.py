@@ -94,7 +94,8 @@ def test_feature_detectors_describe_their_layer_statistics_and_hyper_parameters(
     y, w, b = np.arange(12) % 2, np.array([[1.0, 0, 0, 1], [0, 1, 1, 0]]), np.zeros(2)
     z = x @ w.T
     fitted = {
-        "mahalanobis": (Mahalanobis().fit(logits=z, labels=y, features=x), "2 class means and one tied covariance"),
+        "mahalanobis": (Mahalanobis().fit(logits=z, labels=y, features=x),
+                        "2 class means and one tied covariance (pseudo-inverse) of 12 training videos"),
         "knn": (KNN(5).fit(features=x), "bank of 12 training videos, k=5"),
         "vim": (ViM(w, b, dim=2).fit(features=x), "principal subspace dim=2"),
         "react": (ReAct(w, b, percentile=80).fit(features=x), "80th percentile of the values of 12 training"),
