@@ -99,19 +99,9 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
     def skip(name: str, reason: str) -> None:
         skipped.append(f"run {group.run!r}: no {group.method}+{name} row: {reason}")
 
-    try:
-        classifier = read_classifier(group.train)
-    except ClassifierError as err:
-        classifier, bad = None, str(err)
-    else:
-        bad = "no classifier file named in the stores' metadata (extra['classifier'])"
-    stores = group.all + ([group.val] if group.val is not None else [])
-    try:
-        logits = {id(s): store_logits(s, classifier) for s in stores}
-    except ClassifierError as err:
-        classifier, bad = None, str(err)
-        logits = {id(s): np.asarray(s.logits, np.float64) for s in stores}
-    has_features = all(s.features is not None for s in stores)
+    classifier, bad, logits = _classifier_and_logits(group)
+    evaluated = group.all + ([group.val] if group.val is not None else [])
+    has_features = all(s.features is not None for s in evaluated)
     plans, no_classifier, stale = [], [], []
     for name in names:
         if name in _FEATURES and not has_features:
@@ -140,6 +130,23 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
     return plans, skipped
 
 
+def _classifier_and_logits(group: ModelStores):
+    """`(classifier or None, why there is none, id(store) -> score-averaged logits)` of a model."""
+    try:
+        classifier = read_classifier(group.train)
+    except ClassifierError as err:
+        classifier, bad = None, str(err)
+    else:
+        bad = "no classifier file named in the stores' metadata (extra['classifier'])"
+    stores = group.all + ([group.val] if group.val is not None else [])
+    try:
+        logits = {id(s): store_logits(s, classifier) for s in stores}
+    except ClassifierError as err:
+        classifier, bad = None, str(err)
+        logits = {id(s): np.asarray(s.logits, np.float64) for s in stores}
+    return classifier, bad, logits
+
+
 def _evidential_plans(group: ModelStores, names: Sequence[str],
                       options: Mapping[str, Mapping[str, object]]) -> tuple[list[Plan], list[str]]:
     """The Dirichlet-score rows of an evidential model, from its stored (view-averaged) logits."""
@@ -154,6 +161,7 @@ def _evidential_plans(group: ModelStores, names: Sequence[str],
         except ValueError as err:
             skipped.append(f"run {group.run!r}: no {group.method}+{name} row: {err}")
             continue
+        log.info("run %r: %s+%s: %s", group.run, group.method, name, plan.description)
         plans.append(plan)
     return plans, skipped
 
