@@ -50,6 +50,8 @@ class Plan:
 
     `fewer_resamples`: a post-hoc row whose intervals use `evaluate_stores`' smaller
     `posthoc_resamples` (the demo report stays fast with many post-hoc rows).
+    `description`: what a post-hoc row's score reads and was fitted on (which features, which
+    statistics, its hyper-parameters; `dear_ray.metrics.posthoc`), empty for the others.
     """
 
     method: str
@@ -57,6 +59,7 @@ class Plan:
     stores: ModelStores
     decide: object = None  # callable store -> (N,) decisions in [0, K], or None (threshold)
     fewer_resamples: bool = False
+    description: str = ""
 
 
 def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:

@@ -10,9 +10,14 @@ Every created score is a callable `score(logits (N, K), *, features=None, sample
     knn = create_score("knn", k=50).fit(features=train_features)
     u = knn(logits, features=features)                       # (N,)
 
-Post-hoc detectors (OpenOOD v1.5, `dear_ray.scores.posthoc`): `gen`, `temp_msp`, `mahalanobis`,
-`knn`, `vim`, `react`, `ash`; the fitted ones have `.fit(*, logits, labels, features)`, and `vim`,
-`react`, `ash` take the classifier's `weight` `(K, F)` and `bias` `(K,)` when created.
+Post-hoc detectors (OpenOOD v1.5): `gen`, `temp_msp`, `mahalanobis`, `knn`, `vim`, `react`, `ash`
+(`dear_ray.scores.posthoc`), `rmds`, `fdbd`, `nnguide`, `she` (`dear_ray.scores.distances`),
+`scale`, `dice` (`dear_ray.scores.shaping`); the fitted ones have `.fit(*, logits, labels,
+features)`, those that recompute the logits (`vim`, `react`, `ash`, `scale`, `dice`, `fdbd`) take
+the classifier's `weight` `(K, F)` and `bias` `(K,)` when created, every hyper-parameter is a
+keyword of `create_score`, and each feature-space detector's `describe()` names the features and
+statistics it uses. Evidential heads also have `mpu`, `diff_entropy` and `mutual_info`
+(`dear_ray.scores.evidential`; docs/scores.md defines them all).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from dear_ray.scores.classifier import (
 )
 from dear_ray.scores.openmax import OpenMax, OpenMaxFitError, WeibullTail, fit_high, fit_weibull
 from dear_ray.scores.psl import PSLMahalanobis, create_psl_score
-from dear_ray.scores.posthoc import KNN, Mahalanobis, ReAct, TemperatureScaling, ViM, ash_energy, gen
+from dear_ray.scores.distances import FDBD, RMDS, SHE, NNGuide
+from dear_ray.scores.posthoc import ASH, KNN, Mahalanobis, ReAct, TemperatureScaling, ViM, gen
+from dear_ray.scores.shaping import DICE, Scale
 from dear_ray.scores.predictions import (
     PREDICTION_RULES,
     class_probabilities,
@@ -57,6 +64,8 @@ register_score = SCORES.register
 
 # heads whose outputs are Dirichlet evidence (SPEC 1.1)
 EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
+# Dirichlet scores computed post hoc from an evidential head's stored logits (report rows)
+EVIDENTIAL_POSTHOC = ("mpu", "diff_entropy", "mutual_info")
 HEADS = ("softmax", "bnn", "rpl", "sdn", "psl") + EVIDENTIAL_HEADS
 # the score each method is reported with (SPEC section 1's table)
 DEFAULT_SCORES = {"softmax": "msp", "mc_dropout": "bald", "bnn": "bald", "rpl": "rpl", "openmax": "openmax",
@@ -109,6 +118,33 @@ def _create_vacuity(*, evidence: str = "exp") -> ScoreFn:
         raise ValueError(f"vacuity: evidence={evidence!r}; expected one of "
                          f"{', '.join(_evidential.EVIDENCE_FUNCTIONS)}")
     return _logit_score(lambda z: _evidential.vacuity(z, evidence))
+
+
+def _evidential_score(name: str, fn: Callable[[np.ndarray, str], np.ndarray], evidence: str) -> ScoreFn:
+    if evidence not in _evidential.EVIDENCE_FUNCTIONS:
+        raise ValueError(f"{name}: evidence={evidence!r}; expected one of {', '.join(_evidential.EVIDENCE_FUNCTIONS)}")
+    score = _logit_score(lambda z: fn(z, evidence))
+    score.__name__ = score.__qualname__ = name
+    score.__doc__ = fn.__doc__
+    return score
+
+
+@register_score("mpu")
+def _create_mpu(*, evidence: str = "exp") -> ScoreFn:
+    """Minus the margin-aware predictive uncertainty, `S - K max alpha` (higher = more unknown)."""
+    return _evidential_score("mpu", _evidential.mpu, evidence)
+
+
+@register_score("diff_entropy")
+def _create_diff_entropy(*, evidence: str = "exp") -> ScoreFn:
+    """Differential entropy of Dir(alpha)."""
+    return _evidential_score("diff_entropy", _evidential.differential_entropy, evidence)
+
+
+@register_score("mutual_info")
+def _create_mutual_info(*, evidence: str = "exp") -> ScoreFn:
+    """Mutual information between the label and p ~ Dir(alpha)."""
+    return _evidential_score("mutual_info", _evidential.mutual_information, evidence)
 
 
 @register_score("bald")
@@ -172,14 +208,45 @@ def _create_react(*, weight, bias, percentile: float = 90.0) -> ReAct:
 
 
 @register_score("ash")
-def _create_ash(*, weight, bias, percentile: float = 90.0) -> ScoreFn:
+def _create_ash(*, weight, bias, percentile: float = 90.0) -> ASH:
     """ASH-B pruning at `percentile` (OpenOOD 90), then the energy; needs `weight`, `bias`."""
-    def ash(logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
-        if features is None:
-            raise ValueError("ash needs the pooled features (N, F); none were given")
-        return ash_energy(features, weight, bias, percentile=percentile)
+    return ASH(weight, bias, percentile=percentile)
 
-    return ash
+
+@register_score("rmds")
+def _create_rmds() -> RMDS:
+    """Unfitted; `.fit(logits=, labels=, features=)` on the training split (class + background Gaussians)."""
+    return RMDS()
+
+
+@register_score("fdbd")
+def _create_fdbd(*, weight, bias, distance_as_normalizer: bool = True) -> FDBD:
+    """Unfitted; `.fit(features=train_features)` (mean feature); needs `weight`, `bias`."""
+    return FDBD(weight, bias, distance_as_normalizer=distance_as_normalizer)
+
+
+@register_score("nnguide")
+def _create_nnguide(*, k: int = 100, bank_fraction: float = 1.0, seed: int = 0) -> NNGuide:
+    """Unfitted; `.fit(logits=train_logits, features=train_features)`; k-nearest guidance (OpenOOD k=100)."""
+    return NNGuide(k=k, bank_fraction=bank_fraction, seed=seed)
+
+
+@register_score("she")
+def _create_she(*, metric: str = "inner_product") -> SHE:
+    """Unfitted; `.fit(logits=, labels=, features=)` (class patterns of correctly classified videos)."""
+    return SHE(metric=metric)
+
+
+@register_score("scale")
+def _create_scale(*, weight, bias, percentile: float = 85.0) -> Scale:
+    """SCALE at `percentile` (OpenOOD 85), then the energy; needs `weight`, `bias`; nothing fitted."""
+    return Scale(weight, bias, percentile=percentile)
+
+
+@register_score("dice")
+def _create_dice(*, weight, bias, percentile: float = 90.0) -> DICE:
+    """Unfitted; `.fit(features=train_features)` sets the weight mask at `percentile` (OpenOOD 90)."""
+    return DICE(weight, bias, percentile=percentile)
 
 
 def create_score(name: str, **options) -> ScoreFn:
@@ -228,12 +295,18 @@ def methods_for_head(head: str, *, stochastic_passes: int = 1, posthoc=()) -> li
 
     A `softmax` model also yields MC Dropout (its stored `bald`, which needs `stochastic_passes`
     > 1) and OpenMax (fitted post hoc on its train store); every other head is its own method.
-    `posthoc`: the post-hoc detectors evaluated (`dear_ray.metrics.posthoc.POSTHOC_SCORES` by
-    `evaluate_stores`' default), each a row `<head>+<detector>` of a `softmax` or `sdn` model
-    (`vim`, `react`, `ash` only when the trial has its classifier file).
+    `posthoc`: the post-hoc rows evaluated (`dear_ray.metrics.posthoc.POSTHOC_SCORES` by
+    `evaluate_stores`' default): each detector a row `<head>+<detector>` of a `softmax` or `sdn`
+    model (those that need the classifier file only when the trial has it), each of
+    `EVIDENTIAL_POSTHOC` a row `<head>+<score>` of an evidential model.
     """
     _check_head(head)
-    extra = [f"{head}+{name}" for name in posthoc] if head in POSTHOC_HEADS else []
+    if head in POSTHOC_HEADS:
+        extra = [f"{head}+{name}" for name in posthoc if name not in EVIDENTIAL_POSTHOC]
+    elif head in EVIDENTIAL_HEADS:
+        extra = [f"{head}+{name}" for name in posthoc if name in EVIDENTIAL_POSTHOC]
+    else:
+        extra = []
     if head == "softmax":
         return ["softmax"] + ["mc_dropout"] * (stochastic_passes > 1) + ["openmax"] + extra
     return [head] + extra
@@ -273,9 +346,10 @@ def default_score(method: str) -> str:
 
 
 __all__ = [
-    "CLASSIFIER_FILE", "CLASSIFIER_KEY", "DEFAULT_SCORES", "EVIDENTIAL_HEADS", "HEADS", "KNN", "POSTHOC_HEADS",
-    "PREDICTION_RULES", "Classifier", "ClassifierError", "Mahalanobis", "OpenMax", "OpenMaxFitError", "ReAct",
-    "ScoreStore", "ScoreStoreError", "StoreMeta", "TemperatureScaling", "ViM", "WeibullTail", "class_probabilities",
+    "ASH", "CLASSIFIER_FILE", "CLASSIFIER_KEY", "DEFAULT_SCORES", "DICE", "EVIDENTIAL_HEADS", "EVIDENTIAL_POSTHOC",
+    "FDBD", "HEADS", "KNN", "POSTHOC_HEADS", "PREDICTION_RULES", "RMDS", "SHE", "Classifier", "ClassifierError",
+    "Mahalanobis", "NNGuide", "OpenMax", "OpenMaxFitError", "ReAct", "Scale", "ScoreStore", "ScoreStoreError",
+    "StoreMeta", "TemperatureScaling", "ViM", "WeibullTail", "class_probabilities",
     "closed_predictions", "compute_scores", "create_score", "default_prediction_rule", "default_score", "fit_high",
     "fit_weibull", "list_scores", "methods_for_head", "read_classifier", "read_score_store", "register_score",
     "scores_for_head", "store_logits", "write_classifier", "write_score_store",

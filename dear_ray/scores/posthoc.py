@@ -16,54 +16,32 @@ the mean, so per-view clipping then averaging would give other logits).
 - `KNN`: squared L2 distance to the k-th nearest training feature, features L2-normalised (k=50).
 - `ViM`: virtual logit (norm of the residual off the principal subspace) minus the energy.
 - `ReAct`: energy after clipping features at the 90th percentile of the training features.
-- `ash_energy`: energy after ASH-B pruning (percentile 90), OpenOOD's `ASHNet.forward_threshold`.
+- `ash_energy` (`ASH`): energy after ASH-B pruning (percentile 90), OpenOOD's `ASHNet.forward_threshold`.
+
+The newer OpenOOD v1.5 detectors are in `dear_ray.scores.distances` (RMDS, fDBD, NNGuide, SHE) and
+`dear_ray.scores.shaping` (SCALE, DICE).
 
 Fitted detectors share one interface: `fit(*, logits=None, labels=None, features=None)` (each
 uses what it needs, on the training split, or the validation split for the temperature) and
 `__call__(logits, *, features=None, sample_logits=None, leave_one_out=False)` -> `(N,)`, like every
 registered score; ViM, ReAct and ASH take the classifier's `weight` `(K, F)` and `bias` `(K,)` when
-built (`dear_ray.scores.classifier`).
+built (`dear_ray.scores.classifier`). Their hyper-parameters are constructor arguments (k,
+percentile, dim, ...), and every feature-space detector's `describe()` says which features and
+which fitted statistics it uses (one line, recorded with its report row).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, logsumexp, softmax
+from scipy.special import log_softmax, softmax
 
-from dear_ray.scores._checks import as_logits
+from dear_ray.scores._checks import as_classifier, as_features, as_labels, as_logits, need_features
+from dear_ray.scores.softmax import energy
 
 _CHUNK = 2048  # query rows a time for the KNN distance matrix
-
-
-def _features(x, name: str = "features", width: int | None = None) -> np.ndarray:
-    arr = as_logits(x, name)
-    if width is not None and arr.shape[1] != width:
-        raise ValueError(f"{name}: expected (N, {width}) features like the fitted ones, got {arr.shape}")
-    return arr
-
-
-def _labels(labels, n: int) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be ({n},) integers, got {y.dtype} {y.shape}")
-    return y
-
-
-def _need_features(name: str, features) -> None:
-    if features is None:
-        raise ValueError(f"{name} needs the pooled features (N, F); none were given (stores without features)")
-
-
-def _classifier(name: str, weight, bias) -> tuple[np.ndarray, np.ndarray]:
-    w, b = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
-    if w.ndim != 2 or b.shape != (w.shape[0],):
-        raise ValueError(f"{name}: weight must be (K, F) and bias (K,), got {w.shape} and {b.shape}")
-    return w, b
-
-
-def _energy(logits: np.ndarray) -> np.ndarray:
-    return -logsumexp(logits, axis=1)
+# what every feature-space detector reads: a store's `features`
+FEATURE_LAYER = "pooled backbone features (the classifier's input), view-averaged"
 
 
 def gen(logits, *, gamma: float = 0.1, m: int = 100) -> np.ndarray:
@@ -92,7 +70,7 @@ class TemperatureScaling:
         if logits is None or labels is None:
             raise ValueError("temperature scaling: fit needs held-out logits and labels")
         z = as_logits(logits)
-        y = _labels(labels, z.shape[0])
+        y = as_labels(labels, z.shape[0])
         if z.shape[0] == 0:
             raise ValueError("temperature scaling: no videos to fit on")
 
@@ -122,13 +100,14 @@ class Mahalanobis:
     def __init__(self) -> None:
         self.means: np.ndarray | None = None
         self.precision: np.ndarray | None = None
+        self.num_fitted = 0  # training videos the statistics come from
 
     def fit(self, *, logits=None, labels=None, features=None) -> Mahalanobis:
         """Class means and tied covariance of `features` `(N, F)`; K = the logits' width."""
         if features is None or labels is None or logits is None:
             raise ValueError("mahalanobis: fit needs the training features, labels and logits (for K)")
-        x = _features(features)
-        y = _labels(labels, x.shape[0])
+        x = as_features(features)
+        y = as_labels(labels, x.shape[0])
         num_classes = as_logits(logits).shape[1]
         missing = sorted(set(range(num_classes)) - set(np.unique(y).tolist()))
         if missing:
@@ -136,13 +115,21 @@ class Mahalanobis:
         self.means = np.stack([x[y == k].mean(axis=0) for k in range(num_classes)])
         centred = x - self.means[y]
         self.precision = np.linalg.pinv(centred.T @ centred / x.shape[0], hermitian=True)
+        self.num_fitted = x.shape[0]
         return self
+
+    def describe(self) -> str:
+        if self.means is None:
+            return "mahalanobis: not fitted"
+        k, f = self.means.shape
+        return (f"{FEATURE_LAYER}, F={f}; {k} class means and one tied covariance (pseudo-inverse) "
+                f"of {self.num_fitted} training videos")
 
     def __call__(self, logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
         if self.means is None:
             raise ValueError("mahalanobis is not fitted: call .fit(logits=..., labels=..., features=...) first")
-        _need_features("mahalanobis", features)
-        x = _features(features, width=self.means.shape[1])
+        need_features("mahalanobis", features)
+        x = as_features(features, width=self.means.shape[1])
         xp = x @ self.precision  # (x - mu)^T P (x - mu) expanded: no (N, K, F) array
         mp = self.means @ self.precision
         d = np.sum(xp * x, axis=1)[:, None] - 2 * xp @ self.means.T + np.sum(mp * self.means, axis=1)[None]
@@ -173,15 +160,21 @@ class KNN:
         self.bank: np.ndarray | None = None
 
     def fit(self, *, logits=None, labels=None, features=None) -> KNN:
-        _need_features("knn", features)
-        self.bank = l2_normalise(_features(features))
+        need_features("knn", features)
+        self.bank = l2_normalise(as_features(features))
         return self
+
+    def describe(self) -> str:
+        if self.bank is None:
+            return "knn: not fitted"
+        n, f = self.bank.shape
+        return f"{FEATURE_LAYER}, F={f}, L2-normalised; bank of {n} training videos, k={min(self.k, n)}"
 
     def __call__(self, logits=None, *, features=None, sample_logits=None, leave_one_out: bool = False) -> np.ndarray:
         if self.bank is None:
             raise ValueError("knn is not fitted: call .fit(features=train_features) first")
-        _need_features("knn", features)
-        q = l2_normalise(_features(features, width=self.bank.shape[1]))
+        need_features("knn", features)
+        q = l2_normalise(as_features(features, width=self.bank.shape[1]))
         if leave_one_out and q.shape[0] != self.bank.shape[0]:
             raise ValueError(f"knn: leave_one_out needs the {self.bank.shape[0]} training features, got {q.shape[0]}")
         k = min(self.k, self.bank.shape[0] - leave_one_out)
@@ -212,14 +205,15 @@ class ViM:
     """
 
     def __init__(self, weight, bias, *, dim: int | None = None) -> None:
-        self.weight, self.bias = _classifier("vim", weight, bias)
+        self.weight, self.bias = as_classifier("vim", weight, bias)
         self.dim = dim
         self.u = self.residual = None
         self.alpha: float | None = None
+        self.num_fitted = 0  # training videos the statistics come from
 
     def fit(self, *, logits=None, labels=None, features=None) -> ViM:
-        _need_features("vim", features)
-        x = _features(features, width=self.weight.shape[1])
+        need_features("vim", features)
+        x = as_features(features, width=self.weight.shape[1])
         w, b = self.weight, self.bias
         f = x.shape[1]
         dim = self.dim if self.dim is not None else (256 if f >= 512 else f // 2)
@@ -232,15 +226,23 @@ class ViM:
         self.residual = np.ascontiguousarray(vectors[:, order[dim:]])
         self.dim = dim
         self.alpha = float((x @ w.T + b).max(axis=1).mean() / np.linalg.norm(centred @ self.residual, axis=1).mean())
+        self.num_fitted = x.shape[0]
         return self
+
+    def describe(self) -> str:
+        if self.alpha is None:
+            return "vim: not fitted"
+        f = self.weight.shape[1]
+        return (f"{FEATURE_LAYER}, F={f}; origin -pinv(W) b, principal subspace dim={self.dim} of the covariance "
+                f"of {self.num_fitted} training videos, alpha={self.alpha:.4g}; classifier W, b")
 
     def __call__(self, logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
         if self.alpha is None:
             raise ValueError("vim is not fitted: call .fit(features=train_features) first")
-        _need_features("vim", features)
-        x = _features(features, width=self.weight.shape[1])
+        need_features("vim", features)
+        x = as_features(features, width=self.weight.shape[1])
         virtual = self.alpha * np.linalg.norm((x - self.u) @ self.residual, axis=1)
-        return virtual + _energy(x @ self.weight.T + self.bias)
+        return virtual + energy(x @ self.weight.T + self.bias)
 
 
 class ReAct:
@@ -254,28 +256,37 @@ class ReAct:
     def __init__(self, weight, bias, *, percentile: float = 90.0) -> None:
         if not 0 < percentile <= 100:
             raise ValueError(f"react: percentile={percentile!r}; expected (0, 100]")
-        self.weight, self.bias = _classifier("react", weight, bias)
+        self.weight, self.bias = as_classifier("react", weight, bias)
         self.percentile = float(percentile)
         self.clip: float | None = None
+        self.num_fitted = 0  # training videos the statistics come from
 
     def fit(self, *, logits=None, labels=None, features=None) -> ReAct:
-        _need_features("react", features)
-        self.clip = float(np.percentile(_features(features).ravel(), self.percentile))
+        need_features("react", features)
+        x = as_features(features)
+        self.clip = float(np.percentile(x.ravel(), self.percentile))
+        self.num_fitted = x.shape[0]
         return self
+
+    def describe(self) -> str:
+        if self.clip is None:
+            return "react: not fitted"
+        return (f"{FEATURE_LAYER}, F={self.weight.shape[1]}; clipped at c={self.clip:.4g}, the "
+                f"{self.percentile:g}th percentile of the values of {self.num_fitted} training videos; classifier W, b")
 
     def __call__(self, logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
         if self.clip is None:
             raise ValueError("react is not fitted: call .fit(features=train_features) first")
-        _need_features("react", features)
-        x = np.minimum(_features(features, width=self.weight.shape[1]), self.clip)
-        return _energy(x @ self.weight.T + self.bias)
+        need_features("react", features)
+        x = np.minimum(as_features(features, width=self.weight.shape[1]), self.clip)
+        return energy(x @ self.weight.T + self.bias)
 
 
 def ash_b(features, percentile: float = 90.0) -> np.ndarray:
     """ASH-B (Djurisic et al. 2023) on `(N, F)` features: keep the `F - round(F p / 100)` largest
     values of each row, each set to the row's sum divided by that count, zero the rest
     (OpenOOD `networks/ash_net.py` `ash_b`; `np.round` as there, half to even)."""
-    x = _features(features)
+    x = as_features(features)
     if not 0 <= percentile < 100:
         raise ValueError(f"ash: percentile={percentile!r}; expected [0, 100)")
     n = x.shape[1]
@@ -288,4 +299,24 @@ def ash_b(features, percentile: float = 90.0) -> np.ndarray:
 
 def ash_energy(features, weight, bias, *, percentile: float = 90.0) -> np.ndarray:
     """ASH's score: `-logsumexp(ash_b(x) W^T + b)`; percentile 90 (`configs/postprocessors/ash.yml`)."""
-    return _energy(ash_b(features, percentile) @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64))
+    return energy(ash_b(features, percentile) @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64))
+
+
+class ASH:
+    """`ash_energy` with the classifier and percentile bound; nothing is fitted (ASH-B prunes each
+    video's own feature vector)."""
+
+    def __init__(self, weight, bias, *, percentile: float = 90.0) -> None:
+        if not 0 <= percentile < 100:
+            raise ValueError(f"ash: percentile={percentile!r}; expected [0, 100)")
+        self.weight, self.bias = as_classifier("ash", weight, bias)
+        self.percentile = float(percentile)
+
+    def __call__(self, logits=None, *, features=None, sample_logits=None, leave_one_out=False) -> np.ndarray:
+        need_features("ash", features)
+        return ash_energy(as_features(features, width=self.weight.shape[1]), self.weight, self.bias,
+                          percentile=self.percentile)
+
+    def describe(self) -> str:
+        return (f"{FEATURE_LAYER}, F={self.weight.shape[1]}; ASH-B pruning of each video's vector at the "
+                f"{self.percentile:g}th percentile; classifier W, b")

@@ -4,10 +4,12 @@
 trial's stores with `dear_ray.metrics.evaluate.evaluate_stores`, which draws the unknown-class
 subsets ONCE and passes the same subsets to every method, and expands a `softmax` trial into
 `softmax` (MSP), `mc_dropout` (BALD over the stored stochastic passes) and `openmax` (fitted post
-hoc on the trial's train store) rows, and a `softmax` or `sdn` trial into the post-hoc detector
+hoc on the trial's train store) rows, a `softmax` or `sdn` trial into the post-hoc detector
 rows `<method>+energy`, `+maxlogit`, `+gen`, `+temp_msp`, `+mahalanobis`, `+knn`, `+vim`,
-`+react`, `+ash` (`dear_ray.metrics.posthoc`; skipped with a warning where the stores lack what
-one needs, e.g. the classifier file for ViM / ReAct / ASH).
+`+react`, `+ash`, `+rmds`, `+scale`, `+fdbd`, `+nnguide`, `+she`, `+dice`, and an evidential
+trial into `<method>+mpu`, `+diff_entropy`, `+mutual_info` (`dear_ray.metrics.posthoc`,
+docs/scores.md; skipped with a warning where the stores lack what one needs, e.g. the
+classifier file for ViM / ReAct / ASH / SCALE / DICE / fDBD).
 
 Protocols (`protocol`, `dear_ray.metrics.protocols`): `dear` writes `<sweep>/report/` and logs
 it under the parent run's `report/`; `psl` writes `<sweep>/report/psl/`, logs `report/psl/`,

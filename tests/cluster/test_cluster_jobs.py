@@ -146,6 +146,11 @@ def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_pat
     # (and the post-hoc detector rows softmax+<detector>, dear_ray.metrics.posthoc)
     names = sorted(r.info.run_name for r in posthoc)
     assert "softmax/mc_dropout" in names and all(n.startswith("softmax/") for n in names), names
+    edl = next(r for r in trials if r.info.run_name == "edl")  # and its Dirichlet-score rows
+    evidential = mlflow.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{edl.info.run_id}'")
+    assert sorted(r.info.run_name for r in evidential) == ["edl/edl+diff_entropy", "edl/edl+mpu",
+                                                             "edl/edl+mutual_info"]
+    posthoc = [*posthoc, *evidential]
     everything = mlflow.search_runs([exp.experiment_id])
     assert len(everything) == 3 + len(posthoc)  # sweep, trials, post hoc: nothing duplicated
     for run in trials + posthoc:

@@ -151,10 +151,11 @@ def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatc
     assert {r["unknown set"] for r in rows} == {"unknown"}
     # OpenMax needs 2 correctly classified training videos a class, which a 2-epoch model on 6
     # videos a class does not always have: then the aggregator warns and writes no openmax run
-    # (the softmax trial's post-hoc detector rows, softmax+<detector>, come on top)
+    # (the softmax trial's post-hoc detector rows, softmax+<detector>, and the dear trial's
+    # Dirichlet-score rows, dear+<score>, come on top)
     methods = sorted(r["method"] for r in rows if "+" not in r["method"])
     assert methods in (["dear", "mc_dropout", "openmax", "softmax"], ["dear", "mc_dropout", "softmax"])
-    assert all(r["method"].startswith("softmax+") for r in rows if "+" in r["method"])
+    assert all(r["method"].startswith(("softmax+", "dear+")) for r in rows if "+" in r["method"])
     for row in rows:
         metrics = runs[(row["trial"], row["method"])].data.metrics
         for key, name in COLUMNS.items():

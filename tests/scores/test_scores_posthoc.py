@@ -87,3 +87,22 @@ def test_ash_b_keeps_the_top_values_at_the_row_mean_of_the_kept():
     assert ash_energy(x, w, np.zeros(2), percentile=60) == pytest.approx([-(10 + np.log(2))])
     ash = create_score("ash", weight=w, bias=np.zeros(2))  # OpenOOD's default percentile 90: ash_b
     assert ash(None, features=x) == pytest.approx([-logsumexp([0.0, 20.0])])
+
+
+def test_feature_detectors_describe_their_layer_statistics_and_hyper_parameters():
+    x = np.abs(np.random.default_rng(0).normal(size=(12, 4)))
+    y, w, b = np.arange(12) % 2, np.array([[1.0, 0, 0, 1], [0, 1, 1, 0]]), np.zeros(2)
+    z = x @ w.T
+    fitted = {
+        "mahalanobis": (Mahalanobis().fit(logits=z, labels=y, features=x),
+                        "2 class means and one tied covariance (pseudo-inverse) of 12 training videos"),
+        "knn": (KNN(5).fit(features=x), "bank of 12 training videos, k=5"),
+        "vim": (ViM(w, b, dim=2).fit(features=x), "principal subspace dim=2"),
+        "react": (ReAct(w, b, percentile=80).fit(features=x), "80th percentile of the values of 12 training"),
+        "ash": (create_score("ash", weight=w, bias=b, percentile=70), "pruning of each video's vector at the 70th"),
+    }
+    for name, (detector, said) in fitted.items():
+        text = detector.describe()
+        assert text.startswith("pooled backbone features (the classifier's input), view-averaged, F=4"), name
+        assert said in text, (name, text)
+    assert KNN(3).describe() == "knn: not fitted"

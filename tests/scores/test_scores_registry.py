@@ -20,9 +20,10 @@ SAMPLES = np.random.default_rng(1).normal(size=(4, 7, 5))
 
 
 def test_registry_lists_every_score_and_rejects_unknown_names():
-    assert list_scores() == ["ash", "bald", "energy", "entropy", "gen", "knn", "mahalanobis", "maxlogit", "msp",
-                             "openmax", "psl", "react", "rpl", "temp_msp", "vacuity", "vim"]
-    with pytest.raises(UnknownNameError, match="unknown score 'odin'; known scores: ash, bald, energy"):
+    assert list_scores() == ["ash", "bald", "dice", "diff_entropy", "energy", "entropy", "fdbd", "gen", "knn",
+                             "mahalanobis", "maxlogit", "mpu", "msp", "mutual_info", "nnguide", "openmax", "psl",
+                             "react", "rmds", "rpl", "scale", "she", "temp_msp", "vacuity", "vim"]
+    with pytest.raises(UnknownNameError, match="unknown score 'odin'; known scores: ash, bald, dice"):
         create_score("odin")
 
 
@@ -73,6 +74,10 @@ def test_methods_for_head():
     assert methods_for_head("softmax", stochastic_passes=10) == ["softmax", "mc_dropout", "openmax"]
     assert methods_for_head("softmax") == ["softmax", "openmax"]  # no passes, no BALD
     assert methods_for_head("dear", stochastic_passes=10) == ["dear"]
+    rows = ("knn", "scale", "mpu", "mutual_info")  # detectors for softmax classifiers, Dirichlet scores for EDL
+    assert methods_for_head("sdn", posthoc=rows) == ["sdn", "sdn+knn", "sdn+scale"]
+    assert methods_for_head("dear", posthoc=rows) == ["dear", "dear+mpu", "dear+mutual_info"]
+    assert methods_for_head("rpl", posthoc=rows) == ["rpl"]
     with pytest.raises(ValueError, match="unknown head 'mc_dropout'"):
         methods_for_head("mc_dropout")
 

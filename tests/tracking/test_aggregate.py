@@ -12,9 +12,10 @@ from scipy.special import softmax
 
 from dear_ray.metrics import combine_unknown_classes, draw_unknown_subsets, open_set_report
 from dear_ray.metrics.evaluate import CURVES_FILE, SCORES_FILE
-from dear_ray.metrics.posthoc import POSTHOC_SCORES
+from dear_ray.metrics.posthoc import DETECTORS
 from dear_ray.scores import (
     CLASSIFIER_KEY,
+    EVIDENTIAL_POSTHOC,
     OpenMax,
     StoreMeta,
     compute_scores,
@@ -33,7 +34,7 @@ from dear_ray.tracking.mlflow_runs import (
 
 K, UNKNOWN_CLASSES, F, S = 3, 4, 6, 5
 SPLITS = {"train": 60, "test": 30, "test_shifted": 30, "unknown": 40}
-POSTHOC_METHODS = [f"softmax+{name}" for name in POSTHOC_SCORES]
+POSTHOC_METHODS = [f"softmax+{name}" for name in DETECTORS]
 WEIGHT = np.eye(K, F) * 4.0 / 3.0  # the softmax trial's classifier: logits = features @ WEIGHT.T + BIAS
 BIAS = np.array([0.1, -0.2, 0.0])
 
@@ -99,7 +100,8 @@ def test_table_has_every_method_and_skips_the_incomplete_trial(sweep):
     table = sweep["table"]
     assert sorted(zip(table["trial"], table["method"], table["score"].str.split("(").str[0])) == sorted([
         ("evid", "edl", "vacuity"), ("soft", "mc_dropout", "bald"), ("soft", "openmax", "openmax"),
-        ("soft", "softmax", "msp"), *(("soft", f"softmax+{n}", n) for n in POSTHOC_SCORES)])
+        ("soft", "softmax", "msp"), *(("soft", f"softmax+{n}", n) for n in DETECTORS),
+        *(("evid", f"edl+{n}", n) for n in EVIDENTIAL_POSTHOC)])
     # no val store: the temperature is fitted on the known test split, and the score says so
     assert _row(table, "softmax+temp_msp")["score"] == "temp_msp(test)"
     assert (table["protocol"] == "dear").all()
@@ -154,7 +156,7 @@ def test_parent_run_gets_tables_and_plots(sweep):
     assert any(n.startswith("report/hist_") for n in names)
     local = client.download_artifacts(sweep["parent"], "report/results_table.json")
     logged = json.loads(open(local).read())
-    assert len(logged["data"]) == 4 + len(POSTHOC_SCORES) and "open_maf1" in logged["columns"]
+    assert len(logged["data"]) == 4 + len(DETECTORS) + len(EVIDENTIAL_POSTHOC) and "open_maf1" in logged["columns"]
     assert "report/hist_posthoc_soft_unk.png" in names  # one grid for the post-hoc rows
 
 
@@ -164,7 +166,7 @@ def test_parent_run_gets_the_data_behind_the_plots(sweep):
     client = MlflowClient(sweep["uri"])
     curves = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{CURVES_FILE}"))
     scores = pd.read_parquet(client.download_artifacts(sweep["parent"], f"report/{SCORES_FILE}"))
-    methods = {"edl", "mc_dropout", "openmax", "softmax", *POSTHOC_METHODS}
+    methods = {"edl", "mc_dropout", "openmax", "softmax", *POSTHOC_METHODS, *(f"edl+{n}" for n in EVIDENTIAL_POSTHOC)}
     assert set(curves["method"]) == set(scores["method"]) == methods
 
     stores = {s: read_score_store(sweep["dir"] / "stores" / "soft" / f"{s}.parquet")
@@ -211,6 +213,10 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
                                  f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
     assert sorted(r.data.tags["method"] for r in posthoc) == sorted(["mc_dropout", "openmax", *POSTHOC_METHODS])
     assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
+    evid = next(r for r in trial_runs if r.info.run_name == "evid")
+    evidential = client.search_runs([sweep["exp"]], f"tags.mlflow.parentRunId = '{evid.info.run_id}'")
+    assert sorted(r.data.tags["method"] for r in evidential) == sorted(f"edl+{n}" for n in EVIDENTIAL_POSTHOC)
+    assert all(np.isfinite(r.data.metrics["unk/auroc"]) for r in evidential)
     runs = [*trial_runs, *posthoc]
     # the same names in every run, but the baseline has no `_diff_sig` against itself and OpenMax
     # (argmax over K+1 classes) no threshold
