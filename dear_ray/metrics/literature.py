@@ -183,11 +183,11 @@ def format_table(frame: pd.DataFrame, table: Table, *, markdown: bool = False) -
     lines = [f"### {title}" if markdown else title]
     if table.source:
         lines.append(f"published: {table.source}")
-    lines += _grid(header, rows, markdown)
+    lines += _grid(header, rows, markdown) + ([""] if markdown else [])
     lines.append(f"reproduced {rule} (percent): {int(checked.sum())} of {len(checked)} published numbers"
                  + ("" if checked.all() else "; NOT reproduced: " + ", ".join(
                      f"{r.label} {r.header}" for r in frame[frame["reproduced"].fillna(True) == False].itertuples())))  # noqa: E712
-    lines += [f"  {n}" for n in notes]
+    lines += [f"{'- ' if markdown else '  '}{n}" for n in notes]
     return "\n".join(lines)
 
 
