@@ -116,17 +116,22 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ScoreImportError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {}
-            for key in data.files:
-                try:
-                    arrays[key] = data[key]
-                except ValueError:  # an object array: pickled Python objects are never loaded
-                    raise ScoreImportError(f"{path}: key {key!r} holds Python objects (a pickle); only numeric "
-                                           "arrays are read") from None
-            return arrays
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
         raise ScoreImportError(f"{path}: not a readable .npz file ({err})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ScoreImportError(f"{path}: a single .npy array, not an .npz file of named arrays")
+    with data:
+        arrays = {}
+        for key in data.files:
+            try:
+                arrays[key] = data[key]
+            except ValueError:  # an object array: pickled Python objects are never loaded
+                raise ScoreImportError(f"{path}: key {key!r} holds Python objects (a pickle); only numeric "
+                                       "arrays are read") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as err:
+                raise ScoreImportError(f"{path}: key {key!r} cannot be read ({err})") from None
+        return arrays
 
 
 def finite(path, key: str, values, *, ndim: int) -> np.ndarray:
