@@ -184,9 +184,10 @@ def format_table(frame: pd.DataFrame, table: Table, *, markdown: bool = False) -
     if table.source:
         lines.append(f"published: {table.source}")
     lines += _grid(header, rows, markdown) + ([""] if markdown else [])
+    missed = frame[~frame["reproduced"].fillna(True).astype(bool)]
     lines.append(f"reproduced {rule} (percent): {int(checked.sum())} of {len(checked)} published numbers"
-                 + ("" if checked.all() else "; NOT reproduced: " + ", ".join(
-                     f"{r.label} {r.header}" for r in frame[frame["reproduced"].fillna(True) == False].itertuples())))  # noqa: E712
+                 + ("" if missed.empty else "; NOT reproduced: "
+                    + ", ".join(f"{r.label} {r.header}" for r in missed.itertuples())))
     lines += [f"{'- ' if markdown else '  '}{n}" for n in notes]
     return "\n".join(lines)
 

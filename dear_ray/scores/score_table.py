@@ -89,8 +89,10 @@ def read_score_table(path: str | Path, *, known_set: str = "ucf101", unknown_set
         rows = (splits == split).to_numpy()
         if not rows.any():
             continue
-        upper = CLASS_COUNTS.get(unknown_set) if split == "unknown" else k
-        what = f"the {'unknown' if split == 'unknown' else 'known'} set {unknown_set if split == 'unknown' else known_set}"
+        if split == "unknown":
+            upper, what = CLASS_COUNTS.get(unknown_set), f"the unknown set {unknown_set}"
+        else:
+            upper, what = k, f"the known set {known_set}"
         labels = class_ids(path, "label", frame["label"].to_numpy()[rows], upper, f"{split} rows; {what}")
         out[split] = ImportedSplit(
             labels=labels, preds=preds[rows], scores=scores[rows],

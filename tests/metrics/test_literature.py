@@ -24,11 +24,13 @@ def _files(root):
 def _spec(path, **table_changes):
     dear_table = {"title": "DEAR zoo", "source": "README", "protocol": "dear", "tolerance": 0.1,
                   "columns": {"binarized_auc": "Open-set AUC", "closed_top1": "Closed acc"},
-                  "rows": [{"label": "DEAR", "model": "dear", "published": {"binarized_auc": 50.0, "closed_top1": 90.0}},
+                  "rows": [{"label": "DEAR", "model": "dear",
+                            "published": {"binarized_auc": 50.0, "closed_top1": 90.0}},
                            {"label": "Gone", "model": "gone", "published": {"closed_top1": 1.0}}]}
     dear_table.update(table_changes)
     spec = {"literature": "tiny", "known_set": "ucf101",
-            "models": {"dear": {"file": "results/dear.npz", "method": "dear", "unknown_set": "hmdb51", "threshold": 0.42},
+            "models": {"dear": {"file": "results/dear.npz", "method": "dear", "unknown_set": "hmdb51",
+                                "threshold": 0.42},
                        "psl": {"file": "results/psl.npz", "method": "psl", "unknown_set": "hmdb51"},
                        "gone": {"file": "results/gone.npz", "method": "rpl", "unknown_set": "hmdb51"}},
             "x-anchor": {"ignored": True},
@@ -43,14 +45,16 @@ def _spec(path, **table_changes):
 def test_spec_checks_name_the_file_and_field(tmp_path):
     good = _spec(tmp_path / "s.yaml")
     assert is_literature_spec(good) and load_literature_spec(good).name == "tiny"
-    with pytest.raises(ValueError, match=r"bad\.yaml: tables\.0: Value error, columns \['accuracy'\] are not metrics"):
+    with pytest.raises(ValueError,
+                       match=r"bad\.yaml: tables\.0: Value error, columns \['accuracy'\] are not metrics"):
         load_literature_spec(_spec(tmp_path / "bad.yaml", columns={"accuracy": "Acc"}))
     with pytest.raises(ValueError, match=r"two\.yaml: tables\.0: Value error, give exactly one of tolerance"):
         load_literature_spec(_spec(tmp_path / "two.yaml", decimals=3))
     spec = yaml.safe_load(good.read_text())
     spec["tables"][0]["rows"][0]["model"] = "nope"
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(spec))
-    with pytest.raises(ValueError, match=r"m\.yaml: top level: Value error, table 'DEAR zoo', row 'DEAR': model 'nope'"):
+    with pytest.raises(ValueError, match=r"m\.yaml: top level: Value error, table 'DEAR zoo', row 'DEAR': "
+                                         r"model 'nope'"):
         load_literature_spec(tmp_path / "m.yaml")
     assert not is_literature_spec(tmp_path / "missing.yaml")
 
@@ -66,7 +70,8 @@ def test_report_beside_the_published_numbers_and_logged_to_mlflow(tmp_path):
     assert frame.loc[("DEAR", "binarized_auc"), "ours"] == pytest.approx(65.0)
     assert frame.loc[("DEAR", "binarized_auc"), "diff"] == pytest.approx(15.0)
     assert not frame.loc[("DEAR", "binarized_auc"), "reproduced"]
-    assert frame.loc[("DEAR", "closed_top1"), "ours"] == pytest.approx(90.0) and frame.loc[("DEAR", "closed_top1"), "reproduced"]
+    assert frame.loc[("DEAR", "closed_top1"), "ours"] == pytest.approx(90.0)
+    assert frame.loc[("DEAR", "closed_top1"), "reproduced"]
     assert frame.loc[("Gone", "closed_top1"), "note"].startswith("file absent: ")
     # PSL's protocol drops the two overlap videos (0.01, 0.02): AUROC of 20 known vs the other 8
     known, unknown = np.linspace(0.05, 0.5, 20), np.array([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65])

@@ -18,7 +18,8 @@ from dear_ray.scores.released import import_scores
 
 def _imported(tmp_path, name, *, known, known_labels, known_preds, unknown, unknown_labels, unknown_set="x",
               threshold=None, known_set="k3"):
-    np.savez(tmp_path / f"{name}.npz", ind_unctt=np.asarray(known, np.float64), ood_unctt=np.asarray(unknown, np.float64),
+    np.savez(tmp_path / f"{name}.npz", ind_unctt=np.asarray(known, np.float64),
+             ood_unctt=np.asarray(unknown, np.float64),
              ind_pred=np.asarray(known_preds), ood_pred=np.zeros(len(unknown), np.int64),
              ind_label=np.asarray(known_labels), ood_label=np.asarray(unknown_labels))
     paths = import_scores([tmp_path / f"{name}.npz"], method=name, unknown_set=unknown_set, known_set=known_set,

@@ -130,7 +130,8 @@ def test_score_table_csv_with_logits_and_parquet(tmp_path):
     paths = import_scores([tmp_path / "mine.csv"], fmt="table", method="mine", unknown_set="other",
                           known_set="k2", out_dir=tmp_path / "out", threshold=0.5)
     known, unknown = (read_score_store(p) for p in paths)
-    assert known.meta.num_known == 2 and known.meta.threshold == 0.5 and known.scores["score"].tolist() == [0.1, 0.2, 0.3]
+    assert known.meta.num_known == 2 and known.meta.threshold == 0.5
+    assert known.scores["score"].tolist() == [0.1, 0.2, 0.3]
     assert known.logits.shape == (3, 2) and known.preds.tolist() == [0, 1, 0]  # the table's pred is kept
     assert unknown.video_ids.tolist() == ["u1", "u2"] and unknown.labels.tolist() == [7, 9]
     frame.drop(columns=["logit_0", "logit_1"]).to_parquet(tmp_path / "mine.parquet")
@@ -142,7 +143,8 @@ def test_score_table_csv_with_logits_and_parquet(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns=["score"]), r"t\.csv: no column 'score'"),
     (lambda f: f.assign(split=["test", "test", "val2", "unknown"]), r"t\.csv: column 'split' has value 'val2'"),
-    (lambda f: f.assign(score=[0.1, np.nan, 0.2, 0.3]), r"t\.csv: key 'score' has 1 NaN/inf value\(s\), first at row 1"),
+    (lambda f: f.assign(score=[0.1, np.nan, 0.2, 0.3]),
+     r"t\.csv: key 'score' has 1 NaN/inf value\(s\), first at row 1"),
     (lambda f: f.assign(label=[0, 5, 1, 2]), r"t\.csv: key 'label' has value 5 at row 1, outside \[0, 2\)"),
 ])
 def test_bad_score_tables(tmp_path, change, message):
