@@ -75,7 +75,13 @@ from dear_ray.metrics.protocols import (
     psl_slices,
     psl_unknown,
 )
-from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
+from dear_ray.metrics.report import (
+    MERGED_UNKNOWN_SET,
+    METRIC_KEYS,
+    ONE_MINUS_CONFIDENCE,
+    combine_unknown_classes,
+    open_set_report,
+)
 from dear_ray.metrics.static_bias import STATIC_BIAS_KEYS
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, create_score, read_score_store
 from dear_ray.scores.classifier import prob_averaged
@@ -158,17 +164,23 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
 
 
 def _imported_plans(group: ModelStores, scores: list[str] | None, have: set[str]) -> list[Plan]:
-    """An imported model's row: its own score (or the requested ones it has); nothing is fitted."""
+    """An imported model's row: its own score (or the requested ones it has); nothing is fitted.
+    One line says what the stores cannot give."""
     names = [group.known.meta.extra.get("score", "")] if scores is None else [n for n in scores if n in have]
-    missing = [n for n in (scores or names) if n not in have]
-    for name in missing:
+    for name in [n for n in (scores or names) if n not in have]:
         warnings.warn(f"run {group.run!r} ({group.method}, imported): no score {name!r} (stored: "
                       f"{', '.join(sorted(have)) or 'none'}); skipped", stacklevel=4)
-    if group.known.logits is None or group.known.features is None:
-        warnings.warn(f"run {group.run!r} ({group.method}, imported): "
-                      + ("top-5 and calibration (ECE) need logits, " if group.known.logits is None else "")
-                      + "post-hoc detector and OpenMax rows need a training split's logits and features: "
-                      "left out (the stores hold scores and predictions)", stacklevel=4)
+    missing = []
+    if group.known.logits is None:
+        missing.append("top-5 needs logits")
+        if any(n.split("(")[0] not in ONE_MINUS_CONFIDENCE for n in names):
+            missing.append("calibration (ECE) needs logits or a 1 - confidence score")
+    if group.train is None or group.train.logits is None or group.train.features is None:
+        missing.append("post-hoc detector and OpenMax rows need a training split's logits and features")
+    else:
+        missing.append("post-hoc detector and OpenMax rows are not fitted on another codebase's model")
+    warnings.warn(f"run {group.run!r} ({group.method}, imported): {'; '.join(missing)}: left out (the stores "
+                  "hold scores and predictions)", stacklevel=4)
     return [Plan(group.method, name, group) for name in names if name in have]
 
 

@@ -57,7 +57,7 @@ BINARIZED = {"auroc": "binarized_auc", "aupr_out_trapz": "binarized_aupr_out_tra
 THRESHOLD_PRINTS = ("released", "exact")
 PRINTED_DECIMALS = 6  # get_threshold.py prints the threshold with `%lf`
 # scores that are 1 - a confidence in [0, 1]; ECE uses 1 - score for them and the MSP otherwise
-_ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax", "temp_msp")
+ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax", "temp_msp")
 
 
 def default_threshold_rank(head: str, score: str) -> str:
@@ -199,7 +199,7 @@ def binarized_metrics(known_rejected, unknown_rejected) -> dict[str, float]:
 def _confidence(store: ScoreStore, score: str) -> np.ndarray:
     """The confidence ECE is computed on; NaN for a store without logits whose score is no
     `1 - confidence`."""
-    if score.split("(")[0] in _ONE_MINUS_CONFIDENCE:  # `temp_msp(val)`: its temperature-scaled MSP
+    if score.split("(")[0] in ONE_MINUS_CONFIDENCE:  # `temp_msp(val)`: its temperature-scaled MSP
         return np.clip(1.0 - store.score(score), 0.0, 1.0)
     if store.logits is None:
         return np.full(len(store), np.nan)
