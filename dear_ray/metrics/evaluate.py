@@ -235,7 +235,7 @@ def _cell(col: str, value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, note: str = "") -> str:
     """The table without its interval columns; `value [low, high]` cells for metrics with them.
     The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
     shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
@@ -253,7 +253,8 @@ def _markdown(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         "\n\n(metrics in percent with their 95% bootstrap interval, except `threshold`, which is in the "
-        f"score's units; `*`: the paired difference to {BASELINE_METHOD} on the same videos excludes 0)\n")
+        f"score's units; `*`: the paired difference to {BASELINE_METHOD} on the same videos excludes 0)\n"
+        + (f"\n{note}\n" if note else ""))
 
 
 @dataclass
@@ -420,7 +421,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     if not rows:
         raise ValueError(f"evaluate_stores: none of the scores {scores} is available in any model's stores")
     table = _table(rows)
-    _write(table, rows, out_dir, plots, curves=protocol == "dear")
+    _write(table, rows, out_dir, plots, curves=protocol == "dear",
+           note=_settings_note(protocol, threshold_print, subset_draws, seed, mit_known_rows))
     return table
 
 
@@ -440,7 +442,21 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
     return table
 
 
-def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *, curves: bool = True) -> None:
+def _settings_note(protocol: str, threshold_print: str, subset_draws: str, seed: int,
+                   mit_known_rows: int | None) -> str:
+    """Which released behaviours the table used (docs/fidelity.md)."""
+    thresholds = ("DEAR's get_threshold.py thresholds as printed (6 decimals)" if threshold_print == "released"
+                  else "exact training-set thresholds")
+    if protocol == "psl":
+        block = f"the first {mit_known_rows} rows" if mit_known_rows is not None else "the whole known set"
+        return f"Settings: {thresholds}; MiT-v2 slices after a known block of {block} (PSL's eval_osr)."
+    subsets = (f"the same seeded class subsets for every method (seed {seed})" if subset_draws == "shared"
+               else "DEAR's np.random stream (seed 123) in table order")
+    return f"Settings: {thresholds}; open maF1 over {subsets}."
+
+
+def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *, curves: bool = True,
+           note: str = "") -> None:
     """The tables, the plots' data and the plots. `curves=False` (`psl`, no threshold): no
     openness curves, reliability or confusion plots. Post-hoc detector rows get one histogram
     panel each in `hist_posthoc_<run>_<set>.png` (their closed-set predictions, hence reliability
@@ -448,7 +464,7 @@ def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *,
     `CURVES_FILE`)."""
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
-    (out_dir / "results.md").write_text(_markdown(table))
+    (out_dir / "results.md").write_text(_markdown(table, note))
     curve_rows, score_rows = [], []
     grids: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (run, set) -> post-hoc panels
     for row in rows:

@@ -183,7 +183,11 @@ def format_table(frame: pd.DataFrame, table: Table, *, markdown: bool = False) -
     lines = [f"### {title}" if markdown else title]
     if table.source:
         lines.append(f"published: {table.source}")
-    lines += _grid(header, rows, markdown) + ([""] if markdown else [])
+    if table.protocol == "dear":
+        subsets = ("DEAR's np.random stream (seed 123, each row at its stream position)"
+                   if table.subsets == "dear_stream" else "the same seeded subsets for every row")
+        lines.append(f"thresholds: as imported (the released command line); class subsets: {subsets}")
+    lines += ([""] if markdown else []) + _grid(header, rows, markdown) + ([""] if markdown else [])
     missed = frame[~frame["reproduced"].fillna(True).astype(bool)]
     lines.append(f"reproduced {rule} (percent): {int(checked.sum())} of {len(checked)} published numbers"
                  + ("" if missed.empty else "; NOT reproduced: "
