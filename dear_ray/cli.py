@@ -190,6 +190,12 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         help="open-set protocol (default: the sweep's eval.protocol): `dear` or "
                              "`psl` (HMDB-51 without the UCF-101 overlap, MiT-v2 over 10 slices, "
                              "threshold-free); its tables go beside the other's")
+    report.add_argument("--root", type=Path, default=None,
+                        help="with a literature spec (jobs/literature/*.yaml): the folder of the "
+                             "released score files (docs/importing.md)")
+    report.add_argument("--run-dir", type=Path, default=Path("runs"),
+                        help="with a literature spec: the runs folder (report, MLflow store)")
+    report.add_argument("--no-mlflow", action="store_true", help="with a literature spec: do not log to MLflow")
     report.set_defaults(func=_cmd_report)
 
     evaluate = sub.add_parser("evaluate", help="metrics table and plots from score stores (parquet)")
@@ -466,6 +472,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from dear_ray.metrics.literature_spec import is_literature_spec
+
+    if len(args.sweep) == 1 and is_literature_spec(args.sweep[0]):
+        from dear_ray.literature import literature_command
+
+        return literature_command(args)
+    if args.root is not None:
+        raise CliError("--root goes with a literature spec (jobs/literature/*.yaml), not a sweep")
     from dear_ray.tracking.aggregate import report_sweep
     from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
     from dear_ray.tune import load_sweep
@@ -621,6 +635,39 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.num_bad else 0
 
 
+def _add_scores_commands(sub: argparse._SubParsersAction) -> None:
+    scores = sub.add_parser("scores", help="score stores: import another codebase's score files")
+    ssub = scores.add_subparsers(dest="scores_command", required=True, metavar="COMMAND")
+    imp = ssub.add_parser("import", help="DEAR / PSL .npz files or score tables -> score stores "
+                                         "(docs/importing.md)")
+    imp.add_argument("files", type=Path, nargs="+", help="the files, one model each")
+    imp.add_argument("--format", choices=("dear", "table"), default="dear",
+                     help="dear: DEAR / PSL .npz (ind_* / ood_* keys); table: CSV or parquet with "
+                          "video_id, split, label, pred, score")
+    imp.add_argument("--method", required=True, help="the method name of the results table (dear, psl, ...)")
+    imp.add_argument("--unknown-set", required=True, help="the unknown data set (hmdb51, mit_v2, ...)")
+    imp.add_argument("--known-set", default="ucf101", help="the known data set (default ucf101)")
+    imp.add_argument("--out", type=Path, required=True, help="folder of the stores (<out>/<run>/*.parquet)")
+    imp.add_argument("--threshold", type=float, default=None,
+                     help="the method's released threshold, as its script takes it (softmax layout: "
+                          "the max-softmax confidence below which a video is rejected)")
+    imp.add_argument("--layout", choices=("auto", "unctt", "softmax", "openmax"), default="auto",
+                     help="which arrays of a .npz to read (default: from its keys)")
+    imp.add_argument("--run", default=None, help="run name of the stores (one file; default its stem)")
+    imp.add_argument("--backbone", default=None, help="recorded with the stores (e.g. tsm_r50)")
+    imp.set_defaults(func=_cmd_scores_import)
+
+
+def _cmd_scores_import(args: argparse.Namespace) -> int:
+    from dear_ray.scores.released import import_scores, import_summary
+
+    written = import_scores(args.files, fmt=args.format, method=args.method, unknown_set=args.unknown_set,
+                            out_dir=args.out, threshold=args.threshold, known_set=args.known_set,
+                            layout=args.layout, run=args.run, backbone=args.backbone)
+    print(import_summary(written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dear-ray",
@@ -629,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
     _add_run_commands(sub)
+    _add_scores_commands(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from dear_ray.metrics.ood import openness
 from dear_ray.metrics.openset import ClassCounts, _per_trial, _subset_matrix, macro_f1_of_subsets
-from dear_ray.metrics.report import METRIC_KEYS, OpenSetReport
+from dear_ray.metrics.report import BINARIZED, METRIC_KEYS, OpenSetReport
 from dear_ray.metrics.static_bias import PAIRING_SPLITS, resample_static_bias
 
 DEFAULT_RESAMPLES = 1000
@@ -186,6 +186,16 @@ def _ece(confidence, correct, index, num_bins: int = 15) -> np.ndarray:
     return np.abs(gap).sum(axis=1) / index.shape[1]
 
 
+def binarized_resamples(report: OpenSetReport, known_index, unknown_index) -> dict[str, np.ndarray]:
+    """The `BINARIZED` metrics of the report's open-set decisions (rejected = class K) on
+    resamples `(B, Nk')`, `(B, Nu')` of its known and unknown videos."""
+    k = report.num_known
+    rejected = ranking_metrics((report.unknown_decisions == k).astype(np.float64),
+                               (report.known_decisions == k).astype(np.float64), unknown_index, known_index)
+    return {"binarized_auc": rejected["auroc"], "binarized_aupr_out_trapz": rejected["trapz"],
+            "binarized_fpr_at_95_tpr_nearest": rejected["fpr_nearest"]}
+
+
 def open_maf1_resamples(report: OpenSetReport, known_index, unknown_index, subsets) -> tuple[np.ndarray, np.ndarray]:
     """Open maF1 `(C,)` and the curve's mean F1 per point `(C, L+1)` of C resamples (indices into
     `report`'s own video order), on the report's shared `subsets`."""
@@ -242,9 +252,13 @@ def bootstrap_report(report: OpenSetReport, subsets, *, resamples: int = DEFAULT
     out = {"closed_top1": report.correct[ki].mean(axis=1), "closed_top5": report.top5_hit[ki].mean(axis=1),
            "closed_mean_class_acc": _mean_class_accuracy(report.known_labels, report.known_preds, ki, mean_class),
            "ece": _ece(report.confidence, report.correct, ki)}
-    k = report.num_known
-    out["binarized_auc"] = 0.5 * (1.0 + (report.unknown_decisions == k)[ui].mean(axis=1)
-                                  - (report.known_decisions == k)[ki].mean(axis=1))
+    c = min(curve_resamples, resamples)
+    if report.curve is not None:
+        out.update(binarized_resamples(report, ki, ui))
+        out["open_maf1"], curve_f1 = open_maf1_resamples(report, ki[:c], ui[:c], subsets)
+    else:  # no threshold and no decisions: nothing is rejected, nothing to resample
+        out.update({key: np.full(resamples, np.nan) for key in ("open_maf1", *BINARIZED.values())})
+        curve_f1 = np.empty((0, 0))
     unknown_positive = ranking_metrics(us, ks, ui, ki)
     known_positive = ranking_metrics(-ks, -us, ki, ui)
     out.update(auroc=unknown_positive["auroc"], aupr_out_ap=unknown_positive["ap"], aupr_in_ap=known_positive["ap"],
@@ -252,8 +266,6 @@ def bootstrap_report(report: OpenSetReport, subsets, *, resamples: int = DEFAULT
                fpr_at_95_tpr_first=unknown_positive["fpr_first"], fpr_at_95_tpr_nearest=unknown_positive["fpr_nearest"])
     ceiling = np.nextafter(max(ks.max(), us.max()), np.inf)
     out["open_auc"] = ranking_metrics(us, np.where(report.correct, ks, ceiling), ui, ki)["auroc"]
-    c = min(curve_resamples, resamples)
-    out["open_maf1"], curve_f1 = open_maf1_resamples(report, ki[:c], ui[:c], subsets)
     ids = {"known": tuple(np.asarray(report.known_ids)[order["known"]]),
            "unknown": tuple(np.asarray(report.unknown_ids)[order["unknown"]])}
     if report.shifted_correct is not None:

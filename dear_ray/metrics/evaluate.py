@@ -57,7 +57,7 @@ from dear_ray.metrics.bootstrap import (
     percentile_interval,
 )
 from dear_ray.metrics.groups import ModelStores, Plan, group_stores
-from dear_ray.metrics.openset import draw_unknown_subsets
+from dear_ray.metrics.openset import draw_dear_stream_subsets, draw_unknown_subsets
 from dear_ray.metrics.plots import (
     plot_confusion_matrix,
     plot_histogram_grid,
@@ -68,13 +68,20 @@ from dear_ray.metrics.plots import (
 from dear_ray.metrics.posthoc import POSTHOC_HEADS, POSTHOC_SCORES, posthoc_plans
 from dear_ray.metrics.protocols import (
     MIT_ORDERS,
+    PSL_MIT_KNOWN_ROWS,
     check_protocol,
     psl_bootstrap,
     psl_metrics,
-    psl_subsamples,
+    psl_slices,
     psl_unknown,
 )
-from dear_ray.metrics.report import MERGED_UNKNOWN_SET, METRIC_KEYS, combine_unknown_classes, open_set_report
+from dear_ray.metrics.report import (
+    MERGED_UNKNOWN_SET,
+    METRIC_KEYS,
+    ONE_MINUS_CONFIDENCE,
+    combine_unknown_classes,
+    open_set_report,
+)
 from dear_ray.metrics.static_bias import STATIC_BIAS_KEYS
 from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, create_score, read_score_store
 from dear_ray.scores.classifier import prob_averaged
@@ -84,6 +91,7 @@ CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_hig
 SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
 BASELINE_METHOD = "softmax"
 OPENMAX_DECISIONS = ("argmax", "threshold")
+SUBSET_DRAWS = ("shared", "dear_stream")
 # resamples of the post-hoc detector rows (the first of the same resamples as the other rows)
 POSTHOC_RESAMPLES = 200
 POSTHOC_CURVE_RESAMPLES = 50
@@ -108,6 +116,8 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
            posthoc: Sequence[str], knn_k: int) -> list[Plan]:
     """Every row a model yields."""
     have = set.intersection(*(set(s.scores) for s in group.all))
+    if group.known.meta.imported:
+        return _imported_plans(group, scores, have)
     if scores is not None:
         rows = []
         for name in scores:
@@ -151,6 +161,27 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
         for line in skipped:
             warnings.warn(line, stacklevel=3)
     return rows
+
+
+def _imported_plans(group: ModelStores, scores: list[str] | None, have: set[str]) -> list[Plan]:
+    """An imported model's row: its own score (or the requested ones it has); nothing is fitted.
+    One line says what the stores cannot give."""
+    names = [group.known.meta.extra.get("score", "")] if scores is None else [n for n in scores if n in have]
+    for name in [n for n in (scores or names) if n not in have]:
+        warnings.warn(f"run {group.run!r} ({group.method}, imported): no score {name!r} (stored: "
+                      f"{', '.join(sorted(have)) or 'none'}); skipped", stacklevel=4)
+    missing = []
+    if group.known.logits is None:
+        missing.append("top-5 needs logits")
+        if any(n.split("(")[0] not in ONE_MINUS_CONFIDENCE for n in names):
+            missing.append("calibration (ECE) needs logits or a 1 - confidence score")
+    if group.train is None or group.train.logits is None or group.train.features is None:
+        missing.append("post-hoc detector and OpenMax rows need a training split's logits and features")
+    else:
+        missing.append("post-hoc detector and OpenMax rows are not fitted on another codebase's model")
+    warnings.warn(f"run {group.run!r} ({group.method}, imported): {'; '.join(missing)}: left out (the stores "
+                  "hold scores and predictions)", stacklevel=4)
+    return [Plan(group.method, name, group) for name in names if name in have]
 
 
 def _unknown_sets(group: ModelStores, merged: bool) -> list[tuple[str, list[ScoreStore]]]:
@@ -204,7 +235,7 @@ def _cell(col: str, value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def _markdown(table: pd.DataFrame, note: str = "") -> str:
     """The table without its interval columns; `value [low, high]` cells for metrics with them.
     The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
     shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
@@ -222,7 +253,8 @@ def _markdown(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         "\n\n(metrics in percent with their 95% bootstrap interval, except `threshold`, which is in the "
-        f"score's units; `*`: the paired difference to {BASELINE_METHOD} on the same videos excludes 0)\n")
+        f"score's units; `*`: the paired difference to {BASELINE_METHOD} on the same videos excludes 0)\n"
+        + (f"\n{note}\n" if note else ""))
 
 
 @dataclass
@@ -268,7 +300,9 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     posthoc: Sequence[str] = POSTHOC_SCORES, posthoc_resamples: int = POSTHOC_RESAMPLES,
                     posthoc_curve_resamples: int = POSTHOC_CURVE_RESAMPLES, knn_k: int = 50,
                     mit_order: str = "released", hmdb_order: str = "lists",
-                    data_of: Mapping[str, str] | None = None) -> pd.DataFrame:
+                    data_of: Mapping[str, str] | None = None, threshold_print: str = "released",
+                    mit_known_rows: int | None = PSL_MIT_KNOWN_ROWS,
+                    subset_draws: str = "shared") -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -298,10 +332,19 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         posthoc_resamples, posthoc_curve_resamples: their (smaller) resample counts, the first of
             the same resamples, so their paired differences to softmax still pair.
         knn_k: the KNN detector's k.
-        mit_order, hmdb_order: `psl`'s MiT-v2 subsamples and HMDB-51 class-id order.
+        mit_order, hmdb_order, mit_known_rows: `psl`'s MiT-v2 slices (order, known block) and
+            HMDB-51 class-id order (`dear_ray.metrics.protocols`).
         data_of: run name -> its data folder, for stores written before the stores recorded
             theirs (`data_root` in their metadata): a row is compared with the softmax baseline
             of the same data folder, known set, unknown set, backbone and seed.
+        threshold_print: `released` (DEAR's `get_threshold.py` thresholds as printed, 6
+            decimals) or `exact` (`dear_ray.metrics.report.report_threshold`).
+        subset_draws: `shared` (the same seeded subsets for every method of a set) or
+            `dear_stream` (DEAR's `np.random` stream, seed 123, continuing across the rows of a
+            set in table order: `dear_ray.metrics.openset.draw_dear_stream_subsets`).
+
+    Imported stores (`dear_ray.scores.released`) need no `train` store: each model yields one row
+    under its own score, with the threshold imported with it.
 
     Returns:
         One row per (model, method, unknown set): `INFO_COLUMNS`, the metrics of `METRIC_KEYS`,
@@ -325,16 +368,19 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     out_dir.mkdir(parents=True, exist_ok=True)
     if protocol == "psl" and merged_unknown:
         warnings.warn("protocol 'psl' reports each unknown set on its own; merged_unknown ignored", stacklevel=2)
+    if subset_draws not in SUBSET_DRAWS:
+        raise ValueError(f"subset_draws={subset_draws!r}; expected one of {', '.join(SUBSET_DRAWS)}")
     shared: dict[tuple[str, ...], list] = {}
+    drawn: dict[tuple[str, ...], int] = defaultdict(int)  # rows evaluated per set (DEAR's stream)
     rows: list[_Row] = []
     for group in groups:
-        extra = group.train.meta.extra
+        first = group.train or group.known
+        extra = first.meta.extra
         plans = _plans(group, scores, openmax_decision, posthoc, knn_k)
         for unknown_set, unknown in _unknown_sets(group, merged_unknown and protocol == "dear"):
             key = tuple(u.meta.dataset for u in unknown)
             if protocol == "psl":
                 unknown = [psl_unknown(u, hmdb_order=hmdb_order) for u in unknown]
-                subsamples = psl_subsamples(unknown[0], mit_order=mit_order, seed=seed)
             if key not in shared:
                 shared[key] = draw_unknown_subsets(combine_unknown_classes(unknown), num_trials=num_trials, seed=seed)
             for plan in plans:
@@ -342,21 +388,28 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                 picked = [u for u in stores.unknown if u.meta.dataset in key]
                 if protocol == "psl":
                     picked = [psl_unknown(u, hmdb_order=hmdb_order) for u in picked]
+                subsets = shared[key]
+                if subset_draws == "dear_stream":
+                    subsets = draw_dear_stream_subsets(int(combine_unknown_classes(picked).max()) + 1,
+                                                       num_trials=num_trials, position=drawn[key])
+                    drawn[key] += 1
                 report = open_set_report(train=stores.train, known=stores.known, unknown=picked, score=plan.score,
-                                         shifted=stores.shifted, subsets=shared[key], decide=plan.decide,
-                                         scuba=stores.scuba, scufo=stores.scufo)
+                                         shifted=stores.shifted, subsets=subsets, decide=plan.decide,
+                                         scuba=stores.scuba, scufo=stores.scufo, threshold_print=threshold_print)
                 b = posthoc_resamples if plan.fewer_resamples else resamples
                 c = posthoc_curve_resamples if plan.fewer_resamples else curve_resamples
                 if protocol == "psl":
-                    report = dataclasses.replace(report, metrics=psl_metrics(report, subsamples))
-                    boot = psl_bootstrap(report, subsamples, resamples=b, seed=bootstrap_seed) if b > 0 else None
+                    slices = psl_slices(report.known_ids, report.unknown_ids, unknown_set, mit_order=mit_order,
+                                        seed=seed, mit_known_rows=mit_known_rows)
+                    report = dataclasses.replace(report, metrics=psl_metrics(report, slices))
+                    boot = psl_bootstrap(report, slices, resamples=b, seed=bootstrap_seed) if b > 0 else None
                 else:
-                    boot = bootstrap_report(report, shared[key], resamples=b, curve_resamples=c,
+                    boot = bootstrap_report(report, subsets, resamples=b, curve_resamples=c,
                                             seed=bootstrap_seed) if b > 0 else None
                 label = plan.method if scores is None else f"{plan.method}/{plan.score}"
                 if sum(g.method == group.method for g in groups) > 1:
                     label = f"{label} [{group.run}]"
-                info = {"method": plan.method, "score": plan.score, "run": group.run, "head": group.train.meta.head,
+                info = {"method": plan.method, "score": plan.score, "run": group.run, "head": first.meta.head,
                         "known": group.known.meta.dataset,
                         # the data set's folder: the demo's biased and unbiased copies share the
                         # name and the video ids, and each has its own softmax baseline
@@ -368,7 +421,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     if not rows:
         raise ValueError(f"evaluate_stores: none of the scores {scores} is available in any model's stores")
     table = _table(rows)
-    _write(table, rows, out_dir, plots, curves=protocol == "dear")
+    _write(table, rows, out_dir, plots, curves=protocol == "dear",
+           note=_settings_note(protocol, threshold_print, subset_draws, seed, mit_known_rows))
     return table
 
 
@@ -388,7 +442,21 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
     return table
 
 
-def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *, curves: bool = True) -> None:
+def _settings_note(protocol: str, threshold_print: str, subset_draws: str, seed: int,
+                   mit_known_rows: int | None) -> str:
+    """Which released behaviours the table used (docs/fidelity.md)."""
+    thresholds = ("DEAR's get_threshold.py thresholds as printed (6 decimals)" if threshold_print == "released"
+                  else "exact training-set thresholds")
+    if protocol == "psl":
+        block = f"the first {mit_known_rows} rows" if mit_known_rows is not None else "the whole known set"
+        return f"Settings: {thresholds}; MiT-v2 slices after a known block of {block} (PSL's eval_osr)."
+    subsets = (f"the same seeded class subsets for every method (seed {seed})" if subset_draws == "shared"
+               else "DEAR's np.random stream (seed 123) in table order")
+    return f"Settings: {thresholds}; open maF1 over {subsets}."
+
+
+def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *, curves: bool = True,
+           note: str = "") -> None:
     """The tables, the plots' data and the plots. `curves=False` (`psl`, no threshold): no
     openness curves, reliability or confusion plots. Post-hoc detector rows get one histogram
     panel each in `hist_posthoc_<run>_<set>.png` (their closed-set predictions, hence reliability
@@ -396,13 +464,13 @@ def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *,
     `CURVES_FILE`)."""
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
-    (out_dir / "results.md").write_text(_markdown(table))
+    (out_dir / "results.md").write_text(_markdown(table, note))
     curve_rows, score_rows = [], []
     grids: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (run, set) -> post-hoc panels
     for row in rows:
         rep, set_name = row.report, row.info["unknown_set"]
-        if curves:
-            if row.boot is not None:
+        if curves and rep.curve is not None:
+            if row.boot is not None and row.boot.curve_f1.size:
                 band = np.array([percentile_interval(col) for col in row.boot.curve_f1.T]).T
             else:
                 band = np.full((2, len(rep.curve.f1_mean)), np.nan)
@@ -424,15 +492,16 @@ def _write(table: pd.DataFrame, rows: list[_Row], out_dir: Path, plots: bool, *,
                                     title=f"{row.label} (unknown: {set_name})")
         if not curves:
             continue
-        plot_reliability_diagram(rep.confidence, rep.correct, out_dir / f"reliability_{_slug(row.label)}.png",
-                                 title=f"{row.label}: ECE {100 * rep.metrics['ece']:.2f}%")
+        if np.isfinite(rep.metrics["ece"]):
+            plot_reliability_diagram(rep.confidence, rep.correct, out_dir / f"reliability_{_slug(row.label)}.png",
+                                     title=f"{row.label}: ECE {100 * rep.metrics['ece']:.2f}%")
         plot_confusion_matrix(rep.confusion, out_dir / f"confusion_{slug}.png",
                               title=f"{row.label} (unknown: {set_name})")
     for (run, set_name), panels in grids.items():
         plot_histogram_grid(panels, out_dir / f"hist_posthoc_{_slug(f'{run}_{set_name}')}.png",
                             title=f"post-hoc detectors of {run} (unknown: {set_name})")
     pd.concat(score_rows, ignore_index=True).to_parquet(out_dir / SCORES_FILE, index=False)
-    if curves:
+    if curves and curve_rows:
         frame = pd.concat(curve_rows, ignore_index=True)
         frame.to_parquet(out_dir / CURVES_FILE, index=False)
         if plots:  # the post-hoc detectors' curves stay in CURVES_FILE, out of the crowded plot

@@ -1,7 +1,7 @@
 """A model's score stores grouped by split, and the rows (`Plan`s) a model yields (SPEC 2).
 
 Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
-store, one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
+store (not imported stores: their threshold comes with them), one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
 `test_shifted` store, `test_scuba` / `test_scufo` stores (the static-bias sets) and a `val` store
 (held out for post-hoc fits such as the temperature).
 """
@@ -24,7 +24,7 @@ class ModelStores:
 
     run: str
     method: str
-    train: ScoreStore
+    train: ScoreStore | None
     known: ScoreStore
     unknown: list[ScoreStore]
     shifted: ScoreStore | None
@@ -35,7 +35,8 @@ class ModelStores:
     @property
     def all(self) -> list[ScoreStore]:
         """The stores every row is evaluated on (`val` only feeds fits)."""
-        return [self.train, self.known, *self.unknown] + [s for s in (self.shifted, self.scuba, self.scufo) if s]
+        return [s for s in (self.train, self.known) if s] + list(self.unknown) \
+            + [s for s in (self.shifted, self.scuba, self.scufo) if s]
 
     def with_scores(self, name: str, fn: Callable[[ScoreStore], np.ndarray]) -> ModelStores:
         """A copy whose evaluated stores all carry score `name` = `fn(store)`."""
@@ -77,7 +78,8 @@ def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
                 raise ValueError(f"run {run!r} ({method}): {len(found)} {name!r} stores: "
                                  + ", ".join(str(s.path) for s in found))
         known = split.get("test") or split.get("val")
-        missing = [n for n, ok in (("train", split.get("train")), ("test (or val)", known),
+        imported = bool(known) and known[0].meta.imported
+        missing = [n for n, ok in (("train", split.get("train") or imported), ("test (or val)", known),
                                    ("unknown", split.get("unknown"))) if not ok]
         if missing:
             files = ", ".join(str(s.path) for s in members)
@@ -85,6 +87,7 @@ def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
         unknown = sorted(split["unknown"], key=lambda s: (s.meta.dataset, str(s.path)))
         val = split["val"][0] if split.get("test") and split.get("val") else None
         optional = {name: (split.get(name) or [None])[0] for name in ("test_shifted", "test_scuba", "test_scufo")}
-        groups.append(ModelStores(run, method, split["train"][0], known[0], unknown, optional["test_shifted"],
+        groups.append(ModelStores(run, method, (split.get("train") or [None])[0], known[0], unknown,
+                                  optional["test_shifted"],
                                   val, scuba=optional["test_scuba"], scufo=optional["test_scufo"]))
     return groups

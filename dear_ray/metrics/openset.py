@@ -65,6 +65,42 @@ def draw_unknown_subsets(unknown_class_ids, *, num_trials: int = 10, seed: int =
     return subsets
 
 
+DEAR_STREAM_SEED = 123  # compare_openness.py: np.random.seed(123) before the first method
+
+
+def draw_dear_stream_subsets(num_classes: int, *, num_trials: int = 10, position: int = 0,
+                             seed: int = DEAR_STREAM_SEED) -> list[list[np.ndarray]]:
+    """The unknown-class subsets DEAR's `compare_openness.py` draws for one method.
+
+    The script seeds numpy's global generator once (`np.random.seed(123)`) and, method after
+    method in the order of its `--baselines`, draws `np.random.choice(U, n, replace=False)` for
+    n = 1..U and `num_trials` trials each: one stream continuing across the methods, so each
+    method sees other subsets. `position` is the number of methods before this one (DEAR's TSM
+    `run_openness.sh`: MC dropout 0, BNN 1, DEAR 2). `draw_unknown_subsets` is the shared
+    alternative (every method the same subsets).
+
+    Args:
+        num_classes: U, the unknown data set's class count (`--ood_ncls`: 51, 305); the class ids
+            are 0..U-1.
+        num_trials: subsets per n (`--num_rand`).
+        position: methods drawn before this one from the same stream.
+        seed: the script's seed.
+
+    Returns:
+        `subsets[n - 1][t]`: sorted class ids, as `draw_unknown_subsets`.
+    """
+    u = positive_int(num_classes, "num_classes")
+    trials = positive_int(num_trials, "num_trials")
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or position < 0:
+        raise ValueError(f"position={position!r}; expected an integer >= 0")
+    stream = np.random.RandomState(seed)
+    for _ in range(position):
+        for n in range(1, u + 1):
+            for _ in range(trials):
+                stream.choice(u, n, replace=False)
+    return [[np.sort(stream.choice(u, n, replace=False)) for _ in range(trials)] for n in range(1, u + 1)]
+
+
 def _subset_matrix(subsets, class_ids: np.ndarray) -> tuple[np.ndarray, int]:
     """Indicator matrix `(L * R, U)` of the subsets, rows ordered level-major; checks every entry."""
     if len(subsets) == 0:

@@ -6,6 +6,12 @@ Columns: `video_id` (string), `label` (int64), `pred` (int64, argmax of the logi
 and one float64 column `score.<name>` per uncertainty score. `StoreMeta` is JSON in the schema
 metadata under the key `dear_ray`. Every metric reads these files; nothing re-runs a model.
 
+Imported stores (`dear_ray.scores.released`: another codebase's score files, docs/importing.md)
+may have no `logits`: their `pred` is the file's closed-set prediction, and an optional
+`decision` column (int64 in [0, K], K = unknown) holds open-set decisions made without a
+threshold (OpenMax's argmax over K+1 classes). `StoreMeta.threshold` carries a method's
+released threshold, and `StoreMeta.extra["imported_from"]` the source file.
+
 Labels: known splits (`train`, `val`, `test`, `test_shifted`, and the static-bias splits
 `test_scuba` / `test_scufo`, StillMix's SCUBA / SCUFO) carry labels in [0, K); the `unknown` split
 carries the unknown data set's own class ids (>= 0), used to draw class subsets. A `test_scufo`
@@ -29,7 +35,8 @@ META_KEY = b"dear_ray"
 SCORE_PREFIX = "score."
 KNOWN_SPLITS = ("train", "val", "test", "test_shifted", "test_scuba", "test_scufo")
 UNKNOWN_SPLIT = "unknown"
-_REQUIRED = ("video_id", "label", "pred", "logits")
+_REQUIRED = ("video_id", "label", "pred")
+IMPORTED_KEY = "imported_from"  # StoreMeta.extra key of an imported store's source file
 
 
 class ScoreStoreError(ValueError):
@@ -48,7 +55,10 @@ class StoreMeta:
         checkpoint: the checkpoint the outputs come from.
         method: the method name used in results tables (default: the head).
         run: the trial / model name; stores of one model share it (default: the checkpoint).
-        extra: free-form string attributes (backbone, seed, ...).
+        extra: free-form string attributes (backbone, seed, ...; `imported_from`: the file an
+            imported store was read from).
+        threshold: the method's released rejection threshold in the score's units (reject
+            `score > threshold`), for stores imported without a training split; None otherwise.
     """
 
     split: str
@@ -59,6 +69,7 @@ class StoreMeta:
     method: str = ""
     run: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.split not in KNOWN_SPLITS + (UNKNOWN_SPLIT,):
@@ -74,6 +85,16 @@ class StoreMeta:
         object.__setattr__(self, "method", self.method or self.head)
         object.__setattr__(self, "run", self.run or self.checkpoint)
         object.__setattr__(self, "extra", {str(k): str(v) for k, v in dict(self.extra).items()})
+        if self.threshold is not None:
+            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float, np.number)) \
+                    or not np.isfinite(self.threshold):
+                raise ScoreStoreError(f"StoreMeta.threshold={self.threshold!r}; expected a finite number or None")
+            object.__setattr__(self, "threshold", float(self.threshold))
+
+    @property
+    def imported(self) -> bool:
+        """Whether the store was imported from another codebase's score file."""
+        return IMPORTED_KEY in self.extra
 
     def to_json(self) -> str:
         return json.dumps({"format": STORE_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
@@ -88,11 +109,14 @@ class ScoreStore:
         meta: its `StoreMeta`.
         video_ids: `(N,)` strings.
         labels: `(N,)` int64.
-        preds: `(N,)` int64 in [0, K): argmax of the logits.
-        logits: `(N, K)` float32, views averaged.
+        preds: `(N,)` int64 in [0, K): argmax of the logits (an imported store: the file's
+            closed-set prediction).
+        logits: `(N, K)` float32, views averaged; None for an imported store without them.
         features: `(N, F)` float32 or None.
         sample_logits: `(S, N, K)` float32 or None (stochastic passes).
         scores: name -> `(N,)` float64 uncertainty (higher = more likely unknown).
+        decisions: `(N,)` int64 open-set decisions in [0, K] (K = unknown) made without a
+            threshold, or None (an imported OpenMax file's argmax over K+1).
     """
 
     path: Path | None
@@ -100,10 +124,11 @@ class ScoreStore:
     video_ids: np.ndarray
     labels: np.ndarray
     preds: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     features: np.ndarray | None
     sample_logits: np.ndarray | None
     scores: Mapping[str, np.ndarray]
+    decisions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -149,40 +174,67 @@ def _check_labels(path, meta: StoreMeta, labels: np.ndarray) -> None:
                               f"[0, {meta.num_known}) (num_known={meta.num_known})")
 
 
+def _check_ids(path, name: str, values, n: int, upper: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise ScoreStoreError(f"{_where(path)}: {name} must be ({n},) integers, got {arr.dtype} {arr.shape}")
+    if n and (arr.min() < 0 or arr.max() >= upper):
+        bad = arr.min() if arr.min() < 0 else arr.max()
+        raise ScoreStoreError(f"{_where(path)}: {name} has value {bad} outside [0, {upper})")
+    return arr.astype(np.int64)
+
+
 def write_score_store(path: str | Path, *, video_ids: Sequence[str], labels, logits, features=None,
-                      sample_logits=None, scores: Mapping[str, np.ndarray], meta: StoreMeta) -> Path:
+                      sample_logits=None, scores: Mapping[str, np.ndarray], meta: StoreMeta,
+                      preds=None, decisions=None) -> Path:
     """Write one model's outputs on one split.
 
     Args:
         path: the parquet file to write (parent folders are created).
         video_ids: `(N,)` video ids.
         labels: `(N,)` ints: in [0, K) for known splits, the unknown data set's class ids for `unknown`.
-        logits: `(N, K)` view-averaged logits, K = `meta.num_known`.
+        logits: `(N, K)` view-averaged logits, K = `meta.num_known`; None only with `preds`
+            (an imported store that has none).
         features: optional `(N, F)` pooled features (view-averaged), needed by OpenMax.
         sample_logits: optional `(S, N, K)` logits of S stochastic passes (MC dropout / BNN).
         scores: name -> `(N,)` uncertainty (higher = more likely unknown).
         meta: what the store holds.
+        preds: `(N,)` closed-set predictions in [0, K); default the argmax of `logits`. With
+            logits, a store that is not imported must give their argmax.
+        decisions: optional `(N,)` open-set decisions in [0, K] (K = unknown) made without a
+            threshold (an imported OpenMax file's argmax over K+1).
 
     Returns:
         The path written.
     """
     path = Path(path)
-    logits = np.asarray(logits, dtype=np.float32)
     n = len(video_ids)
-    if logits.ndim != 2 or logits.shape != (n, meta.num_known):
-        raise ScoreStoreError(f"{path}: logits must be (N={n}, num_known={meta.num_known}), got {logits.shape}")
-    if not np.all(np.isfinite(logits)):
-        raise ScoreStoreError(f"{path}: logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf value(s)")
+    k = meta.num_known
+    columns = {"video_id": pa.array([str(v) for v in video_ids], pa.string())}
     labels = np.asarray(labels)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ScoreStoreError(f"{path}: labels must be ({n},) integers, got {labels.dtype} {labels.shape}")
     _check_labels(path, meta, labels)
-    columns = {
-        "video_id": pa.array([str(v) for v in video_ids], pa.string()),
-        "label": pa.array(labels.astype(np.int64)),
-        "pred": pa.array(logits.argmax(axis=1).astype(np.int64)),
-        "logits": _fixed_list(logits),
-    }
+    columns["label"] = pa.array(labels.astype(np.int64))
+    if logits is not None:
+        logits = np.asarray(logits, dtype=np.float32)
+        if logits.ndim != 2 or logits.shape != (n, k):
+            raise ScoreStoreError(f"{path}: logits must be (N={n}, num_known={k}), got {logits.shape}")
+        if not np.all(np.isfinite(logits)):
+            raise ScoreStoreError(f"{path}: logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf value(s)")
+    elif preds is None:
+        raise ScoreStoreError(f"{path}: a store without logits needs its predictions (preds)")
+    if preds is None:
+        preds = logits.argmax(axis=1)
+    preds = _check_ids(path, "preds", preds, n, k)
+    if logits is not None and not meta.imported and not np.array_equal(preds, logits.argmax(axis=1)):
+        raise ScoreStoreError(f"{path}: preds must be the argmax of the logits (only imported stores keep "
+                              "their own predictions)")
+    columns["pred"] = pa.array(preds)
+    if logits is not None:
+        columns["logits"] = _fixed_list(logits)
+    if decisions is not None:
+        columns["decision"] = pa.array(_check_ids(path, "decisions", decisions, n, k + 1))
     if features is not None:
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[0] != n:
@@ -190,8 +242,8 @@ def write_score_store(path: str | Path, *, video_ids: Sequence[str], labels, log
         columns["features"] = _fixed_list(features)
     if sample_logits is not None:
         sample_logits = np.asarray(sample_logits, dtype=np.float32)
-        if sample_logits.ndim != 3 or sample_logits.shape[1:] != (n, meta.num_known):
-            raise ScoreStoreError(f"{path}: sample_logits must be (S, N={n}, K={meta.num_known}), "
+        if sample_logits.ndim != 3 or sample_logits.shape[1:] != (n, k):
+            raise ScoreStoreError(f"{path}: sample_logits must be (S, N={n}, K={k}), "
                                   f"got {sample_logits.shape}")
         columns["sample_logits"] = _fixed_list(sample_logits.transpose(1, 0, 2).reshape(n, -1))
     for name, values in scores.items():
@@ -273,14 +325,25 @@ def read_score_store(path: str | Path, *, num_known: int | None = None) -> Score
         if table.column(name).null_count:
             raise ScoreStoreError(f"{path}: column {name!r} has null values")
     k = meta.num_known
-    logits = _matrix(path, table, "logits", k)
-    if not np.all(np.isfinite(logits)):
-        raise ScoreStoreError(f"{path}: logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf value(s)")
+    logits = None
+    if "logits" in table.column_names:
+        logits = _matrix(path, table, "logits", k)
+        if not np.all(np.isfinite(logits)):
+            raise ScoreStoreError(f"{path}: logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf value(s)")
+    elif not meta.imported:
+        raise ScoreStoreError(f"{path}: missing column(s) logits; has {', '.join(table.column_names)}")
     labels = table.column("label").to_numpy().astype(np.int64)
     _check_labels(path, meta, labels)
     preds = table.column("pred").to_numpy().astype(np.int64)
-    if not np.array_equal(preds, logits.argmax(axis=1)):
+    if len(labels) and (preds.min() < 0 or preds.max() >= k):
+        raise ScoreStoreError(f"{path}: column 'pred' has a class id outside [0, {k})")
+    if logits is not None and not meta.imported and not np.array_equal(preds, logits.argmax(axis=1)):
         raise ScoreStoreError(f"{path}: column 'pred' is not the argmax of 'logits'")
+    decisions = None
+    if "decision" in table.column_names:
+        decisions = table.column("decision").to_numpy().astype(np.int64)
+        if len(labels) and (decisions.min() < 0 or decisions.max() > k):
+            raise ScoreStoreError(f"{path}: column 'decision' has a value outside [0, {k}]")
     features = _matrix(path, table, "features", None) if "features" in table.column_names else None
     sample_logits = None
     if "sample_logits" in table.column_names:
@@ -298,4 +361,4 @@ def read_score_store(path: str | Path, *, num_known: int | None = None) -> Score
             scores[name[len(SCORE_PREFIX):]] = _check_score(path, name[len(SCORE_PREFIX):], values, len(labels))
     video_ids = np.asarray(table.column("video_id").to_pylist(), dtype=object)
     return ScoreStore(path=path, meta=meta, video_ids=video_ids, labels=labels, preds=preds, logits=logits,
-                      features=features, sample_logits=sample_logits, scores=scores)
+                      features=features, sample_logits=sample_logits, scores=scores, decisions=decisions)

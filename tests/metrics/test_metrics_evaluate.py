@@ -82,7 +82,9 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
                                report.unknown_scores)
     assert (dear_scores["threshold"] == table.loc[0, "threshold"]).all()
     md = (out / "results.md").read_text().splitlines()
-    assert md[0].startswith("| method | score | run |") and len(md) == 2 + 4 + 2
+    assert md[0].startswith("| method | score | run |") and len(md) == 2 + 4 + 2 + 2
+    assert md[-1] == ("Settings: DEAR's get_threshold.py thresholds as printed (6 decimals); open maF1 over "
+                      "the same seeded class subsets for every method (seed 4).")
     assert " [" in md[2]  # value [low, high]
     assert {"f1_ci_low", "f1_ci_high", "unknown_set"} <= set(curves.columns)
 

@@ -9,7 +9,7 @@ from dear_ray.metrics.protocols import (
     hmdb51_class_ids,
     hmdb51_classes,
     psl_overlap_classes,
-    psl_subsamples,
+    psl_slices,
     psl_unknown,
 )
 from dear_ray.scores import StoreMeta, compute_scores, read_score_store, write_score_store
@@ -73,8 +73,9 @@ def test_hmdb_loses_the_overlap_classes_and_mit_averages_ten_subsamples(tmp_path
     assert sorted(kept.labels.tolist()) == [0, 1, 2, 3, 4, 5, 40, 50]  # 15, 26, 29, 35 removed
     assert psl_unknown(stores["unknown_mit_v2"]) is stores["unknown_mit_v2"]  # only HMDB-51 loses classes
 
-    table = evaluate_stores(paths, tmp_path / "out", protocol="psl", num_trials=2, posthoc=(), resamples=50)
-    assert (table["protocol"] == "psl").all() and table["open_maf1"].isna().all() and table["threshold"].isna().all()
+    table = evaluate_stores(paths, tmp_path / "out", protocol="psl", num_trials=2, posthoc=(), resamples=50,
+                            mit_known_rows=None)
+    assert (table["protocol"] == "psl").all() and table["open_maf1"].isna().all()
     assert sorted(table["method"]) == ["openmax", "openmax", "softmax", "softmax"]
     row = table[table["method"] == "softmax"].set_index("unknown_set")
     ks = stores["test"].score("msp")
@@ -100,19 +101,25 @@ def test_the_mit_subsamples_are_the_same_for_every_method(tmp_path):
     ids = [f"mit_v2_{i:03d}" for i in range(25)]
     a = read_score_store(_model(tmp_path, "a", "softmax", rng, mit_ids=ids)[3])
     b = read_score_store(_model(tmp_path, "b", "edl", rng, mit_ids=ids[::-1])[3])  # another row order
+    known = np.arange(15).astype(str)
+
+    def slices(store, **options):
+        return psl_slices(known, store.video_ids, "mit_v2", mit_known_rows=None, **options)
+
     for order in ("released", "shuffled"):
-        sa, sb = psl_subsamples(a, mit_order=order, seed=3), psl_subsamples(b, mit_order=order, seed=3)
-        assert len(sa) == 10 and all(s.size == 2 for s in sa)
-        assert [a.video_ids[s].tolist() for s in sa] == [b.video_ids[s].tolist() for s in sb]
-    released = [a.video_ids[s].tolist() for s in psl_subsamples(a)]
+        sa, sb = slices(a, mit_order=order, seed=3), slices(b, mit_order=order, seed=3)
+        assert len(sa) == 10 and all(s.unknown.size == 2 and s.known.size == 15 for s in sa)
+        assert [a.video_ids[s.unknown].tolist() for s in sa] == [b.video_ids[s.unknown].tolist() for s in sb]
+    released = [a.video_ids[s.unknown].tolist() for s in slices(a)]
     assert released[0] == ["mit_v2_000", "mit_v2_001"] and released[-1] == ["mit_v2_018", "mit_v2_019"]
 
     def shuffled(seed):
-        return [a.video_ids[s].tolist() for s in psl_subsamples(a, mit_order="shuffled", seed=seed)]
+        return [a.video_ids[s.unknown].tolist() for s in slices(a, mit_order="shuffled", seed=seed)]
 
     assert shuffled(3) == shuffled(3) != shuffled(4) != released
     table = evaluate_stores([*(tmp_path / "a").glob("*.parquet"), *(tmp_path / "b").glob("*.parquet")],
-                            tmp_path / "out", protocol="psl", posthoc=(), resamples=0, plots=False)
+                            tmp_path / "out", protocol="psl", posthoc=(), resamples=0, plots=False,
+                            mit_known_rows=None)
     assert sorted(table["method"]) == ["edl", "edl", "openmax", "openmax", "softmax", "softmax"]
     with pytest.raises(ValueError, match="protocol='openood'"):
         evaluate_stores(list((tmp_path / "a").glob("*.parquet")), tmp_path / "x", protocol="openood")

@@ -10,7 +10,7 @@ import pytest
 from dear_ray.metrics import draw_unknown_subsets, open_set_report
 from dear_ray.metrics.bootstrap import bootstrap_report, paired_difference
 from dear_ray.metrics.evaluate import evaluate_stores
-from dear_ray.metrics.protocols import psl_bootstrap
+from dear_ray.metrics.protocols import PslSlice, psl_bootstrap
 from dear_ray.metrics.static_bias import (
     STATIC_BIAS_KEYS,
     contrast_accuracy,
@@ -120,7 +120,8 @@ def test_report_rows_and_intervals(make_stores, tmp_path):
     only = bootstrap_report(scuba_only, subsets, resamples=50, curve_resamples=5)
     assert "scuba_top1" in only.values and "contrast_acc" not in only.values
     assert paired_difference(only, boot, "contrast_acc") is None
-    assert set(STATIC_BIAS_KEYS) <= set(psl_bootstrap(rep, [np.arange(len(rep.unknown_ids))], resamples=20).values)
+    whole = PslSlice(np.arange(len(rep.known_ids)), np.arange(len(rep.unknown_ids)))
+    assert set(STATIC_BIAS_KEYS) <= set(psl_bootstrap(rep, [whole], resamples=20).values)
     # a store given as the wrong split is refused
     with pytest.raises(ValueError, match="test_scufo"):
         _report(s, scufo=s["test_scuba"])
