@@ -20,8 +20,10 @@ Without `scores`, each model is reported under its method's own score (`softmax`
 vacuity, ...), and a `softmax` model additionally yields an `mc_dropout` row (its stored `bald`
 score) and an `openmax` row (OpenMax fitted post hoc on its train store) when the stores allow;
 a `softmax` or `sdn` model also yields the post-hoc detector rows `<method>+<detector>`
-(`dear_ray.metrics.posthoc`: energy, maxlogit, gen, temp_msp, mahalanobis, knn, vim, react, ash;
-those it cannot fit are skipped with a one-line warning).
+(`dear_ray.metrics.posthoc`: energy, maxlogit, gen, temp_msp, mahalanobis, knn, vim, react, ash,
+rmds, scale, fdbd, nnguide, she, dice; those it cannot fit are skipped with a one-line warning),
+and an evidential model (`edl`, `edl_avu`, `dear`, `dear_alt`) the rows `<method>+mpu`,
+`<method>+diff_entropy` and `<method>+mutual_info`.
 OpenMax DECIDES by the argmax over K+1 classes (`openmax_decision="argmax"`, DEAR's
 `baseline_openmax.py`); `"threshold"` thresholds P(unknown) at the 95% training cut instead.
 
@@ -83,10 +85,21 @@ from dear_ray.metrics.report import (
     open_set_report,
 )
 from dear_ray.metrics.static_bias import STATIC_BIAS_KEYS
-from dear_ray.scores import DEFAULT_SCORES, OpenMax, OpenMaxFitError, ScoreStore, create_score, read_score_store
+from dear_ray.scores import (
+    DEFAULT_SCORES,
+    EVIDENTIAL_HEADS,
+    EVIDENTIAL_POSTHOC,
+    OpenMax,
+    OpenMaxFitError,
+    ScoreStore,
+    create_score,
+    read_score_store,
+)
 from dear_ray.scores.classifier import prob_averaged
 
 INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "protocol", "backbone", "seed")
+# what a post-hoc row's detector read and was fitted on: in results.csv / .parquet, not results.md
+DETECTOR_COLUMN = "detector"
 CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high"))
 SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
 BASELINE_METHOD = "softmax"
@@ -126,7 +139,8 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                 fitted = _with_openmax(group, openmax_decision)
                 if fitted:
                     rows.append(Plan(group.method, fitted.score, fitted.stores, fitted.decide))
-            elif name in POSTHOC_SCORES and group.train.meta.head in POSTHOC_HEADS and (name not in have or stale):
+            elif (name in POSTHOC_SCORES and (name not in have or stale)
+                  and group.train.meta.head in (EVIDENTIAL_HEADS if name in EVIDENTIAL_POSTHOC else POSTHOC_HEADS)):
                 fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k)
                 rows += [dataclasses.replace(p, method=group.method, fewer_resamples=False) for p in fitted]
                 for line in skipped:
@@ -239,7 +253,7 @@ def _markdown(table: pd.DataFrame, note: str = "") -> str:
     """The table without its interval columns; `value [low, high]` cells for metrics with them.
     The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
     shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
-             and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
+             and c != DETECTOR_COLUMN and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
         cells = []
@@ -410,6 +424,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                 if sum(g.method == group.method for g in groups) > 1:
                     label = f"{label} [{group.run}]"
                 info = {"method": plan.method, "score": plan.score, "run": group.run, "head": first.meta.head,
+                        DETECTOR_COLUMN: plan.description,
                         "known": group.known.meta.dataset,
                         # the data set's folder: the demo's biased and unbiased copies share the
                         # name and the video ids, and each has its own softmax baseline
@@ -435,7 +450,7 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
                          else (float("nan"), float("nan")))
             ci[f"{key}_ci_low"], ci[f"{key}_ci_high"] = low, high
         records.append({**row.info, **row.report.metrics, **ci, **sig})
-    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS])
+    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN])
     table["seed"] = table["seed"].astype("Int64")
     for col in SIG_COLUMNS:
         table[col] = table[col].astype("boolean")

@@ -447,10 +447,14 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`. The meta records the
     view averaging and precision used (`average_clips`, `precision`).
     """
-    from dear_ray.scores import compute_scores
+    from dear_ray.scores import EVIDENTIAL_HEADS, compute_scores
     from dear_ray.scores.store import StoreMeta, write_score_store
 
-    scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits)
+    # the evidence function of an evidential head (its `head_options`, `exp` by default): the
+    # stores' vacuity and Dirichlet MSP, and the post-hoc evidential rows that read `extra`
+    evidence = str(cfg.model.head_options.get("evidence", "exp"))
+    scores = compute_scores(cfg.model.head, preds.logits, sample_logits=preds.sample_logits,
+                            evidence=evidence)
     known = _is_known(split)
     head, setting = cfg.model.head, cfg.eval.average_clips
     views = average_clips_for(head, split, setting, backbone=cfg.model.backbone)
@@ -467,6 +471,7 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
                                        # which videos: two data sets may share a name and ids
                                        "data_root": str(cfg.data.data_root),
                                        "precision": cfg.eval.precision,
+                                       **({"evidence": evidence} if head in EVIDENTIAL_HEADS else {}),
                                        **({"classifier": classifier} if classifier else {})})
     write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,
                       features=preds.features, sample_logits=preds.sample_logits, scores=scores,

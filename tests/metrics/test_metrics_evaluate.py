@@ -8,6 +8,7 @@ from dear_ray.metrics import METRIC_KEYS, draw_unknown_subsets, open_set_report
 from dear_ray.metrics.evaluate import (
     CI_COLUMNS,
     CURVES_FILE,
+    DETECTOR_COLUMN,
     INFO_COLUMNS,
     SCORES_FILE,
     SIG_COLUMNS,
@@ -26,7 +27,9 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     dear = make_stores(head="dear", run="dear", seed=1, shifted=False)
     out = tmp_path / "report"
     table = evaluate_stores([*soft.values(), *dear.values()], out, num_trials=3, seed=4, posthoc=())
-    assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS]
+    assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN]
+    assert DETECTOR_COLUMN in (out / "results.csv").read_text().splitlines()[0]
+    assert DETECTOR_COLUMN not in (out / "results.md").read_text()
     assert (table["unknown_set"] == "hmdb").all()
     assert table[["method", "score"]].values.tolist() == [
         ["dear", "vacuity"], ["softmax", "msp"], ["mc_dropout", "bald"], ["openmax", "openmax"]]
@@ -211,3 +214,18 @@ def test_each_row_is_compared_with_the_softmax_baseline_of_its_own_data_folder(m
         r.info["data"] = ""
     pairs.clear()
     assert evaluate._significance(rows)[1]["auroc_diff_sig"] is pd.NA
+
+
+def test_evidential_scores_by_name_and_the_detector_column(make_stores, tmp_path):
+    """`scores=[...]` reaches the evidential post-hoc scores of an EDL model, and a feature-based
+    detector row says in `detector` what it read; rows without a detector leave it empty."""
+    edl = make_stores(head="edl", run="edl")
+    table = evaluate_stores([*edl.values()], tmp_path / "e", scores=["vacuity", "mpu", "mutual_info"],
+                            num_trials=2, resamples=0, posthoc=())
+    assert sorted(table["score"]) == ["mpu", "mutual_info", "vacuity"]
+    assert table["auroc"].notna().all()
+    soft = make_stores(head="softmax", run="soft", seed=2)
+    table = evaluate_stores([*soft.values()], tmp_path / "s", num_trials=2, resamples=0, posthoc=("mahalanobis",))
+    detector = table.set_index("method")[DETECTOR_COLUMN]
+    assert "features" in detector["softmax+mahalanobis"]
+    assert detector["softmax"] == ""

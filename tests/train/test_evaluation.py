@@ -326,3 +326,18 @@ def test_softmax_stores_name_their_classifier_file(synth_root, tmp_path):
     assert store.meta.extra["classifier"] == "classifier.npz"
     clf = read_classifier(store)
     assert np.allclose(store.features @ clf.weight.T + clf.bias, store.logits, atol=1e-4)
+
+
+def test_evidential_stores_use_and_record_the_heads_evidence(synth_root, tmp_path):
+    """A head trained with `relu` evidence is scored with it: vacuity K / sum(relu(z) + 1), and
+    the store says which evidence it used (the post-hoc evidential rows read it)."""
+    torch.manual_seed(0)
+    cfg = _config(synth_root, tmp_path, **{"eval.splits": ["test"], "model.head": "edl",
+                                           "model.head_options": {"evidence": "relu"}})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k, head_options={"evidence": "relu"})
+    evaluate_splits(model, cfg, "trial0", k, torch.device("cpu"), False)
+    test = read_score_store(stores_dir(cfg, "trial0") / "test.parquet")
+    assert test.meta.extra["evidence"] == "relu"
+    alpha = np.maximum(test.logits, 0) + 1
+    assert np.allclose(test.scores["vacuity"], k / alpha.sum(1), atol=1e-5)
