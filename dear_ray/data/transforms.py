@@ -319,17 +319,17 @@ class ThreeCrop:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
-        _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[1:3]
+    def boxes(self, height: int, width: int) -> list[tuple[int, int, bool]]:
+        """The crops of a `height` x `width` frame as ``(top, left, flipped)``, `size` square."""
         s = self.size
-        if W >= H:
-            top, step = (H - s) // 2, (W - s) // 2
-            boxes = [(top, 0), (top, step), (top, 2 * step)]
-        else:
-            left, step = (W - s) // 2, (H - s) // 2
-            boxes = [(0, left), (step, left), (2 * step, left)]
-        return [frames[:, t : t + s, l : l + s] for t, l in boxes]
+        if width >= height:
+            top, step = (height - s) // 2, (width - s) // 2
+            return [(top, 0, False), (top, step, False), (top, 2 * step, False)]
+        left, step = (width - s) // 2, (height - s) // 2
+        return [(0, left, False), (step, left, False), (2 * step, left, False)]
+
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
+        return _crops(self, frames)
 
     def __repr__(self) -> str:
         return f"ThreeCrop({self.size})"
@@ -342,17 +342,25 @@ class TenCrop:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
-        _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[1:3]
-        s = self.size
-        ws, hs = (W - s) // 4, (H - s) // 4
+    def boxes(self, height: int, width: int) -> list[tuple[int, int, bool]]:
+        """The crops of a `height` x `width` frame as ``(top, left, flipped)``, `size` square."""
+        ws, hs = (width - self.size) // 4, (height - self.size) // 4
         offsets = [(0, 0), (0, 4 * ws), (4 * hs, 0), (4 * hs, 4 * ws), (2 * hs, 2 * ws)]
-        crops = [frames[:, t : t + s, l : l + s] for t, l in offsets]
-        return crops + [c[:, :, ::-1] for c in crops]
+        return [(t, l, False) for t, l in offsets] + [(t, l, True) for t, l in offsets]
+
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
+        return _crops(self, frames)
 
     def __repr__(self) -> str:
         return f"TenCrop({self.size})"
+
+
+def _crops(op: ThreeCrop | TenCrop, frames: np.ndarray) -> list[np.ndarray]:
+    """The crops of `op` as views of `frames`, flipped ones as negative-stride views."""
+    _check_fits(frames, op.size, op.size, op)
+    s = op.size
+    crops = [(frames[:, t : t + s, l : l + s], f) for t, l, f in op.boxes(*frames.shape[1:3])]
+    return [c[:, :, ::-1] if f else c for c, f in crops]
 
 
 # the pipeline and the presets live in dear_ray.data.presets; re-exported here for old imports

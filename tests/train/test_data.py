@@ -220,6 +220,20 @@ def test_uint8_handover_loaders_and_the_decoder_field(synth_root):
         cv2.setNumThreads(threads)
 
 
+def test_in_process_loading_is_set_up_as_a_worker(synth_root):
+    import cv2
+
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        cfg = _config(synth_root)  # resources num_workers 0: the clips load in this process
+        assert cfg.data.num_workers == 0
+        build_train_loader(cfg, num_classes=num_known_classes(cfg.data))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _has_torchcodec() -> bool:
     from dear_ray.data.decode import DecoderUnavailableError, check_decoder
 
