@@ -328,9 +328,13 @@ def build_test_transform(
     std: Sequence[float] = STD_RGB,
     resize: str = "cv2",
     handover: str = "float",
+    rounding: str = "mmaction2",
 ) -> VideoTransform:
     """Test preset: resize short side, then 1 centre crop, 3 crops or 10 crops; normalise with
     `mean` / `std` (RGB, 0-255); `resize` and `handover` as in `build_train_transform`.
+    `rounding`: how the resize rounds the long side and the centre crop its offset, ``mmaction2``
+    (``int(x + 0.5)``, offset rounded down) or ``sdn`` (SDN's test: long side rounded down, offset
+    rounded half to even; `ResizeShortSide`, `CenterCrop`).
 
     Returns:
         A multi-view `VideoTransform`: ``(num_clips * crops, C, T, crop, crop)``.
@@ -339,8 +343,8 @@ def build_test_transform(
     multi = {1: None, 3: ThreeCrop(crop_size), 10: TenCrop(crop_size)}
     if crops not in multi:
         raise ValueError(f"crops must be 1, 3 or 10, got {crops!r}")
-    ops: list = [ResizeShortSide(scale_short, resize)]
+    ops: list = [ResizeShortSide(scale_short, resize, rounding)]
     if crops == 1:
-        ops.append(CenterCrop(crop_size))
+        ops.append(CenterCrop(crop_size, rounding))
     return VideoTransform(ops, multi_crop=multi[crops], multi_view=True, mean=mean, std=std,
                           handover=handover)

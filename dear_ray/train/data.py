@@ -65,7 +65,8 @@ def build_sampler(data: DataConfig, *, test_mode: bool):
 
 def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float"):
     """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output, at
-    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224).
+    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224),
+    rounded as `data.test_rounding` (SDN's sweeps: SDN's test rounding).
     Both normalise with `data.mean` / `data.std` (SDN: the ActivityNet mean, std 1), in the
     loader (``handover="float"``) or on the device (``"uint8"``; training clips with
     `data.color_jitter` stay float: the jitter works on float pixels before normalisation, and the
@@ -76,7 +77,7 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
     if test_mode:
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,
-                                    data.test_views.num_crops, **norm)
+                                    data.test_views.num_crops, rounding=data.test_rounding, **norm)
     ms = data.multiscale
     return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip,
                                  scales=ms.scales, max_wh_scale_gap=ms.max_wh_scale_gap,

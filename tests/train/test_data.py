@@ -268,3 +268,21 @@ def test_data_resize_selects_the_resizer_sdn_sweeps_use_antialias():
         plans = expand_trials(load_sweep(repo / "jobs" / "sweeps" / f"{sweep}.yaml"))
         assert {p.config.data.resize for p in plans} == \
             {"cv2" if sweep == "dear_ucf101" else "antialias"}
+
+
+def test_sdn_sweeps_round_their_test_views_as_sdn():
+    """`data.test_rounding`: SDN's test rounding in SDN's sweeps, MMAction2's elsewhere."""
+    from pathlib import Path
+
+    from dear_ray.tune import expand_trials, load_sweep
+
+    repo = Path(__file__).resolve().parents[2]
+    for sweep in ("sdn_minikinetics", "sdn_finetune_diving48", "dear_ucf101", "demo"):
+        plans = expand_trials(load_sweep(repo / "jobs" / "sweeps" / f"{sweep}.yaml"))
+        wanted = "sdn" if sweep.startswith("sdn") else "mmaction2"
+        assert {p.config.data.test_rounding for p in plans} == {wanted}
+        t = build_transform(plans[0].config.data, test_mode=True)
+        assert t.ops[0].rounding == wanted
+        if plans[0].config.data.test_views.num_crops == 1:
+            assert t.ops[1].rounding == wanted
+
