@@ -87,7 +87,8 @@ class DataConfig(_Section):
     TSM test). Training takes one clip a video. `test_sampler` (default: `sampler`) draws the test
     views (val, test, unknown sets): DEAR trains I3D with `dense` and tests it with
     `sample_frames` (a centred clip). Test views are resized to `test_scale_short` and cropped to
-    `test_crop_size` (default: `scale_short` / `crop_size`).
+    `test_crop_size` (default: `scale_short` / `crop_size`), the long side and the centre crop's
+    offset rounded as `test_rounding` says (`mmaction2`, or `sdn`: SDN's test, docs/fidelity.md).
     `train_crop`: `random_resized` (SlowFast/TPN), `multiscale` (TSN/TSM, DEAR's I3D, SDN; see
     `multiscale`) or `center`. `color_jitter`: MMAction2's `ColorJitter(color_space_aug=True)`
     on training clips (TPN's configs; `dear_ray.data.color`).
@@ -155,6 +156,10 @@ class DataConfig(_Section):
     # `antialias` = antialiased bilinear (torchvision; near PIL's bilinear, which SDN's
     # spatial_transforms use when downscaling)
     resize: Literal["cv2", "antialias"] = "cv2"
+    # test views' rounding: `mmaction2` (keep-ratio long side int(x + 0.5), centre-crop offset
+    # rounded down; DEAR) or `sdn` (SDN's test Scale + CenterCrop: long side rounded down, offset
+    # rounded half to even; vt-vl-lab/SDN libs/spatial_transforms.py)
+    test_rounding: Literal["mmaction2", "sdn"] = "mmaction2"
     multiprocessing_context: Literal["forkserver", "spawn"] = "forkserver"
     max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
     scene_labels: str | None = None

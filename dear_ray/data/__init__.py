@@ -16,6 +16,7 @@ from dear_ray.data.dataset import (
     TooManyBadVideosError,
     VideoDataset,
     collate_skip_bad,
+    prepare_loading_process,
 )
 from dear_ray.data.decode import (
     DECODERS,
@@ -25,6 +26,8 @@ from dear_ray.data.decode import (
     get_frames,
     open_video,
     read_frames,
+    SampledClip,
+    read_clip,
     read_sampled_clip,
 )
 from dear_ray.data.sampling import DenseSampleFrames, FrameSampler, SampleFrames, SegmentSampler
@@ -50,6 +53,7 @@ __all__ = [
     "MEAN_RGB",
     "STD_RGB",
     "SampleFrames",
+    "SampledClip",
     "SegmentSampler",
     "TooManyBadVideosError",
     "VideoDataset",
@@ -65,8 +69,10 @@ __all__ = [
     "load_scene_labels",
     "mask_humans",
     "open_video",
+    "prepare_loading_process",
     "read_annotation_list",
     "read_class_names",
     "read_frames",
+    "read_clip",
     "read_sampled_clip",
 ]

@@ -29,7 +29,7 @@ from dear_ray.data.decode import (
     DecodedFramesCache,
     VideoDecodeError,
     check_decoder,
-    read_sampled_clip,
+    read_clip,
 )
 from dear_ray.data.sampling import FrameSampler
 from dear_ray.data.sdn_inputs import mask_humans
@@ -160,28 +160,30 @@ class VideoDataset(Dataset):
         record = self.records[index]
         rng = self.item_rng(index)
         try:
-            frames, indices = read_sampled_clip(
+            clip = read_clip(
                 record.path, self.sampler, rng, num_threads=self.num_threads, decoder=self.decoder,
                 cache=self.cache,
             )
         except VideoDecodeError as exc:
             return BadSample(index, record.video_id, str(record.path), exc.reason)
+        # the transform runs on the distinct frames and copies the views out (frame_map)
+        frames, views = clip.frames, {"num_clips": self.num_clips, "frame_map": clip.frame_map}
         item: dict = {"label": record.label, "index": index, "video_id": record.video_id}
         if self.detections is not None:
             boxes = self.detections.get(record.video_id, {})
             masked = frames
             if rng.random() < self.mask_ratio and boxes:
                 masked = mask_humans(
-                    frames, indices, boxes, score_threshold=self.mask_score_threshold
+                    frames, clip.frame_indices, boxes, score_threshold=self.mask_score_threshold
                 )
             if self.masked_only:
-                item["clip"] = self.transform(masked, rng, num_clips=self.num_clips)
+                item["clip"] = self.transform(masked, rng, **views)
             else:
                 item["clip"], item["masked_clip"] = self.transform.apply_many(
-                    [frames, masked], rng, num_clips=self.num_clips
+                    [frames, masked], rng, **views
                 )
         else:
-            item["clip"] = self.transform(frames, rng, num_clips=self.num_clips)
+            item["clip"] = self.transform(frames, rng, **views)
         if self.transform.handover == "uint8":
             item["clip_norm"] = self.transform.normalizer
         if self.scene_labels is not None:
@@ -193,16 +195,18 @@ class VideoDataset(Dataset):
 CLIP_KEYS = ("clip", "masked_clip")
 
 
-def retain_freed_memory(max_bytes: int = 256 * 2**20) -> bool:
-    """Make glibc's malloc serve and keep clip-sized buffers in the heap; for a process that only
-    loads clips (a DataLoader worker).
+def retain_freed_memory(max_bytes: int = 2**30) -> bool:
+    """Make glibc's malloc serve and keep clip-sized buffers in the heap; for a process that
+    loads clips (`prepare_loading_process`).
 
     By default, buffers above malloc's mmap threshold are fresh pages each time and go back to
-    the system when freed; in a loading loop (decoded frames, resized bands and crops, float
-    clips: 5-20 MB a clip) every clip then pays its page faults again, ~1.2 ms a MB on this
-    machine (PLATFORM.md; 500-2600 faults a clip measured). Raising the mmap threshold to
-    `max_bytes` and the trim threshold to 4x that keeps them for reuse, at the cost of the
-    process keeping its peak heap.
+    the system when freed; in a loading loop (decoded frames, resized bands and crops, output
+    clips: 5-20 MB a training clip, 189 MB uint8 / 754 MB float for 10 x 3 test views at 256)
+    every clip then pays its page faults again, ~1.2 ms a MB here (500-3000 faults a training
+    clip measured; 184,000 for the float test views). Raising the mmap threshold to `max_bytes`
+    and the trim threshold to 4x that (at most 2 GiB: mallopt takes an int) keeps them for reuse,
+    at the cost of the process keeping its peak heap. Allocations of the main thread only (other
+    threads' arenas map large buffers anyway).
 
     Returns:
         Whether both settings took (False off glibc).
@@ -214,8 +218,24 @@ def retain_freed_memory(max_bytes: int = 256 * 2**20) -> bool:
     except OSError:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, int(max_bytes))) and bool(
-        libc.mallopt(m_trim_threshold, 4 * int(max_bytes)))
+    int_max = 2**31 - 1
+    return bool(libc.mallopt(m_mmap_threshold, min(int(max_bytes), int_max))) and bool(
+        libc.mallopt(m_trim_threshold, min(4 * int(max_bytes), int_max)))
+
+
+def prepare_loading_process() -> None:
+    """Set up the current process for loading clips: a DataLoader worker (`worker_init_fn`) or,
+    with ``num_workers: 0``, the training process itself.
+
+    One OpenCV thread (its default is one per core: every worker, or the training process next
+    to its model, would start as many for each frame's resize; the pixels do not depend on it)
+    and `retain_freed_memory`. torch's threads are left alone: DataLoader workers run one, and
+    the training process keeps its own for the model.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    retain_freed_memory()
 
 
 def stack_clips(clips: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -224,8 +244,12 @@ def stack_clips(clips: Sequence[torch.Tensor]) -> torch.Tensor:
     Float clips stack as ``default_collate`` does (contiguous). uint8 clips (the uint8 handover:
     channels-last views) are stacked in their memory layout ``(..., T, H, W, C)`` and returned as
     a channels-last view again, so no transposing copy is made on the CPU (in a DataLoader worker
-    the stack lands in shared memory, and the view's strides travel with it).
+    the stack lands in shared memory, and the view's strides travel with it). A batch of one clip
+    is that clip with a batch dimension, not a copy (10 x 3 test views at 256: 189 MB uint8, 754 MB
+    float; in a worker the clip's memory moves to shared memory once, as a stack would).
     """
+    if len(clips) == 1:
+        return clips[0].unsqueeze(0)
     if clips[0].dtype != torch.uint8:
         return default_collate(list(clips))
     return default_collate([c.movedim(-4, -1) for c in clips]).movedim(-1, -4)

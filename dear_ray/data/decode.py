@@ -16,8 +16,9 @@ indices from either.
   (the file is scanned once, so the frame count is exact, as decord's). It raises `RuntimeError`
   for unreadable, truncated and zero-frame files.
 
-`DecodedFramesCache` (`data.decoded_cache_mb`) keeps decoded clips of small data sets in memory
-across epochs.
+`read_clip` decodes each distinct sampled frame once, in file order (`SampledClip`: the frames and
+the map from the sampled indices to them); `DecodedFramesCache` (`data.decoded_cache_mb`) keeps
+decoded clips of small data sets in memory across epochs.
 
 Every decoder failure becomes `VideoDecodeError(path, reason)`, so callers handle one exception
 type; a decoder that is not installed raises `DecoderUnavailableError` (never a bad video).
@@ -29,6 +30,7 @@ imported before decord on purpose (decord's bundled libraries otherwise clash wi
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,8 +217,8 @@ _SHARED_CACHES: dict[tuple[int, str], DecodedFramesCache] = {}
 class DecodedFramesCache:
     """Decoded clips of one process, least recently used first out, within a byte budget.
 
-    Keyed by (video path, frame indices); holds the uint8 frames exactly as the decoder returned
-    them (read-only from then on, so nothing downstream can alter a cached clip), and each
+    Keyed by (video path, sampled frame indices); holds the uint8 frames exactly as the decoder
+    returned them (`read_clip`: the distinct frames; read-only from then on, so nothing downstream can alter a cached clip), and each
     video's frame count, so a hit neither opens nor decodes the file and a cached clip is bit for
     bit the decoded one. A clip larger than the whole budget is not kept. Pickling (a DataLoader
     worker's copy of the dataset) keeps only the budget: every process fills its own cache.
@@ -296,7 +298,41 @@ class DecodedFramesCache:
                 f"{self.max_bytes / 2**20:.1f} MiB, {self.hits} hits, {self.misses} misses)")
 
 
-def read_sampled_clip(
+@dataclass(frozen=True)
+class SampledClip:
+    """A sampled clip as its distinct frames, each decoded once.
+
+    Attributes:
+        frames: uint8 ``(U, H, W, 3)``: the distinct sampled frames in increasing frame order
+            (read-only when they come from or went into a `DecodedFramesCache`).
+        indices: int64 ``(N,)``: the 0-based frame indices the sampler drew (clips concatenated).
+        frame_map: int64 ``(N,)``: sampled frame n is ``frames[frame_map[n]]``; None when the
+            indices are strictly increasing (``frames`` are then the sampled frames in order).
+        frame_indices: int64 ``(U,)``: the frame index of each of ``frames``.
+    """
+
+    frames: np.ndarray
+    indices: np.ndarray
+    frame_map: np.ndarray | None
+    frame_indices: np.ndarray
+
+    def expanded(self) -> np.ndarray:
+        """uint8 ``(N, H, W, 3)``: the sampled frames in the sampler's order (a copy when some
+        repeat or come out of order, else ``frames`` itself)."""
+        return self.frames if self.frame_map is None else self.frames[self.frame_map]
+
+
+def distinct_frames(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(distinct, frame_map)``: the sorted distinct `indices` and where each index is among
+    them (None when `indices` are strictly increasing: they are their own distinct frames)."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size < 2 or bool(np.all(indices[1:] > indices[:-1])):
+        return indices, None
+    distinct, frame_map = np.unique(indices, return_inverse=True)
+    return distinct, frame_map.astype(np.int64)
+
+
+def read_clip(
     path: str | Path,
     sampler: FrameSampler,
     rng: np.random.Generator,
@@ -304,8 +340,15 @@ def read_sampled_clip(
     num_threads: int = 1,
     decoder: str = "decord",
     cache: DecodedFramesCache | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Open a video, sample frame indices from its length, decode just those frames.
+) -> SampledClip:
+    """Open a video, sample frame indices from its length, decode each distinct frame once, in
+    file order.
+
+    MMAction2's ``DecordDecode`` asks the decoder for the indices in the sampler's order, so
+    overlapping test clips seek back and decode frames again (10 clips of 32 frames at interval 2
+    read 320 frames, 32-64 distinct ones in a 64-frame video); decoding the distinct frames once,
+    in order, gives the same pixels (decoding is deterministic and decord's seeks are frame-exact;
+    tests/data/test_decode.py checks it, `benchmarks/data_throughput.py` against MMAction2).
 
     Args:
         path: the video file.
@@ -313,12 +356,8 @@ def read_sampled_clip(
         rng: the random generator the sampler draws from.
         num_threads: decoder threads.
         decoder: ``"decord"`` or ``"torchcodec"`` (`open_video`).
-        cache: optional `DecodedFramesCache`: frames of the same (video, indices) come from it
-            (the sampler draws from `rng` as without it, from the same frame count).
-
-    Returns:
-        ``(frames, indices)``: uint8 (N, H, W, 3) and the int64 (N,) 0-based frame indices
-        (read-only frames when they come from or went into `cache`).
+        cache: optional `DecodedFramesCache`: the distinct frames of the same (video, indices)
+            come from it (the sampler draws from `rng` as without it, from the same frame count).
 
     Raises:
         VideoDecodeError: the video cannot be opened or decoded, or has no frames.
@@ -330,12 +369,33 @@ def read_sampled_clip(
         count = len(reader)
         if cache is not None:
             cache.set_num_frames(path, count)
-    indices = sampler(count, rng)
-    if cache is not None and (frames := cache.get(path, indices)) is not None:
-        return frames, indices
-    if reader is None:
-        reader = open_video(path, num_threads=num_threads, decoder=decoder)
-    frames = get_frames(reader, indices, path=path)
-    if cache is not None:
-        cache.put(path, indices, frames)
-    return frames, indices
+    indices = np.asarray(sampler(count, rng), dtype=np.int64)
+    distinct, frame_map = distinct_frames(indices)
+    frames = cache.get(path, indices) if cache is not None else None
+    if frames is None:
+        if reader is None:
+            reader = open_video(path, num_threads=num_threads, decoder=decoder)
+        frames = get_frames(reader, distinct, path=path)
+        if cache is not None:
+            cache.put(path, indices, frames)
+    return SampledClip(frames, indices, frame_map, distinct)
+
+
+def read_sampled_clip(
+    path: str | Path,
+    sampler: FrameSampler,
+    rng: np.random.Generator,
+    *,
+    num_threads: int = 1,
+    decoder: str = "decord",
+    cache: DecodedFramesCache | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`read_clip` expanded: ``(frames, indices)``, uint8 ``(N, H, W, 3)`` in the sampler's order
+    and the int64 ``(N,)`` 0-based frame indices (frames read-only when they come from or went
+    into `cache` and no index repeats).
+
+    Raises:
+        VideoDecodeError: the video cannot be opened or decoded, or has no frames.
+    """
+    clip = read_clip(path, sampler, rng, num_threads=num_threads, decoder=decoder, cache=cache)
+    return clip.expanded(), clip.indices

@@ -11,9 +11,10 @@ concatenated as the samplers return them), runs the uint8 ops of `dear_ray.data.
 Two handovers (`handover`):
 
 - ``"float"`` (the default): float32, normalised with the per-channel RGB `mean` / `std` (0-255
-  scale; `data.mean` / `data.std`, SPEC sections 1.7 and 3), contiguous. The pixels become float
-  once, at the end: a per-channel 256-entry table (`ClipNormalizer.lut`) maps uint8 to normalised
-  float32 in one pass (with `color`, the jitter's float pixels are normalised in place).
+  scale; `data.mean` / `data.std`), contiguous. The pixels become float once, at the end: a
+  per-channel 256-entry table (`ClipNormalizer.lut`) maps uint8 to normalised float32, each
+  distinct frame once for all the views that show it (`dear_ray.data.views`; with `color`, the
+  jitter's float pixels are normalised in place).
 - ``"uint8"``: the uint8 pixels, not normalised, as a channels-last view (memory
   ``(V, T, H, W, C)``: no transposing copy on the CPU; 4x fewer bytes through the DataLoader and to the device);
   `collate_skip_bad` keeps that layout and the training loop normalises on the device with the
@@ -21,14 +22,15 @@ Two handovers (`handover`):
   handover (tests/data/test_presets.py).
 
 `VideoTransform.apply_many` transforms several clips of the same size with the SAME random choices
-(SDN's clip and masked clip).
+(SDN's clip and masked clip). Given a frame map (``frame_map``: the clips' frames as indices into
+distinct frames, as `dear_ray.data.decode.read_clip` returns them), the ops run once per distinct
+frame and the views are copied out afterwards: the same output as transforming the expanded clip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -49,6 +51,7 @@ from dear_ray.data.transforms import (
     _ResizedBoxCrop,
     resize_short_side_and_crop,
 )
+from dear_ray.data.views import float_views, uint8_planes, uint8_views
 
 TRAIN_KINDS = ("multiscale", "random_resized", "center")
 HANDOVERS = ("float", "uint8")
@@ -119,31 +122,6 @@ class ClipNormalizer:
         return f"ClipNormalizer(mean={list(self.mean)}, std={list(self.std)})"
 
 
-def _unflip_in_place(frames: np.ndarray) -> np.ndarray | None:
-    """For a horizontally flipped view of contiguous frames ``(N, h, w, 3)``: flip the pixels of
-    the underlying array in place (``cv2.flip`` per frame) and return it, contiguous, now holding
-    the flipped picture; None for any other view. Only for memory the transform owns."""
-    if frames.strides[2] >= 0:
-        return None
-    base = frames[:, :, ::-1]
-    if not base.flags.c_contiguous or not base.flags.writeable:
-        return None
-    for i in range(base.shape[0]):
-        cv2.flip(base[i], 1, dst=base[i])
-    return base
-
-
-def _copy_frames(src: np.ndarray, dst: np.ndarray) -> None:
-    """Copy uint8 frames ``(N, h, w, 3)`` (a crop or flip view) into contiguous `dst`. A flipped
-    view is copied with ``cv2.flip`` per frame: numpy copies negative-stride pixels ~20x slower."""
-    if src.strides[2] < 0:
-        base = src[:, :, ::-1]
-        for i in range(src.shape[0]):
-            cv2.flip(base[i], 1, dst=dst[i])
-    else:
-        np.copyto(dst, src)
-
-
 class VideoTransform:
     """A chain of single-view ops, an optional multi-crop op, and normalisation.
 
@@ -193,10 +171,12 @@ class VideoTransform:
         return list(self.normalizer.std)
 
     def __call__(
-        self, clip: np.ndarray, rng: np.random.Generator | None = None, *, num_clips: int = 1
+        self, clip: np.ndarray, rng: np.random.Generator | None = None, *, num_clips: int = 1,
+        frame_map: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """Transform one uint8 clip (num_clips * T, H, W, 3); see the module docstring for shapes."""
-        return self.apply_many([clip], rng, num_clips=num_clips)[0]
+        """Transform one uint8 clip; see the module docstring for shapes and `apply_many` for
+        `frame_map`."""
+        return self.apply_many([clip], rng, num_clips=num_clips, frame_map=frame_map)[0]
 
     def apply_many(
         self,
@@ -204,28 +184,55 @@ class VideoTransform:
         rng: np.random.Generator | None = None,
         *,
         num_clips: int = 1,
+        frame_map: np.ndarray | None = None,
     ) -> list[torch.Tensor]:
-        """Transform several same-size uint8 clips with the same random crop/flip."""
+        """Transform several same-size uint8 clips with the same random crop/flip.
+
+        Args:
+            clips: uint8 ``(N, H, W, 3)`` each, N = num_clips * T frames; with `frame_map`, the
+                distinct frames ``(U, H, W, 3)`` the clips are made of.
+            rng: the generator of the random ops.
+            num_clips: clips the N frames split into.
+            frame_map: int ``(N,)``: frame n of the clips is ``clips[j][frame_map[n]]`` (a
+                `SampledClip`'s); None: the frames in order. The output equals transforming
+                ``clip[frame_map]``, but each distinct frame is resized, cropped and converted once.
+        """
         arrays = [np.asarray(c) for c in clips]
         for a in arrays:
             if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
                 raise ValueError(f"expected a uint8 clip (N, H, W, 3), got {a.dtype} {a.shape}")
             if a.shape != arrays[0].shape:
                 raise ValueError(f"clips differ in shape: {a.shape} vs {arrays[0].shape}")
-            if a.shape[0] % num_clips:
-                raise ValueError(f"{a.shape[0]} frames do not split into {num_clips} clips")
-        n = arrays[0].shape[0]
+        u = arrays[0].shape[0]
+        n = u if frame_map is None else len(frame_map)
+        if frame_map is not None and len(frame_map) and not 0 <= min(frame_map) <= max(frame_map) < u:
+            raise ValueError(f"frame_map indexes frames outside the clip's {u}")
+        if n % num_clips:
+            raise ValueError(f"{n} frames do not split into {num_clips} clips")
         frames = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
         frames = self._run_ops(frames, rng)
-        crops = self.multi_crop(frames) if self.multi_crop is not None else [frames]
-        t = n // num_clips
-        if self.handover == "uint8":
-            views = [self._uint8_views(crops, j * n, num_clips, t, arrays)
-                     for j in range(len(arrays))]
+        if self.multi_crop is not None:
+            s = self.multi_crop.size
+            size, boxes = (s, s), self.multi_crop.boxes(*frames.shape[1:3])
         else:
-            jitter = self.color.draw(_need_rng(rng, self.color), t) if self.color else None
-            views = [self._float_views(crops, j * n, num_clips, t, jitter)
-                     for j in range(len(arrays))]
+            size, boxes = frames.shape[1:3], [(0, 0, False)]
+        parts = [frames[j * u : (j + 1) * u] for j in range(len(arrays))]
+        if self.handover == "uint8":
+            fresh = not any(np.may_share_memory(frames, a) for a in arrays)
+            views = [torch.from_numpy(uint8_views(p, frame_map, boxes, size, num_clips, fresh))
+                     .flatten(0, 1).permute(0, 4, 1, 2, 3) for p in parts]
+        elif self.color is not None:
+            jitter = self.color.draw(_need_rng(rng, self.color), n // num_clips)
+            views = []
+            for p in parts:
+                pixels = uint8_views(p, frame_map, boxes, size, num_clips, False)
+                planes = torch.from_numpy(uint8_planes(pixels.reshape(-1, *pixels.shape[2:])))
+                jittered = self.color.apply(planes.to(torch.float32), jitter).contiguous()
+                views.append(self.normalizer.normalize_(jittered))
+        else:
+            lut = self.normalizer.lut()
+            views = [torch.from_numpy(float_views(p, frame_map, boxes, size, num_clips, lut))
+                     .flatten(0, 1) for p in parts]
         return [v[0] if not self.multi_view and v.shape[0] == 1 else v for v in views]
 
     def _run_ops(self, frames: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -241,61 +248,6 @@ class VideoTransform:
                 frames = ops[i](frames, rng)
                 i += 1
         return frames
-
-    def _uint8_views(self, crops: list[np.ndarray], start: int, num_clips: int, t: int,
-                     inputs: list[np.ndarray]) -> torch.Tensor:
-        """``(V, 3, T, h, w)`` uint8, a view of contiguous ``(V, T, h, w, 3)`` memory (never of
-        the `inputs`)."""
-        n = num_clips * t
-        parts = [c[start : start + n] for c in crops]
-        fresh = not any(np.may_share_memory(parts[0], a) for a in inputs)
-        own = parts[0] if len(parts) == 1 and fresh else None
-        if own is not None and not own.flags.c_contiguous:
-            own = _unflip_in_place(own)  # a flipped resized crop: unflipped where it lies
-        if own is not None and own.flags.c_contiguous:  # a resized crop: no copy
-            buf = own.reshape(num_clips, 1, t, *own.shape[1:])
-        else:
-            h, w = parts[0].shape[1:3]
-            buf = np.empty((num_clips, len(parts), t, h, w, 3), dtype=np.uint8)
-            for k, part in enumerate(parts):
-                for i in range(num_clips):
-                    _copy_frames(part[i * t : (i + 1) * t], buf[i, k])
-        x = torch.from_numpy(buf).view(-1, *buf.shape[2:])
-        return x.permute(0, 4, 1, 2, 3)
-
-    def _float_views(self, crops: list[np.ndarray], start: int, num_clips: int, t: int,
-                     jitter) -> torch.Tensor:
-        """``(V, 3, T, h, w)`` float32, contiguous, normalised."""
-        n = num_clips * t
-        h, w = crops[0].shape[1:3]
-        # uint8 planes (num_clips, num_crops, 3, T, h, w), clip-major, split per frame by OpenCV
-        # (flipped views unflipped by cv2.flip first: numpy's strided copies are 3-20x slower),
-        # then ONE conversion to float, normalised in place
-        planes = np.empty((num_clips, len(crops), 3, t, h, w), dtype=np.uint8)
-        unflipped = np.empty((h, w, 3), dtype=np.uint8)
-        for k, crop in enumerate(crops):
-            part = crop[start : start + n]
-            flipped = part.strides[2] < 0
-            base = part[:, :, ::-1] if flipped else part
-            for i in range(n):
-                frame = base[i]
-                if flipped:
-                    frame = cv2.flip(frame, 1, dst=unflipped)
-                dst = planes[i // t, k, :, i % t]
-                cv2.split(frame, [dst[0], dst[1], dst[2]])
-        if jitter is not None:
-            views = torch.from_numpy(planes).view(-1, 3, t, h, w).to(torch.float32)
-            return self.normalizer.normalize_(self.color.apply(views, jitter))
-        # uint8 -> normalised float32 in one pass: a 256-entry table a channel (cv2.LUT), the
-        # same float32 numbers as ClipNormalizer's arithmetic, in numpy memory (a fresh torch
-        # buffer of this size costs more in page faults than the conversion itself)
-        lut = self.normalizer.lut()
-        planes = planes.reshape(-1, 3, t * h, w)
-        out = np.empty(planes.shape, dtype=np.float32)
-        for v in range(planes.shape[0]):
-            for c in range(3):
-                cv2.LUT(planes[v, c], lut[c], dst=out[v, c])
-        return torch.from_numpy(out).view(-1, 3, t, h, w)
 
     def __repr__(self) -> str:
         parts = [repr(o) for o in self.ops] + ([repr(self.multi_crop)] if self.multi_crop else [])
@@ -376,9 +328,13 @@ def build_test_transform(
     std: Sequence[float] = STD_RGB,
     resize: str = "cv2",
     handover: str = "float",
+    rounding: str = "mmaction2",
 ) -> VideoTransform:
     """Test preset: resize short side, then 1 centre crop, 3 crops or 10 crops; normalise with
     `mean` / `std` (RGB, 0-255); `resize` and `handover` as in `build_train_transform`.
+    `rounding`: how the resize rounds the long side and the centre crop its offset, ``mmaction2``
+    (``int(x + 0.5)``, offset rounded down) or ``sdn`` (SDN's test: long side rounded down, offset
+    rounded half to even; `ResizeShortSide`, `CenterCrop`).
 
     Returns:
         A multi-view `VideoTransform`: ``(num_clips * crops, C, T, crop, crop)``.
@@ -387,8 +343,8 @@ def build_test_transform(
     multi = {1: None, 3: ThreeCrop(crop_size), 10: TenCrop(crop_size)}
     if crops not in multi:
         raise ValueError(f"crops must be 1, 3 or 10, got {crops!r}")
-    ops: list = [ResizeShortSide(scale_short, resize)]
+    ops: list = [ResizeShortSide(scale_short, resize, rounding)]
     if crops == 1:
-        ops.append(CenterCrop(crop_size))
+        ops.append(CenterCrop(crop_size, rounding))
     return VideoTransform(ops, multi_crop=multi[crops], multi_view=True, mean=mean, std=std,
                           handover=handover)

@@ -30,6 +30,7 @@ MEAN_RGB = (123.675, 116.28, 103.53)
 STD_RGB = (58.395, 57.12, 57.375)
 TSM_SCALES = (1.0, 0.875, 0.75, 0.66)
 RESIZE_KINDS = ("cv2", "antialias")
+ROUNDINGS = ("mmaction2", "sdn")  # test views: keep-ratio long side and centre-crop offset
 
 
 def _need_rng(rng: np.random.Generator | None, op: object) -> np.random.Generator:
@@ -44,10 +45,20 @@ def _check_fits(frames: np.ndarray, h: int, w: int, op: object) -> None:
         raise ValueError(f"{op!r}: crop {h}x{w} (HxW) does not fit in frames of {H}x{W}")
 
 
-def rescale_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """mmcv 1.x ``rescale_size((w, h), (inf, short_side))``, i.e. MMAction2's
+def rescale_size(width: int, height: int, short_side: int, rounding: str = "mmaction2"
+                 ) -> tuple[int, int]:
+    """The keep-ratio size with short side `short_side`, as ``(new_width, new_height)``.
+
+    ``mmaction2``: mmcv 1.x ``rescale_size((w, h), (inf, short_side))``, i.e. MMAction2's
     ``Resize(scale=(-1, short_side), keep_ratio=True)``: factor ``short_side / min(w, h)``, each
-    side ``int(side * factor + 0.5)``. Returns ``(new_width, new_height)``."""
+    side ``int(side * factor + 0.5)`` (400x240 at 256 -> 427x256).
+    ``sdn``: SDN's ``Scale(short_side)`` (vt-vl-lab/SDN libs/spatial_transforms.py): the long side
+    ``int(short_side * long / short)``, rounded down (400x240 at 256 -> 426x256).
+    """
+    if _check_rounding(rounding) == "sdn":
+        short, long = min(width, height), max(width, height)
+        scaled = short_side * long // short  # exact: int(short_side * long / short)
+        return (scaled, short_side) if width >= height else (short_side, scaled)
     factor = float(short_side) / min(width, height)
     return int(width * factor + 0.5), int(height * factor + 0.5)
 
@@ -114,24 +125,38 @@ def _check_resize(kind: str) -> str:
     return kind
 
 
+def _check_rounding(rounding: str) -> str:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"unknown rounding {rounding!r}; known: {', '.join(ROUNDINGS)}")
+    return rounding
+
+
 class ResizeShortSide:
     """Resize so the short side equals `size`, keeping the aspect ratio: MMAction2 0.x
-    ``Resize(scale=(-1, size))`` (long side rounded as `rescale_size`). Frames whose short side
-    already equals `size` are returned as they are (mmcv's resize to the same size is the
-    identity)."""
+    ``Resize(scale=(-1, size))`` (long side rounded as `rescale_size`, by `rounding`: MMAction2's
+    ``int(x + 0.5)`` or SDN's floor). Frames whose short side already equals `size` are returned
+    as they are (mmcv's resize to the same size is the identity, SDN's ``Scale`` returns them)."""
 
-    def __init__(self, size: int, resize: str = "cv2") -> None:
+    def __init__(self, size: int, resize: str = "cv2", rounding: str = "mmaction2") -> None:
         self.size = size
         self.resize = _check_resize(resize)
+        self.rounding = _check_rounding(rounding)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(new_width, new_height)`` for frames of `width` x `height`."""
+        if min(width, height) == self.size:
+            return width, height
+        return rescale_size(width, height, self.size, self.rounding)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         H, W = frames.shape[1:3]
         if min(H, W) == self.size:
             return frames
-        return resize_frames(frames, *rescale_size(W, H, self.size), self.resize)
+        return resize_frames(frames, *self.output_size(W, H), self.resize)
 
     def __repr__(self) -> str:
-        return f"ResizeShortSide({self.size}, resize={self.resize!r})"
+        extra = f", rounding={self.rounding!r}" if self.rounding != "mmaction2" else ""
+        return f"ResizeShortSide({self.size}, resize={self.resize!r}{extra})"
 
 
 class _ResizedBoxCrop:
@@ -161,7 +186,7 @@ def resize_short_side_and_crop(frames: np.ndarray, resize: ResizeShortSide,
     H, W = frames.shape[1:3]
     if min(H, W) == resize.size or "antialias" in (resize.resize, crop.resize):
         return crop(resize(frames), rng)
-    width, height = rescale_size(W, H, resize.size)
+    width, height = resize.output_size(W, H)
     top, left, h, w = crop.crop_box(height, width, _need_rng(rng, crop))
     band, first = resize_rows(frames, width, height, top, top + h)
     box = band[:, top - first : top - first + h, left : left + w]
@@ -291,19 +316,30 @@ class Flip:
 
 
 class CenterCrop:
-    """Centre square crop of side `size` (the offset rounds down: ``(H - size) // 2``), a view."""
+    """Centre square crop of side `size`, a view. The offset ``(H - size) / 2`` (and the same for
+    W) rounds down (``rounding="mmaction2"``: MMAction2's ``CenterCrop``) or half to even
+    (``"sdn"``: SDN's ``CenterCrop`` / ``CornerCrop('c')``, ``int(round((w - size) / 2.))`` under
+    Python 3: 37 / 2 -> 18, 39 / 2 -> 20)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, rounding: str = "mmaction2") -> None:
         self.size = size
+        self.rounding = _check_rounding(rounding)
+
+    def offset(self, extent: int) -> int:
+        """The crop's start along a side of `extent` pixels."""
+        if self.rounding == "sdn":
+            return round((extent - self.size) / 2)  # Python's round: half to even
+        return (extent - self.size) // 2
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         _check_fits(frames, self.size, self.size, self)
         H, W = frames.shape[1:3]
-        top, left = (H - self.size) // 2, (W - self.size) // 2
+        top, left = self.offset(H), self.offset(W)
         return frames[:, top : top + self.size, left : left + self.size]
 
     def __repr__(self) -> str:
-        return f"CenterCrop({self.size})"
+        extra = f", rounding={self.rounding!r}" if self.rounding != "mmaction2" else ""
+        return f"CenterCrop({self.size}{extra})"
 
 
 class ThreeCrop:
@@ -319,17 +355,17 @@ class ThreeCrop:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
-        _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[1:3]
+    def boxes(self, height: int, width: int) -> list[tuple[int, int, bool]]:
+        """The crops of a `height` x `width` frame as ``(top, left, flipped)``, `size` square."""
         s = self.size
-        if W >= H:
-            top, step = (H - s) // 2, (W - s) // 2
-            boxes = [(top, 0), (top, step), (top, 2 * step)]
-        else:
-            left, step = (W - s) // 2, (H - s) // 2
-            boxes = [(0, left), (step, left), (2 * step, left)]
-        return [frames[:, t : t + s, l : l + s] for t, l in boxes]
+        if width >= height:
+            top, step = (height - s) // 2, (width - s) // 2
+            return [(top, 0, False), (top, step, False), (top, 2 * step, False)]
+        left, step = (width - s) // 2, (height - s) // 2
+        return [(0, left, False), (step, left, False), (2 * step, left, False)]
+
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
+        return _crops(self, frames)
 
     def __repr__(self) -> str:
         return f"ThreeCrop({self.size})"
@@ -342,17 +378,25 @@ class TenCrop:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
-        _check_fits(frames, self.size, self.size, self)
-        H, W = frames.shape[1:3]
-        s = self.size
-        ws, hs = (W - s) // 4, (H - s) // 4
+    def boxes(self, height: int, width: int) -> list[tuple[int, int, bool]]:
+        """The crops of a `height` x `width` frame as ``(top, left, flipped)``, `size` square."""
+        ws, hs = (width - self.size) // 4, (height - self.size) // 4
         offsets = [(0, 0), (0, 4 * ws), (4 * hs, 0), (4 * hs, 4 * ws), (2 * hs, 2 * ws)]
-        crops = [frames[:, t : t + s, l : l + s] for t, l in offsets]
-        return crops + [c[:, :, ::-1] for c in crops]
+        return [(t, l, False) for t, l in offsets] + [(t, l, True) for t, l in offsets]
+
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
+        return _crops(self, frames)
 
     def __repr__(self) -> str:
         return f"TenCrop({self.size})"
+
+
+def _crops(op: ThreeCrop | TenCrop, frames: np.ndarray) -> list[np.ndarray]:
+    """The crops of `op` as views of `frames`, flipped ones as negative-stride views."""
+    _check_fits(frames, op.size, op.size, op)
+    s = op.size
+    crops = [(frames[:, t : t + s, l : l + s], f) for t, l, f in op.boxes(*frames.shape[1:3])]
+    return [c[:, :, ::-1] if f else c for c, f in crops]
 
 
 # the pipeline and the presets live in dear_ray.data.presets; re-exported here for old imports

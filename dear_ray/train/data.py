@@ -14,21 +14,22 @@ length of the whole training list, shuffled again each epoch by its own sampler.
 Handover (`handover`, every builder): ``"float"`` (the default) gives normalised float32 clips;
 ``"uint8"`` gives uint8 clips with their `ClipNormalizer` (``batch["clip_norm"]``), normalised by
 `dear_ray.train.loop` on the device, with the same numbers. Clips are decoded with
-`data.decoder`. DataLoader workers run OpenCV single-threaded (`_worker_init`), as decord.
+`data.decoder`. Every loading process (each DataLoader worker, or the training process with
+`num_workers: 0`) runs OpenCV single-threaded, as decord, and keeps freed clip buffers
+(`prepare_loading_process`).
 Training datasets keep `data.decoded_cache_mb` MiB of decoded clips each (`DecodedFramesCache`;
 test-mode datasets none: an evaluation pass reads each clip once).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dear_ray.config import DataConfig, ExperimentConfig
 from dear_ray.data.annotations import read_annotation_list, read_class_names
-from dear_ray.data.dataset import VideoDataset, collate_skip_bad
+from dear_ray.data.dataset import VideoDataset, collate_skip_bad, prepare_loading_process
 from dear_ray.data.decode import VideoDecodeError, open_video
 from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
 from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_eligible
@@ -64,7 +65,8 @@ def build_sampler(data: DataConfig, *, test_mode: bool):
 
 def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float"):
     """Train: resize + random crop (+ flip); test: resize + 1/3/10 crops, multi-view output, at
-    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224).
+    `test_scale_short` / `test_crop_size` when set (DEAR tests at 256 after training at 224),
+    rounded as `data.test_rounding` (SDN's sweeps: SDN's test rounding).
     Both normalise with `data.mean` / `data.std` (SDN: the ActivityNet mean, std 1), in the
     loader (``handover="float"``) or on the device (``"uint8"``; training clips with
     `data.color_jitter` stay float: the jitter works on float pixels before normalisation, and the
@@ -75,7 +77,7 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
     if test_mode:
         return build_test_transform(data.test_crop_size or data.crop_size,
                                     data.test_scale_short or data.scale_short,
-                                    data.test_views.num_crops, **norm)
+                                    data.test_views.num_crops, rounding=data.test_rounding, **norm)
     ms = data.multiscale
     return build_train_transform(data.crop_size, data.scale_short, data.train_crop, data.flip,
                                  scales=ms.scales, max_wh_scale_gap=ms.max_wh_scale_gap,
@@ -191,20 +193,19 @@ def load_side_inputs(data: DataConfig, scene_kind: str = "soft") -> dict:
 
 
 def _worker_init(worker_id: int) -> None:
-    from dear_ray.data.dataset import retain_freed_memory
-
-    # one OpenCV thread a worker (its default is one per core: N workers would oversubscribe)
-    cv2.setNumThreads(1)
-    retain_freed_memory()  # malloc keeps freed clip buffers: no fresh page faults every clip
+    prepare_loading_process()  # one OpenCV thread, malloc keeps freed clip buffers
 
 
 def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=None,
                 drop_last: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn
-    and run OpenCV single-threaded.
+    """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn.
+    Every process that loads clips is set up by `prepare_loading_process` (one OpenCV thread,
+    malloc keeping freed clip buffers): each worker, or this process with ``num_workers: 0``.
 
     Workers are not persistent: each epoch's workers get the dataset after its `set_epoch`.
     """
+    if data.num_workers == 0:
+        prepare_loading_process()
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(

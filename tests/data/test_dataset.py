@@ -230,7 +230,7 @@ def test_decoder_is_passed_to_the_reader(video_dir, monkeypatch):
     import dear_ray.data.dataset as dataset_module
 
     seen = []
-    real = dataset_module.read_sampled_clip
+    real = dataset_module.read_clip
 
     def spy(*args, **kwargs):
         seen.append(kwargs["decoder"])
@@ -238,7 +238,23 @@ def test_decoder_is_passed_to_the_reader(video_dir, monkeypatch):
 
     with pytest.raises(ValueError, match="unknown data.decoder 'pyav'; known: decord, torchcodec"):
         train_dataset(video_dir, ["good/v_good.mp4"], decoder="pyav")
-    monkeypatch.setattr(dataset_module, "read_sampled_clip", spy)
+    monkeypatch.setattr(dataset_module, "read_clip", spy)
     monkeypatch.setattr(dataset_module, "check_decoder", lambda name: None)  # not installed: fine
     ds = train_dataset(video_dir, ["good/v_good.mp4"], decoder="torchcodec")
     assert ds[0]["clip"].shape == (3, 4, 32, 32) and seen == ["torchcodec"]
+
+
+@pytest.mark.parametrize("handover", ["float", "uint8"])
+def test_a_batch_of_one_is_the_clip_itself(video_dir, handover):
+    ds = VideoDataset(records(video_dir, ["good/v_good.mp4"]), SampleFrames(4, 2, 2, test_mode=True),
+                      build_test_transform(32, 48, 3, handover=handover), test_mode=True)
+    item = ds[0]
+    batch = collate_skip_bad([item])
+    clip = batch["clip"]
+    assert clip.shape == (1, 6, 3, 4, 32, 32) and torch.equal(clip[0], item["clip"])
+    assert clip.data_ptr() == item["clip"].data_ptr()  # no copy (189 MB uint8 at DEAR's size)
+    assert (clip.is_contiguous() if handover == "float" else clip.movedim(-4, -1).is_contiguous())
+    loader = DataLoader(ds, batch_size=1, num_workers=1, collate_fn=collate_skip_bad,
+                        multiprocessing_context="fork")
+    (through,) = list(loader)  # from a worker: the clip's memory moved to shared memory
+    assert torch.equal(through["clip"], clip)

@@ -167,3 +167,39 @@ def test_missing_torchcodec_is_not_a_bad_video(good_video, monkeypatch):
         check_decoder("torchcodec")
     with pytest.raises(ValueError, match="unknown data.decoder 'av'"):
         open_video(good_video, decoder="av")
+
+
+def test_distinct_frames_map_back_to_the_sampled_indices():
+    from dear_ray.data.decode import distinct_frames
+
+    distinct, frame_map = distinct_frames(np.array([4, 6, 8, 2, 4, 6]))
+    np.testing.assert_array_equal(distinct, [2, 4, 6, 8])
+    np.testing.assert_array_equal(frame_map, [1, 2, 3, 0, 1, 2])  # distinct[map] = the indices
+    increasing, none = distinct_frames(np.array([0, 2, 4]))
+    assert none is None and increasing.tolist() == [0, 2, 4]
+
+
+def test_read_clip_decodes_each_distinct_frame_once_in_file_order(good_video, monkeypatch):
+    import dear_ray.data.decode as decode_module
+    from dear_ray.data.decode import read_clip
+
+    asked = []
+    real = decode_module.get_frames
+
+    def spy(reader, indices, *, path):
+        asked.append(list(indices))
+        return real(reader, indices, path=path)
+
+    monkeypatch.setattr(decode_module, "get_frames", spy)
+    # 20 frames, 3 test clips of 4 frames at interval 4 (span 16): offsets int(5/6) = 0,
+    # int(5/6 + 5/3) = 2, int(5/6 + 10/3) = 4: the clips overlap
+    clip = read_clip(good_video, SampleFrames(4, 4, 3, test_mode=True), None)
+    np.testing.assert_array_equal(clip.indices, [0, 4, 8, 12, 2, 6, 10, 14, 4, 8, 12, 16])
+    assert asked == [[0, 2, 4, 6, 8, 10, 12, 14, 16]]  # nine frames decoded, not twelve
+    np.testing.assert_array_equal(clip.frame_indices, asked[0])
+    # bit for bit what the decoder gives for the sampled order (seeking back for each clip)
+    reference = decord.VideoReader(str(good_video), num_threads=1).get_batch(
+        clip.indices.tolist()).asnumpy()
+    np.testing.assert_array_equal(clip.expanded(), reference)
+    frames, idx = read_sampled_clip(good_video, SampleFrames(4, 4, 3, test_mode=True), None)
+    np.testing.assert_array_equal(frames, reference)

@@ -276,3 +276,25 @@ def test_short_side_resize_and_box_crop_fused_equal_the_two_ops():
         for seed in range(8):
             fused = resize_short_side_and_crop(clip, resize, crop, np.random.default_rng(seed))
             np.testing.assert_array_equal(fused, crop(resize(clip), np.random.default_rng(seed)))
+
+
+def test_sdn_test_rounding_floors_the_long_side_and_rounds_the_offset_half_to_even():
+    # SDN's Scale(4) on 10 x W frames: int(4 * W / 10); CenterCrop(4): int(round((w - 4) / 2.))
+    # (Python 3: half to even). MMAction2: int(0.4 W + 0.5) and (w - 4) // 2.
+    assert rescale_size(19, 10, 4, "sdn") == (7, 4) and rescale_size(19, 10, 4) == (8, 4)  # 7.6
+    assert rescale_size(10, 23, 4, "sdn") == (4, 9) and rescale_size(10, 23, 4) == (4, 9)  # 9.2
+    assert rescale_size(340, 256, 112, "sdn") == (148, 112)  # 148.75; MMAction2: 149
+    sdn, mma = CenterCrop(4, "sdn"), CenterCrop(4)
+    assert (sdn.offset(7), mma.offset(7)) == (2, 1)  # 1.5 -> 2 (even) vs 1
+    assert (sdn.offset(9), mma.offset(9)) == (2, 2)  # 2.5 -> 2 (even), as the floor
+    assert (sdn.offset(8), sdn.offset(4)) == (2, 0)
+    # the whole test view of 10 x 18 frames: SDN resizes to 7 x 4 (7.2) and crops columns 2-5,
+    # MMAction2 resizes to 7 x 4 too and crops columns 1-4
+    clip = coded_clip(2, 10, 18)
+    resized = np.stack([cv2.resize(f, (7, 4), interpolation=cv2.INTER_LINEAR) for f in clip])
+    for rounding, left in (("sdn", 2), ("mmaction2", 1)):
+        views = build_test_transform(4, 4, 1, handover="uint8", rounding=rounding)(clip)
+        expected = torch.from_numpy(resized[:, :, left : left + 4].copy()).permute(3, 0, 1, 2)
+        assert torch.equal(views[0], expected), rounding
+    with pytest.raises(ValueError, match="unknown rounding 'python2'; known: mmaction2, sdn"):
+        CenterCrop(4, "python2")

@@ -220,6 +220,20 @@ def test_uint8_handover_loaders_and_the_decoder_field(synth_root):
         cv2.setNumThreads(threads)
 
 
+def test_in_process_loading_is_set_up_as_a_worker(synth_root):
+    import cv2
+
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        cfg = _config(synth_root)  # resources num_workers 0: the clips load in this process
+        assert cfg.data.num_workers == 0
+        build_train_loader(cfg, num_classes=num_known_classes(cfg.data))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _has_torchcodec() -> bool:
     from dear_ray.data.decode import DecoderUnavailableError, check_decoder
 
@@ -254,3 +268,21 @@ def test_data_resize_selects_the_resizer_sdn_sweeps_use_antialias():
         plans = expand_trials(load_sweep(repo / "jobs" / "sweeps" / f"{sweep}.yaml"))
         assert {p.config.data.resize for p in plans} == \
             {"cv2" if sweep == "dear_ucf101" else "antialias"}
+
+
+def test_sdn_sweeps_round_their_test_views_as_sdn():
+    """`data.test_rounding`: SDN's test rounding in SDN's sweeps, MMAction2's elsewhere."""
+    from pathlib import Path
+
+    from dear_ray.tune import expand_trials, load_sweep
+
+    repo = Path(__file__).resolve().parents[2]
+    for sweep in ("sdn_minikinetics", "sdn_finetune_diving48", "dear_ucf101", "demo"):
+        plans = expand_trials(load_sweep(repo / "jobs" / "sweeps" / f"{sweep}.yaml"))
+        wanted = "sdn" if sweep.startswith("sdn") else "mmaction2"
+        assert {p.config.data.test_rounding for p in plans} == {wanted}
+        t = build_transform(plans[0].config.data, test_mode=True)
+        assert t.ops[0].rounding == wanted
+        if plans[0].config.data.test_views.num_crops == 1:
+            assert t.ops[1].rounding == wanted
+
