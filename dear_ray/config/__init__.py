@@ -43,7 +43,9 @@ class ModelConfig(_Section):
 
     `pretrained`: an MMAction2 / DEAR model-zoo `.pth`, or a dear_ray checkpoint folder (e.g. the
     last `checkpoint_epoch_*` of an earlier trial), made absolute and loaded before training; a
-    classifier of another width is skipped.
+    classifier of another width is skipped. Its backbone must load whole (every backbone tensor
+    provided, no backbone tensor without a place) unless `allow_partial_pretrained` says that
+    loading only part of it is intended.
     """
 
     backbone: str = "i3d_tiny"
@@ -52,6 +54,7 @@ class ModelConfig(_Section):
     head_options: dict[str, Any] = Field(default_factory=dict)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     pretrained: str | None = None
+    allow_partial_pretrained: bool = False
 
     @field_validator("pretrained")
     @classmethod
