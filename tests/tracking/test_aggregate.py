@@ -195,8 +195,8 @@ def test_parent_run_gets_the_data_behind_the_plots(sweep):
 
 def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     client = MlflowClient(sweep["uri"])
-    trial_runs = client.search_runs([sweep["exp"]],
-                                    f"tags.mlflow.parentRunId = '{sweep['parent']}'")
+    children = client.search_runs([sweep["exp"]], f"tags.mlflow.parentRunId = '{sweep['parent']}'")
+    trial_runs = [r for r in children if r.data.tags["dear_ray.role"] == "trial"]
     assert sorted(r.info.run_name for r in trial_runs) == ["evid", "soft"]
     assert all(r.info.status == "FINISHED" for r in trial_runs if r.info.run_name == "evid")
     soft = client.get_run(sweep["soft_run"])
@@ -207,10 +207,19 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     assert soft.data.metrics["closed_top1"] == pytest.approx(row["closed_top1"])
     assert soft.data.metrics["closed_top1_ci_high"] == pytest.approx(row["closed_top1_ci_high"])
     assert "open_maf1" not in soft.data.metrics and "unk/closed_top1" not in soft.data.metrics
-    posthoc = client.search_runs([sweep["exp"]],
-                                 f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
+    # the post-hoc methods: runs beside the trials (one level in MLflow's runs list and charts),
+    # tagged with their trial, over their trial's time
+    posthoc = [r for r in children if r.data.tags["dear_ray.role"] == "posthoc"]
     assert sorted(r.data.tags["method"] for r in posthoc) == sorted(["mc_dropout", "openmax", *POSTHOC_METHODS])
-    assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
+    assert all(r.data.tags["backbone"] == "i3d_tiny" and r.data.tags["trial"] == "soft"
+               and r.info.start_time == soft.info.start_time for r in posthoc)
+    kinds = {r.data.tags["method"]: r.data.tags["method_kind"] for r in [*trial_runs, *posthoc]}
+    assert kinds["softmax"] == kinds["edl"] == "trained"
+    assert kinds["mc_dropout"] == kinds["openmax"] == "post-hoc"
+    assert {kinds[m] for m in POSTHOC_METHODS} == {"detector"}
+    # a colour of its own for every method run (the UI's own choice repeats colours)
+    colors = [r.data.tags["mlflow.runColor"] for r in [*trial_runs, *posthoc]]
+    assert len(set(colors)) == len(colors)
     runs = [*trial_runs, *posthoc]
     # the same names in every run, but the baseline has no `_diff_sig` against itself and OpenMax
     # (argmax over K+1 classes) no threshold
