@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from dear_ray.tune.runner import _param_space, _short_error, _tune_config, experiment_name
+from dear_ray.tune.runner import _param_space, _tune_config, experiment_name
 from dear_ray.tune.sweep import expand_trials, parse_sweep
 
 
@@ -44,13 +44,6 @@ def test_tune_config_asha_in_epochs_and_trial_names(tmp_path):
     assert cfg.trial_name_creator(trial) == "head-edl_abc_00001"  # samples need distinct names
     single = _tune_config(_spec(tmp_path), expand_trials(_spec(tmp_path)), concurrency=1)
     assert single.trial_name_creator(trial) == "head-edl" and single.scheduler is None
-
-
-def test_short_error_keeps_the_original_exception_line():
-    err = RuntimeError("\x1b[36mray::ImplicitFunc.train()\x1b[39m\n  File \"x.py\", line 3\n"
-                       "ValueError: boom x=3")
-    assert _short_error(err) == "ValueError: boom x=3"
-    assert _short_error(KeyError("k")) == "KeyError: 'k'"
 
 
 def test_experiment_is_tracking_experiment_or_sweep_name(tmp_path):
