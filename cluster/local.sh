@@ -114,10 +114,13 @@ cmd_start() {
   wait_for_nodes $((workers + 1)) "${pids[@]}"
   echo "Ray cluster up: $((workers + 1)) nodes (head + $workers workers), GCS $ADDRESS"
   echo "  dashboard / job server: http://127.0.0.1:$DASHBOARD_PORT"
-  # the working dir is uploaded without data/ and runs/ (jobs/runtime_env.yaml excludes them):
-  # point the job at this checkout's absolute paths, which every local node sees
-  echo "  submit (the demo sweep, after make demo has generated data/synth):"
-  echo "    RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir $REPO --runtime-env jobs/runtime_env.yaml --entrypoint-num-cpus 0 -- dear-ray sweep jobs/sweeps/demo.yaml --set data.data_root=$REPO/data/synth --set tracking.run_dir=$REPO/runs"
+  # the working dir is uploaded without data/ and runs/ (jobs/runtime_env.yaml excludes them);
+  # every local node sees this checkout, so the job runs the uploaded code from it: the demo's
+  # relative data roots (data/synth, and data/synth_unbiased of its softmax_control case, which
+  # a --set data.data_root would not reach) resolve as under make demo; its own run folder
+  # keeps it apart from make demo's runs/
+  echo "  submit (the demo sweep, after make demo has generated data/synth and data/synth_unbiased):"
+  echo "    RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir $REPO --runtime-env jobs/runtime_env.yaml --entrypoint-num-cpus 0 -- bash -c 'cd $REPO && dear-ray sweep jobs/sweeps/demo.yaml --set tracking.run_dir=runs/cluster'"
   echo "  stop:   cluster/local.sh stop"
 }
 

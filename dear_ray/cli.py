@@ -228,7 +228,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     name = _run_name(cfg, resume=args.resume)
     if args.resume:
         _refuse_changed_settings(cfg, name, args.config)
-    with _run_console(cfg, name, "training", args.config) as console:
+    with _RunConsole(cfg, name, "training", args.config) as console:
         result = run_training(cfg, trial_name=name)
         console.done()
     _report_single_run(cfg, name, result)
@@ -345,7 +345,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     (cfg.run_root() / "ray" / name).mkdir(parents=True, exist_ok=True)  # the name is taken
     extra = {} if args.resamples is None else {"resamples": args.resamples,
                                                "curve_resamples": min(args.resamples, 200)}
-    with _run_console(cfg, name, "test"):
+    with _RunConsole(cfg, name, "test"):
         result = run_test(cfg, trial_name=name, **extra)
     table = result.pop("table")
     _print_finished(cfg, "test run", name, result, table, cfg.run_root() / "report" / name)
@@ -355,19 +355,16 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_console(cfg, name: str, kind: str, config_path: Path | None = None) -> _RunConsole:
-    return _RunConsole(cfg, name, kind, config_path)
-
-
 def _start_private_ray(key_dir: Path, cfg):
     """A private local Ray for `dear-ray train` / `test` (unless RAY_ADDRESS names a cluster);
     the workers' output goes to its log files only."""
+    from dear_ray.train.driver import set_ray_train_options
+
+    set_ray_train_options()  # a cluster's Ray Train controller gets them from this process too
     if os.environ.get("RAY_ADDRESS"):
         return None
-    from dear_ray.train.driver import set_ray_train_options
     from dear_ray.tune.local_ray import PrivateRay
 
-    set_ray_train_options()
     need = max(1, cfg.resources.num_workers) * cfg.resources.cpus_per_worker + 1
     private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)))
     private.start()

@@ -74,6 +74,7 @@ from dear_ray.tracking.mlflow_view import (
     NOTE_TAG,
     method_colors,
     method_kind,
+    method_note,
     publish_view,
     run_url,
     runs_url,
@@ -247,13 +248,14 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
 def _describe_parent(client: MlflowClient, experiment_id: str, parent: str, table: pd.DataFrame,
                      sweep: str, artifacts: str, notes) -> None:
     """The short table as the parent run's description, and the saved view of the methods."""
-    trials = table["trial"].nunique() if "trial" in table else table["run"].nunique()
-    methods = table.groupby(["trial", "method"]).ngroups if "trial" in table else len(table)
+    trials = table["trial"].nunique()
+    shown = table[~table["method"].astype(str).str.contains("+", regex=False)]
+    methods = shown.groupby(["trial", "method"]).ngroups
     links = [(f"full table ({len(table)} rows, every metric with its interval)",
               run_url(experiment_id, parent, base="", artifact=f"{artifacts}/results.md")),
              ("methods compared (runs and charts)", runs_url(experiment_id, base=""))]
     protocol = str(table["protocol"].iloc[0]) if "protocol" in table else "dear"
-    text = short_table(table, title=f"{sweep}: {trials} trial(s), {methods} method row(s)"
+    text = short_table(table, title=f"{sweep}: {trials} trial(s), {methods} method(s)"
                        + ("" if protocol == "dear" else f", {protocol} protocol"),
                        links=links, notes=notes)
     client.set_tag(parent, NOTE_TAG, text)
@@ -264,9 +266,7 @@ def _describe_parent(client: MlflowClient, experiment_id: str, parent: str, tabl
         keys.append((metric_name("shifted_top1", first_set, protocol), "top-1 (test_shifted)"))
     if "open_maf1" in table and table["open_maf1"].notna().any():
         keys.append((metric_name("open_maf1", first_set, protocol), f"open maF1 ({first_set})"))
-    shown = table[~table["method"].astype(str).str.contains("+", regex=False)]
-    rows = shown.groupby(["trial", "method"]).ngroups if "trial" in shown else len(shown)
-    publish_view(client, experiment_id, keys, num_runs=max(rows, 1))
+    publish_view(client, experiment_id, keys, num_runs=max(methods, 1))
 
 
 def _log_method_rows(client: MlflowClient, experiment_id: str, table: pd.DataFrame, sweep: str,
@@ -293,7 +293,8 @@ def _log_method_rows(client: MlflowClient, experiment_id: str, table: pd.DataFra
                                         "head": head, **_inherited_tags(client, trial_run)})
         tags = {"method": method, "score": rows["score"].iloc[0],
                 "unknown_sets": ",".join(dict.fromkeys(rows["unknown_set"])),
-                METHOD_KIND_TAG: kind, COLOR_TAG: colors[(trial, method)]}
+                METHOD_KIND_TAG: kind, COLOR_TAG: colors[(trial, method)],
+                NOTE_TAG: method_note(rows)}
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         _log_changed_metrics(client, run_id, metrics)
 

@@ -30,6 +30,7 @@ LOWER_IS_BETTER = ("fpr_at_95_tpr_first", "fpr_at_95_tpr_nearest", "ece", "stati
 OPTIONAL_COLUMNS = ("scuba_top1", "scufo_top1", "contrast_acc")
 SIGNIFICANT_MARK = "*"
 MAX_WIDTH = 120  # characters: a table wider than this drops its intervals, then wraps its headers
+HEADER_WIDTH = 9  # a wrapped header's lines are at least this wide: `fpr_at_95` / `tpr_first`
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TRACEBACK_LINE = re.compile(r'File ".*", line \d+')
 
@@ -87,14 +88,15 @@ def format_results_table(table: pd.DataFrame | None, columns: list[str] | None =
     numeric = [c in HIGHER_IS_BETTER or c in LOWER_IS_BETTER or c == "threshold" for c in cols]
     higher = [c for c in cols if c in HIGHER_IS_BETTER]
     lower = [c for c in cols if c in LOWER_IS_BETTER]
-    has_ci = any(f"{c}_ci_low" in table.columns for c in higher + lower)
+    has_ci = any(f"{c}_ci_low" in table.columns and table[f"{c}_ci_low"].notna().any()
+                 for c in higher + lower)
     intervals = has_ci
-    lines = _text_table(table, cols, numeric, intervals=True, wrap=False)
+    lines = _text_table(table, cols, numeric, intervals=has_ci, wrap=False)
     if max(map(len, lines)) > max_width and has_ci:
         intervals = False
         lines = _text_table(table, cols, numeric, intervals=False, wrap=False)
-        if max(map(len, lines)) > max_width:
-            lines = _text_table(table, cols, numeric, intervals=False, wrap=True)
+    if max(map(len, lines)) > max_width:
+        lines = _text_table(table, cols, numeric, intervals=False, wrap=True)
     legend = ["metrics in percent" + (", value [95% interval]" if intervals else "")
               + ("; threshold in the score's units" if "threshold" in cols else "")]
     if has_ci and not intervals:
@@ -117,7 +119,7 @@ def _text_table(table: pd.DataFrame, cols: list[str], numeric: list[bool], *, in
     cells = [[format_cell(row, c, intervals=intervals) for c in cols] for _, row in table.iterrows()]
     widest = [max((len(r[i]) for r in cells), default=1) for i in range(len(cols))]
     if wrap:
-        heads = [_wrap_header(c, w) for c, w in zip(cols, widest, strict=True)]
+        heads = [_wrap_header(c, max(w, HEADER_WIDTH)) for c, w in zip(cols, widest, strict=True)]
     else:
         heads = [[c] for c in cols]
     widths = [max(w, *(len(h) for h in head)) for w, head in zip(widest, heads, strict=True)]
@@ -133,7 +135,7 @@ def _text_table(table: pd.DataFrame, cols: list[str], numeric: list[bool], *, in
 
 def _wrap_header(name: str, width: int) -> list[str]:
     """`name` split at `_` into lines of at most `width` characters where its parts allow
-    (`fpr_at_95_tpr_first` over 9 columns: `fpr_at_95`, `tpr`, `first`)."""
+    (`fpr_at_95_tpr_first` over 9 columns: `fpr_at_95`, `tpr_first`)."""
     parts = name.split("_")
     out = [parts[0]]
     for part in parts[1:]:

@@ -10,10 +10,11 @@ What a client can shape in MLflow 3.17's UI, and what this module sets with it:
 - a saved view (experiment tag `mlflow.sharedViewState.<key>`, listed under the runs page's
   "Views" and opened by `?viewStateShareKey=<key>`): `view_state` lists the method runs (tag
   `method_kind` trained or post-hoc; the post-hoc detector rows stay one filter away) sorted by
-  AUROC, with the AUROC and top-1 columns side by side, and a chart section whose first two bar
-  charts are AUROC and top-1 of every method;
+  AUROC, with the AUROC and top-1 columns side by side right after the run names, and a chart
+  section whose first two bar charts are AUROC and top-1 of every method;
 - each method run's colour (tag `mlflow.runColor`): one of `PALETTE` in table order (the UI
-  otherwise derives a colour from the run id, and among ten runs some share one).
+  otherwise derives a colour from the run id, and among ten runs some share one), and its
+  description: its headline numbers in one line (`method_note`).
 
 The saved view's state is the UI's own JSON (the keys its "Save as new view" writes); a UI that
 cannot read it reports the view as invalid and leaves the runs page as it is.
@@ -72,9 +73,11 @@ def short_table(table: pd.DataFrame, *, title: str, links: Sequence[tuple[str, s
                 notes: Sequence[str] = (), limit: int = MAX_TAG_VAL_LENGTH) -> str:
     """The results as markdown that fits MLflow's description (`limit` characters).
 
-    One row per (trial, method) in table order, the columns of `HEADLINE` that have a value
-    (AUROC and open maF1 once per unknown set), in percent with the `*` of the full table. Rows
-    that would not fit are counted in a last line.
+    One row per method (trial and method, in table order; the post-hoc detector rows
+    `<head>+<detector>` summed up in one line under it), the columns of `HEADLINE` that have a
+    value (AUROC and open maF1 once per unknown set), in percent with the `*` of the full
+    table, as a fixed-width block (MLflow's markdown tables have no cell padding). Rows that
+    would not fit are counted in a last line.
 
     Args:
         table: `report_sweep`'s table.
@@ -99,28 +102,72 @@ def short_table(table: pd.DataFrame, *, title: str, links: Sequence[tuple[str, s
     if links:
         head.append(" · ".join(f"[{text}]({url})" for text, url in links))
     head += [f"> {line}" for line in notes]
-    legend = (f"percent, higher is better; {SIGNIFICANT_MARK} = differs from softmax on the same "
-              "videos beyond its 95% interval; intervals and every other metric: the full table")
-    lines = ["| trial | method | " + " | ".join(h for _, _, h in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
     body = []
     for (trial, method), values in rows.items():
-        cells = []
-        for number, sig in values:
-            cells.append("-" if number is None else
-                         f"{100 * number:.1f}" + (f" {SIGNIFICANT_MARK}" if sig else ""))
-        body.append(f"| {trial} | {method} | " + " | ".join(cells) + " |")
-    fixed = "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"
-    tail = f"\n{legend}"
+        if "+" not in method:
+            body.append([trial, method, *("-" if number is None else f"{100 * number:.1f}"
+                                          + (f" {SIGNIFICANT_MARK}" if sig else "  ")
+                                          for number, sig in values)])
+    header = ["trial", "method", *(h for _, _, h in columns)]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    tail = "```\n\n" + "\n\n".join(filter(None, [_detector_line(rows, columns), (
+        f"percent, higher is better; {SIGNIFICANT_MARK} = differs from softmax on the same videos "
+        "beyond its 95% interval; intervals and every other metric: the full table")]))
+    fixed = "\n".join(head) + "\n\n```\n" + line(header) + "\n" + line(["-" * w for w in widths]) + "\n"
     kept = []
-    for i, line in enumerate(body):
-        more = len(body) - i - 1
-        reserve = len(f"| ... {more} more rows: the full table |\n") if more else 0
-        if len(fixed) + sum(len(k) + 1 for k in kept) + len(line) + 1 + reserve + len(tail) > limit:
-            kept.append(f"| ... {len(body) - i} more rows: the full table |")
+    for i, cells in enumerate(body):
+        text, more = line(cells), len(body) - i - 1
+        reserve = len(f"... {more} more rows: the full table\n") if more else 0
+        if len(fixed) + sum(len(k) + 1 for k in kept) + len(text) + 1 + reserve + len(tail) > limit:
+            kept.append(f"... {len(body) - i} more rows: the full table")
             break
-        kept.append(line)
+        kept.append(text)
     return fixed + "\n".join(kept) + "\n" + tail
+
+
+def method_note(rows: pd.DataFrame) -> str:
+    """A method run's description: its headline numbers in one line (`rows`: the method's rows of
+    the table, one per unknown set)."""
+    first = rows.iloc[0]
+    parts = []
+    for key in ("closed_top1", "shifted_top1"):
+        parts += _numbers(first, key, HEADLINE[key])
+    for _, row in rows.iterrows():
+        for key in _PER_SET:
+            parts += _numbers(row, key, f"{HEADLINE[key]} ({row['unknown_set']})")
+    where = ", ".join(str(first[c]) for c in ("trial", "backbone") if c in rows and pd.notna(first[c]))
+    return (f"**{first['method']}**" + (f" ({where})" if where else "") + ": " + " · ".join(parts)
+            + f" (percent; {SIGNIFICANT_MARK}: differs from softmax on the same videos beyond its "
+              "95% interval; the sweep's table: the parent run)")
+
+
+def _numbers(row: pd.Series, key: str, label: str) -> list[str]:
+    value = row.get(key)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return []
+    sig = row.get(f"{key}_diff_sig")
+    mark = f" {SIGNIFICANT_MARK}" if sig is not None and sig is not pd.NA and bool(sig) else ""
+    return [f"{label} {100 * float(value):.1f}{mark}"]
+
+
+def _detector_line(rows: dict, columns, best: int = 3) -> str:
+    """`27 post-hoc detector rows (<method>+<detector>, in the full table); best AUROC: ...`."""
+    detectors = {key: values for key, values in rows.items() if "+" in key[1]}
+    auroc = next((i for i, (key, _, _) in enumerate(columns) if key == "auroc"), None)
+    if not detectors:
+        return ""
+    line = f"{len(detectors)} post-hoc detector rows (`<method>+<detector>`, in the full table)"
+    scored = sorted(((values[auroc][0], trial, method) for (trial, method), values in detectors.items()
+                     if auroc is not None and values[auroc][0] is not None), reverse=True)
+    if scored:
+        line += f"; best {columns[auroc][2]}: " + ", ".join(
+            f"{method} [{trial}] {100 * value:.1f}" for value, trial, method in scored[:best])
+    return line
 
 
 def _pivot(table: pd.DataFrame, columns) -> dict:
@@ -168,6 +215,7 @@ def view_state(keys: Sequence[tuple[str, str]], *, num_runs: int) -> dict:
     charts, every run shown."""
     stamp = int(time.time() * 1000)
     section = f"{stamp}dearraymethods"
+    columns = [f"metrics.`{key}`" for key, _ in keys]  # in this order, beside the run names
     charts = [{"uuid": f"{stamp}dearray{i}", "type": "BAR", "runsCountToCompare": num_runs,
                "metricSectionId": section, "deleted": False, "isGenerated": False,
                "displayName": label, "metricKey": key}
@@ -177,9 +225,8 @@ def view_state(keys: Sequence[tuple[str, str]], *, num_runs: int) -> dict:
         "orderByKey": f"metrics.`{keys[0][0]}`", "orderByAsc": False,
         "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
-        "selectedColumns": ["tags.`trial`", "tags.`method`",
-                            *(f"metrics.`{key}`" for key, _ in keys)],
-        "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+        "selectedColumns": columns, "columnOrder": columns, "columnWidths": {},
+        "runsHiddenMode": "SHOW_ALL",
         "compareRunCharts": charts,
         "compareRunSections": [{"uuid": section, "name": VIEW_NAME, "display": True,
                                 "isReordered": False, "deleted": False, "isGenerated": False}],
@@ -200,4 +247,5 @@ def publish_view(client: MlflowClient, experiment_id: str, keys: Sequence[tuple[
 
 
 __all__ = ["COLOR_TAG", "METHOD_KIND_TAG", "NOTE_TAG", "PALETTE", "VIEW_KEY", "method_colors",
-           "method_kind", "publish_view", "run_url", "runs_url", "short_table", "view_state"]
+           "method_kind", "method_note", "publish_view", "run_url", "runs_url", "short_table",
+           "view_state"]

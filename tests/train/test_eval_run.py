@@ -144,6 +144,9 @@ def test_dear_ray_test_evaluates_a_checkpoint_like_a_trained_trial(
                  "--resamples", str(RESAMPLES)]) == 0
     printed = capsys.readouterr().out
     assert f"loaded {len(model.state_dict())}/{len(model.state_dict())} tensors" in printed
+    # one line for the run, then the table: no raw `key: value` dump of the run's metrics
+    assert "test run t-test finished: MLflow run " in printed
+    assert not [line for line in printed.splitlines() if re.fullmatch(r"\w+: [-\d.e]+", line)]
     runs = _runs(run_dir, "t")
     run = runs["t-test"]  # a test run's name: the training runs keep NAME, NAME-2, ...
     assert run.info.status == "FINISHED" and run.data.tags["head"] == head
