@@ -239,19 +239,39 @@ class _RunConsole:
     """What `dear-ray train` / `test` show while a run goes: its private Ray (a worker group's
     output stays in Ray's log files), one line per epoch the run logs to MLflow
     (`EpochLines`), and, when it fails, one line naming the cause; Ctrl-C ends the run
-    KILLED with how to continue it."""
+    KILLED with how to continue it.
+
+    Ctrl-C reaches a worker-group run's processes too, and Ray Train's own SIGINT handler
+    aborts the run, which then fails with the workers' or the controller's error rather than a
+    `KeyboardInterrupt`; a SIGINT is therefore noticed through a wakeup file descriptor
+    (`signal.set_wakeup_fd`: every signal a Python handler receives writes its number there,
+    whichever handler is installed)."""
 
     def __init__(self, cfg, name: str, kind: str, config_path: Path | None = None) -> None:
         self.cfg, self.name, self.kind, self.config_path = cfg, name, kind, config_path
         self.private = None
         self.lines = None
+        self._signals: tuple[int, int] | None = None
+        self._saved: tuple = ()
 
     def __enter__(self) -> _RunConsole:
+        import signal
+
         from dear_ray.tracking.console import EpochLines
         from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
 
-        self.private = _start_private_ray(self.cfg.run_root() / "ray" / self.name, self.cfg) \
-            if self.cfg.resources.num_workers > 0 else None  # 0: the loop runs in this process
+        read, write = os.pipe()
+        for fd in (read, write):
+            os.set_blocking(fd, False)
+        self._signals = (read, write)
+        self._saved = (signal.getsignal(signal.SIGINT),
+                       signal.set_wakeup_fd(write, warn_on_full_buffer=False))
+        try:
+            self.private = _start_private_ray(self.cfg.run_root() / "ray" / self.name, self.cfg) \
+                if self.cfg.resources.num_workers > 0 else None  # 0: the loop runs here
+        except BaseException:
+            self._interrupted()
+            raise
         if not self.cfg.eval_only:
             self.lines = EpochLines(resolve_tracking_uri(self.cfg), self.cfg.experiment_name(),
                                     self.name, self.cfg.optim.epochs).start()
@@ -262,13 +282,31 @@ class _RunConsole:
             self.lines.stop()
             self.lines = None
 
+    def _interrupted(self) -> bool:
+        """A SIGINT arrived since `__enter__`; the signal handling is restored."""
+        import signal
+
+        read, write = self._signals
+        try:
+            received = os.read(read, 4096)
+        except BlockingIOError:
+            received = b""
+        handler, wakeup = self._saved
+        signal.set_wakeup_fd(wakeup)
+        signal.signal(signal.SIGINT, handler)  # Ray Train leaves its own installed
+        os.close(read)
+        os.close(write)
+        return signal.SIGINT in received
+
     def __exit__(self, exc_type, err, tb) -> bool:
         self.done()
         if self.private is not None:
             self.private.stop()
+        interrupted = self._interrupted() or isinstance(err, KeyboardInterrupt)
         if err is None or isinstance(err, CliError) or os.environ.get("DEAR_RAY_DEBUG"):
             return False
-        if isinstance(err, KeyboardInterrupt):
+        if interrupted:
+            self._mark_killed()
             print(f"\ndear-ray: interrupted: {self.kind} run {self.name} stopped (MLflow run "
                   f"KILLED){self._how_to_continue()}", file=sys.stderr, flush=True)
             raise SystemExit(130) from None
@@ -282,6 +320,20 @@ class _RunConsole:
         raise CliError(f"{self.kind} run {self.name} failed: "
                        f"{describe_failure(err, self.cfg.run_root(), self.name)}\n  {where} "
                        "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
+
+    def _mark_killed(self) -> None:
+        """The run's MLflow run ends KILLED (a worker group's abort ended it FAILED)."""
+        from mlflow import MlflowClient
+
+        from dear_ray.tracking.mlflow_runs import find_run, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(self.cfg)
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(self.cfg.experiment_name())
+        run_id = experiment and find_run(uri, experiment.experiment_id, run_name=self.name)
+        if run_id:
+            client.set_tag(run_id, "error", "interrupted (Ctrl-C)")
+            client.set_terminated(run_id, "KILLED")
 
     def _how_to_continue(self) -> str:
         if self.kind != "training":

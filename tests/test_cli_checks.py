@@ -103,6 +103,12 @@ def test_an_existing_store_on_a_read_only_file_system_fails_in_one_line(tmp_path
         assert err.startswith("dear-ray: error: TrackingError: ")
         assert f"{store}/mlflow.db cannot be written" in err and len(err.splitlines()) == 1
         _nothing_started(tmp_path)
+        sweep = tmp_path / "s.yaml"
+        sweep.write_text(yaml.safe_dump({"name": "s", "base": raw, "grid": {"seed": [0]}}))
+        assert main(["sweep", str(sweep)]) == 2
+        err = capsys.readouterr().err
+        assert f"{store}/mlflow.db cannot be written" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "runs" / "s").exists()
     finally:
         subprocess.run(["umount", "--lazy", str(store)])
 

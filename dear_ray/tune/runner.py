@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -206,40 +206,38 @@ def _other_run_dir(spec: SweepSpec) -> str:
 
 def sweep_notes(spec: SweepSpec) -> list[str]:
     """Warnings about the sweep's table: the trials with score stores that were trained under
-    settings the sweep does not vary (`mixed_settings`, from `trials.json`)."""
+    settings the sweep gives them all alike (`mixed_settings`, from `trials.json`)."""
     from dear_ray.tracking.aggregate import find_trial_stores
 
-    return mixed_settings(_read_trials_state(spec.sweep_dir / TRIALS_FILE), varied_fields(spec),
+    expected = {p.name: p.config.to_dict() for p in expand_trials(replace(spec, only=()))}
+    return mixed_settings(_read_trials_state(spec.sweep_dir / TRIALS_FILE), expected,
                           list(find_trial_stores(spec.sweep_dir)))
 
 
-def varied_fields(spec: SweepSpec) -> set[str]:
-    """The dotted fields the sweep sets per trial (its cases, grid and search axes)."""
-    fields = set(spec.grid) | set(spec.search)
-    for _, overrides in spec.cases:
-        fields |= set(overrides)
-    return fields
-
-
-def mixed_settings(recorded: dict[str, dict], varied: set[str], trials: list[str]) -> list[str]:
-    """Settings that differ between `trials` (their resolved configs in `recorded`, the sweep's
-    `trials.json`) although the sweep does not vary them (`varied`: dotted fields; a field
-    under a varied one counts as varied): e.g. a trial restarted with `--set optim.epochs=2`
-    beside trials trained for 3. One line per field: `optim.epochs: 2 (a); 3 (b, c)`."""
-    flat = {t: _flatten(recorded[t]) for t in trials if t in recorded}
-    if len(flat) < 2:
+def mixed_settings(recorded: dict[str, dict], expected: dict[str, dict],
+                   trials: list[str]) -> list[str]:
+    """Settings that differ between `trials` as they were trained (`recorded`: their resolved
+    configs, the sweep's `trials.json`) although the sweep gives them all the same value
+    (`expected`: the configs it expands to now): e.g. a trial restarted with `--set
+    optim.epochs=2` beside trials trained for 3. Fields the sweep itself varies (its cases and
+    axes, and what follows from them) are not news. One line per field."""
+    names = [t for t in trials if t in recorded and t in expected]
+    if len(names) < 2:
         return []
+    flat = {t: _flatten(recorded[t]) for t in names}
+    planned = {t: _flatten(expected[t]) for t in names}
     lines = []
-    for key in sorted({k for f in flat.values() for k in f}):
-        if key == "name" or any(key == v or key.startswith(v + ".") for v in varied):
-            continue
+    for key in sorted({k for f in flat.values() for k in f} - {"name", "tracking.uri"}):
+        if len({json.dumps(planned[t].get(key), default=str) for t in names}) > 1:
+            continue  # the sweep varies it
         by_value: dict[str, list[str]] = {}
-        for trial, values in flat.items():
-            by_value.setdefault(json.dumps(values.get(key, "(unset)"), default=str), []).append(trial)
+        for trial in names:
+            by_value.setdefault(json.dumps(flat[trial].get(key, "(unset)"), default=str),
+                                []).append(trial)
         if len(by_value) > 1:
             lines.append(f"the trials in this table were trained with different {key} although "
-                         "the sweep does not vary it: " + "; ".join(
-                             f"{value} ({', '.join(names)})" for value, names in by_value.items()))
+                         "the sweep gives them the same: " + "; ".join(
+                             f"{value} ({', '.join(group)})" for value, group in by_value.items()))
     return lines
 
 
