@@ -93,8 +93,11 @@ cmd_start() {
   mkdir -p "$STATE_DIR"
   local pids=()
   local head_pid
+  # the head's agent and metrics ports derive from PORT too (the defaults, 52365 and a random
+  # one, are taken when another cluster runs on this machine: no agent, no job submission)
   head_pid="$(start_node head "$STATE_DIR/head.log" --head --port "$PORT" \
     --num-cpus "$HEAD_CPUS" --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
+    --dashboard-agent-listen-port $((PORT + 1000)) --metrics-export-port $((PORT + 2000)) \
     --temp-dir "$TEMP_DIR")"
   pids+=("$head_pid")
   printf 'address %s\ndashboard http://127.0.0.1:%s\ntemp_dir %s\nhead %s\n' \
