@@ -93,8 +93,11 @@ cmd_start() {
   mkdir -p "$STATE_DIR"
   local pids=()
   local head_pid
+  # the head's agent and metrics ports derive from PORT too (the defaults, 52365 and a random
+  # one, are taken when another cluster runs on this machine: no agent, no job submission)
   head_pid="$(start_node head "$STATE_DIR/head.log" --head --port "$PORT" \
     --num-cpus "$HEAD_CPUS" --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
+    --dashboard-agent-listen-port $((PORT + 1000)) --metrics-export-port $((PORT + 2000)) \
     --temp-dir "$TEMP_DIR")"
   pids+=("$head_pid")
   printf 'address %s\ndashboard http://127.0.0.1:%s\ntemp_dir %s\nhead %s\n' \
@@ -114,10 +117,13 @@ cmd_start() {
   wait_for_nodes $((workers + 1)) "${pids[@]}"
   echo "Ray cluster up: $((workers + 1)) nodes (head + $workers workers), GCS $ADDRESS"
   echo "  dashboard / job server: http://127.0.0.1:$DASHBOARD_PORT"
-  # the working dir is uploaded without data/ and runs/ (jobs/runtime_env.yaml excludes them):
-  # point the job at this checkout's absolute paths, which every local node sees
-  echo "  submit (the demo sweep, after make demo has generated data/synth):"
-  echo "    RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir $REPO --runtime-env jobs/runtime_env.yaml --entrypoint-num-cpus 0 -- dear-ray sweep jobs/sweeps/demo.yaml --set data.data_root=$REPO/data/synth --set tracking.run_dir=$REPO/runs"
+  # the working dir is uploaded without data/ and runs/ (jobs/runtime_env.yaml excludes them);
+  # every local node sees this checkout, so the job runs the uploaded code from it: the demo's
+  # relative data roots (data/synth, and data/synth_unbiased of its softmax_control case, which
+  # a --set data.data_root would not reach) resolve as under make demo; its own run folder
+  # keeps it apart from make demo's runs/
+  echo "  submit (the demo sweep, after make demo has generated data/synth and data/synth_unbiased):"
+  echo "    RAY_AUTH_MODE=disabled $RAY job submit --address http://127.0.0.1:$DASHBOARD_PORT --working-dir $REPO --runtime-env jobs/runtime_env.yaml --entrypoint-num-cpus 0 -- bash -c 'cd $REPO && dear-ray sweep jobs/sweeps/demo.yaml --set tracking.run_dir=runs/cluster'"
   echo "  stop:   cluster/local.sh stop"
 }
 

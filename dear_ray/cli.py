@@ -258,24 +258,131 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
 
     preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
-    name = _train_run_name(cfg, resume=args.resume)
-    # num_workers 0: the loop runs in this process and needs no Ray instance
-    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg) \
-        if cfg.resources.num_workers > 0 else None
-    try:
-        result = run_training(cfg, trial_name=name, callbacks=[_epoch_printer(name, cfg)])
-    except Exception as err:  # noqa: BLE001 - Ray wraps the worker's error in its own types
-        if os.environ.get("DEAR_RAY_DEBUG") or isinstance(err, (CliError, ValueError)):
-            raise
-        logs = private.log_dir if private is not None else "the cluster's Ray logs"
-        raise CliError(f"training run {name} failed: {_short_error(err)}\n  run folder: "
-                       f"{cfg.run_root() / 'ray' / name}; workers' output: {logs} "
-                       "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
-    finally:
-        if private is not None:
-            private.stop()
+    name = _run_name(cfg, resume=args.resume)
+    if args.resume:
+        _refuse_changed_settings(cfg, name, args.config)
+    with _RunConsole(cfg, name, "training", args.config) as console:
+        result = run_training(cfg, trial_name=name)
+        console.done()
     _report_single_run(cfg, name, result)
     return 0
+
+
+class _RunConsole:
+    """What `dear-ray train` / `test` show while a run goes: its private Ray (a worker group's
+    output stays in Ray's log files), one line per epoch the run logs to MLflow
+    (`EpochLines`), and, when it fails, one line naming the cause; Ctrl-C ends the run
+    KILLED with how to continue it.
+
+    Ctrl-C reaches a worker-group run's processes too, and Ray Train's own SIGINT handler
+    aborts the run, which then fails with the workers' or the controller's error rather than a
+    `KeyboardInterrupt`; a SIGINT is therefore noticed through a wakeup file descriptor
+    (`signal.set_wakeup_fd`: every signal a Python handler receives writes its number there,
+    whichever handler is installed)."""
+
+    def __init__(self, cfg, name: str, kind: str, config_path: Path | None = None) -> None:
+        self.cfg, self.name, self.kind, self.config_path = cfg, name, kind, config_path
+        self.private = None
+        self.lines = None
+        self._signals: tuple[int, int] | None = None
+        self._saved: tuple = ()
+
+    def __enter__(self) -> _RunConsole:
+        import signal
+
+        from dear_ray.tracking.console import EpochLines
+        from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+
+        read, write = os.pipe()
+        for fd in (read, write):
+            os.set_blocking(fd, False)
+        self._signals = (read, write)
+        self._saved = (signal.getsignal(signal.SIGINT),
+                       signal.set_wakeup_fd(write, warn_on_full_buffer=False))
+        try:
+            self.private = _start_private_ray(self.cfg.run_root() / "ray" / self.name, self.cfg) \
+                if self.cfg.resources.num_workers > 0 else None  # 0: the loop runs here
+        except BaseException:
+            self._interrupted()
+            raise
+        if not self.cfg.eval_only:
+            self.lines = EpochLines(resolve_tracking_uri(self.cfg), self.cfg.experiment_name(),
+                                    self.name, self.cfg.optim.epochs).start()
+        return self
+
+    def done(self) -> None:
+        if self.lines is not None:
+            self.lines.stop()
+            self.lines = None
+
+    def _interrupted(self) -> bool:
+        """A SIGINT arrived since `__enter__`; the signal handling is restored."""
+        import signal
+
+        read, write = self._signals
+        try:
+            received = os.read(read, 4096)
+        except BlockingIOError:
+            received = b""
+        handler, wakeup = self._saved
+        signal.set_wakeup_fd(wakeup)
+        signal.signal(signal.SIGINT, handler)  # Ray Train leaves its own installed
+        os.close(read)
+        os.close(write)
+        return signal.SIGINT in received
+
+    def __exit__(self, exc_type, err, tb) -> bool:
+        self.done()
+        if self.private is not None:
+            self.private.stop()
+        interrupted = self._interrupted() or isinstance(err, KeyboardInterrupt)
+        if err is None or isinstance(err, CliError) or os.environ.get("DEAR_RAY_DEBUG"):
+            return False
+        if interrupted:
+            self._mark_killed()
+            print(f"\ndear-ray: interrupted: {self.kind} run {self.name} stopped (MLflow run "
+                  f"KILLED){self._how_to_continue()}", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
+        if isinstance(err, ValueError) and not _from_ray(err):
+            return False  # a configuration error: main() prints it
+        from dear_ray.train.bad_videos import describe_failure
+
+        logs = self.private.log_dir if self.private is not None else None
+        where = f"run folder: {self.cfg.run_root() / 'ray' / self.name}" + \
+            (f"; workers' output: {logs}" if logs else "")
+        raise CliError(f"{self.kind} run {self.name} failed: "
+                       f"{describe_failure(err, self.cfg.run_root(), self.name)}\n  {where} "
+                       "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
+
+    def _mark_killed(self) -> None:
+        """The run's MLflow run ends KILLED (a worker group's abort ended it FAILED)."""
+        from mlflow import MlflowClient
+
+        from dear_ray.tracking.mlflow_runs import find_run, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(self.cfg)
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(self.cfg.experiment_name())
+        run_id = experiment and find_run(uri, experiment.experiment_id, run_name=self.name)
+        if run_id:
+            client.set_tag(run_id, "error", "interrupted (Ctrl-C)")
+            client.set_terminated(run_id, "KILLED")
+
+    def _how_to_continue(self) -> str:
+        if self.kind != "training":
+            return ""
+        epochs = sorted(int(p.name.rsplit("_", 1)[1]) for p in
+                        (self.cfg.run_root() / "ray" / self.name).glob("checkpoint_epoch_[0-9]*")
+                        if p.is_dir() and p.name.rsplit("_", 1)[1].isdigit())
+        where = f"after epoch {epochs[-1] + 1}, its last checkpoint" if epochs else \
+            "from the start (it saved no checkpoint yet)"
+        return (f"; `dear-ray train {self.config_path or 'CONFIG'} --resume` continues it "
+                f"{where}")
+
+
+def _from_ray(err: BaseException) -> bool:
+    """The error came out of a Ray Train worker group (its own wrapper types)."""
+    return type(err).__module__.startswith("ray.")
 
 
 def _report_single_run(cfg, name: str, result: dict) -> None:
@@ -286,7 +393,19 @@ def _report_single_run(cfg, name: str, result: dict) -> None:
     out_dir = cfg.run_root() / "report" / name
     table = report_run(result["stores"], out_dir, tracking_uri=resolve_tracking_uri(cfg),
                        experiment=cfg.experiment_name(), run_id=result["run_id"], run_name=name)
-    print(f"run {name} finished: MLflow run {result['run_id']}, checkpoint {result['checkpoint']}")
+    _print_finished(cfg, "run", name, result, table, out_dir)
+
+
+def _print_finished(cfg, kind: str, name: str, result: dict, table, out_dir: Path) -> None:
+    """The end of `dear-ray train` / `test`: the run, its checkpoint, the videos it skipped,
+    the results table and where the report is."""
+    from dear_ray.train.bad_videos import skipped_videos_line
+
+    print(f"{kind} {name} finished: MLflow run {result['run_id']}, checkpoint "
+          f"{result['checkpoint']}, score stores {result['stores']}")
+    skipped = skipped_videos_line(cfg.run_root(), name)
+    if skipped:
+        print(skipped)
     if table is not None and not table.empty:
         print(_results_text(table, None))
         print(f"tables and plots: {out_dir}")
@@ -294,9 +413,9 @@ def _report_single_run(cfg, name: str, result: dict) -> None:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     """`dear-ray test`: the config with `eval_only: true` and `model.pretrained` = --checkpoint;
-    the checkpoint is checked against the model before Ray starts (`check_pretrained`)."""
+    the checkpoint is checked against the model before Ray starts (`check_pretrained`). Its run
+    is named `NAME-test` (`NAME-test-2`, ...), apart from the training runs `--resume` picks."""
     from dear_ray.config import load_config
-    from dear_ray.demo import format_table
     from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
     from dear_ray.train.eval_run import check_pretrained, run_test
     from dear_ray.train.preflight import preflight
@@ -307,28 +426,14 @@ def _cmd_test(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides=overrides)
     preflight(cfg, tracking_uri=resolve_tracking_uri(cfg))
     print(check_pretrained(cfg).summary(max_keys=3), flush=True)
-    name = _train_run_name(cfg, resume=False)
+    name = _run_name(cfg, resume=False, suffix="-test")
     (cfg.run_root() / "ray" / name).mkdir(parents=True, exist_ok=True)  # the name is taken
-    private = _start_private_ray(cfg.run_root() / "ray" / name, cfg) \
-        if cfg.resources.num_workers > 0 else None
     extra = {} if args.resamples is None else {"resamples": args.resamples,
                                                "curve_resamples": min(args.resamples, 200)}
-    try:
+    with _RunConsole(cfg, name, "test"):
         result = run_test(cfg, trial_name=name, **extra)
-    except Exception as err:  # noqa: BLE001 - Ray wraps the worker's error in its own types
-        if os.environ.get("DEAR_RAY_DEBUG") or isinstance(err, (CliError, ValueError)):
-            raise
-        logs = private.log_dir if private is not None else "the cluster's Ray logs"
-        raise CliError(f"test run {name} failed: {_short_error(err)}\n  workers' output: {logs} "
-                       "(DEAR_RAY_DEBUG=1 shows the traceback)") from err
-    finally:
-        if private is not None:
-            private.stop()
     table = result.pop("table")
-    for key, value in sorted(result.items()):
-        print(f"{key}: {value}")
-    print(format_table(table, ["trial", "method", "unknown_set", "closed_top1", "auroc",
-                               "open_maf1", "binarized_auc", "threshold"]))
+    _print_finished(cfg, "test run", name, result, table, cfg.run_root() / "report" / name)
     zoo = cfg.run_root() / "report" / name / "zoo.md"
     if zoo.is_file():
         print(zoo.read_text())
@@ -336,48 +441,20 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _start_private_ray(key_dir: Path, cfg):
-    """A private local Ray for `dear-ray train` (unless RAY_ADDRESS names a cluster)."""
+    """A private local Ray for `dear-ray train` / `test` (unless RAY_ADDRESS names a cluster);
+    the workers' output goes to its log files only."""
+    from dear_ray.train.driver import set_ray_train_options
+
+    set_ray_train_options()  # a cluster's Ray Train controller gets them from this process too
     if os.environ.get("RAY_ADDRESS"):
         return None
     from dear_ray.tune.local_ray import PrivateRay
 
     need = max(1, cfg.resources.num_workers) * cfg.resources.cpus_per_worker + 1
-    private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
-                         log_to_driver=True)
+    private = PrivateRay(key_dir, num_cpus=max(os.cpu_count() or 1, int(need + 0.999)))
     private.start()
     print(f"Ray logs (workers' output): {private.log_dir}", flush=True)
     return private
-
-
-def _epoch_printer(name: str, cfg):
-    """A Ray Train callback printing one short line per epoch (rank 0's report)."""
-    from ray.train import UserCallback
-
-    total = cfg.optim.epochs
-
-    class _EpochLine(UserCallback):
-        def after_report(self, run_context, metrics, checkpoint) -> None:
-            m = metrics[0] if metrics else {}
-            if "epoch" not in m:
-                return
-            parts = [f"[{name}] epoch {int(m['epoch']) + 1}/{total}"]
-            for key, fmt in (("train_loss", "loss {:.3f}"), ("train_top1", "top-1 {:.1%}"),
-                             ("val_top1", "val {:.1%}"), ("test_top1", "test {:.1%}"),
-                             ("clips_per_s", "{:.0f} clips/s")):
-                if isinstance(m.get(key), (int, float)):
-                    parts.append(fmt.format(m[key]))
-            print("  ".join(parts), flush=True)
-
-    return _EpochLine()
-
-
-def _short_error(err: BaseException) -> str:
-    from dear_ray.tune.runner import _short_error as short
-
-    cause = err
-    while getattr(cause, "__cause__", None) is not None:
-        cause = cause.__cause__
-    return short(cause)
 
 
 def _refuse_sweep_file(path: Path) -> None:
@@ -394,15 +471,18 @@ def _refuse_sweep_file(path: Path) -> None:
                        f"`dear-ray sweep {path}`; `dear-ray train` takes one experiment config")
 
 
-def _train_run_name(cfg, *, resume: bool) -> str:
+def _run_name(cfg, *, resume: bool, suffix: str = "") -> str:
     """NAME for the first run of a config name, then NAME-2, NAME-3...; `resume`: the newest one.
+    `suffix` names another kind of run (`-test`: NAME-test, NAME-test-2, ... for `dear-ray
+    test`), which the training runs' numbering and `--resume` leave alone.
 
     Each `dear-ray train` is a new Train run and MLflow run; a finished run is never reopened.
     """
     import re
 
+    base = cfg.name + suffix
     storage = cfg.run_root() / "ray"
-    pattern = re.compile(rf"^{re.escape(cfg.name)}(?:-(\d+))?$")
+    pattern = re.compile(rf"^{re.escape(base)}(?:-(\d+))?$")
     taken = {}
     if storage.is_dir():
         for entry in storage.iterdir():
@@ -419,11 +499,31 @@ def _train_run_name(cfg, *, resume: bool) -> str:
         print(f"resuming run {newest}", flush=True)
         return newest
     n = max(taken) + 1 if taken else 1
-    name = cfg.name if n == 1 else f"{cfg.name}-{n}"
+    name = base if n == 1 else f"{base}-{n}"
     if taken:
-        print(f"new run {name} (earlier runs of {cfg.name!r}: {len(taken)}; --resume continues "
-              "the newest)", flush=True)
+        print(f"new run {name} (earlier runs of {base!r}: {len(taken)}"
+              + ("; --resume continues the newest)" if not suffix else ")"), flush=True)
     return name
+
+
+def _refuse_changed_settings(cfg, name: str, config_path: Path) -> None:
+    """`train --resume` with settings other than the run started with: the diff, before Ray
+    starts (the run's resolved config is saved as `configs/<name>.yaml` when it opens)."""
+    import yaml
+
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+    from dear_ray.tune.runner import config_diff, format_changes
+
+    saved = cfg.run_root() / "configs" / f"{name}.yaml"
+    if not saved.is_file():
+        return
+    now = cfg.override({"tracking.uri": resolve_tracking_uri(cfg)}).to_dict()
+    diff = config_diff(yaml.safe_load(saved.read_text()) or {}, now)
+    if diff:
+        raise CliError(f"--resume: the resolved config of run {name} changed since it started:\n"
+                       f"{format_changes({name: diff})}\nrestore the old settings to continue "
+                       f"it, or run `dear-ray train {config_path}` without --resume to start a "
+                       "new run with the new ones")
 
 
 def _run_finished(cfg, run_name: str) -> bool:
@@ -490,10 +590,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         spec = specs[0]
         from dear_ray.tracking.aggregate import report_dir
 
+        from dear_ray.tune.runner import sweep_notes
+
         protocol = args.protocol or spec.base.eval.protocol
+        notes = sweep_notes(spec)
         table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                             experiment=experiment_name(spec), protocol=protocol)
+                             experiment=experiment_name(spec), protocol=protocol, notes=notes)
         print(_results_text(table, args.columns))
+        for note in notes:
+            print(f"dear-ray: warning: {note}", file=sys.stderr)
         print(f"tables and plots ({protocol} protocol): {report_dir(spec.sweep_dir, protocol)}")
         return 0
     # several sweeps: one table over all their stores, trials labelled <sweep>/<trial>
@@ -536,6 +641,9 @@ def _results_text(table, columns: str | None) -> str:
         cols = [c for c in SUMMARY_COLUMNS if c != "run" or table["run"].nunique() > 1]
         if "trial" in table.columns and "run" not in cols and table["trial"].nunique() > 1:
             cols.insert(0, "trial")
+        keys = [c for c in ("run", "method", "unknown_set") if c in table.columns]
+        if "score" in table.columns and table.duplicated(keys).any():
+            cols.insert(cols.index("method") + 1, "score")  # one method under several scores
     return format_results_table(table, cols)
 
 
@@ -617,7 +725,25 @@ def _cmd_data_lists(args: argparse.Namespace) -> int:
                           relative_to=args.relative_to)
     for key, path in written.items():
         print(f"{key}: {path}")
+    root = args.relative_to or _list_root(written["train"], args.root)
+    if root is not None:
+        print(f"the lists' video paths are relative to {root}: use it as data.data_root, and "
+              f"check the videos with `dear-ray data check {written['train']} --root {root}`")
     return 0
+
+
+def _list_root(list_file: Path, near: Path, *, lines: int = 5) -> Path | None:
+    """The folder the first video paths of `list_file` exist under: `near` or one of its
+    subfolders (a data set's lists are written relative to its video folder), else None."""
+    try:
+        with open(list_file) as fh:
+            paths = [line.split()[0] for _, line in zip(range(lines), fh) if line.strip()]
+    except OSError:
+        return None
+    if not paths:
+        return None
+    candidates = [near, *sorted(p for p in near.iterdir() if p.is_dir())] if near.is_dir() else []
+    return next((c for c in candidates if all((c / rel).is_file() for rel in paths)), None)
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -629,6 +755,11 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         from dear_ray.data.annotations import read_class_names
 
         num_classes = len(read_class_names(classes))
+    found = _list_root(args.list_file, args.root)
+    if found is not None and found != args.root:
+        raise CliError(f"the videos of {args.list_file} are not under --root {args.root} but under "
+                       f"{found}: run `dear-ray data check {args.list_file} --root {found}` (and "
+                       "use that folder as data.data_root)")
     report = check_videos(args.list_file, args.root, workers=args.workers, csv_path=args.csv,
                           num_classes=None if args.unknown else num_classes)
     print(report.format())
@@ -680,9 +811,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A Python warning as one console line (no source file and echoed source line)."""
+    return f"dear-ray: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return int(args.func(args) or 0)
     except CliError as err:
@@ -695,6 +834,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dear-ray: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -53,12 +53,14 @@ def format_table(table: pd.DataFrame | None, columns: list[str] | None = None) -
 def mlflow_ui_hint(tracking_uri: str, experiment_id: str | None = None) -> str:
     """How to open the MLflow UI on the runs: the `mlflow ui` command with absolute paths, and
     the address of the experiment's runs in the classic view (MLflow 3.17 otherwise opens in its
-    GenAI view, an empty traces page)."""
+    GenAI view, an empty traces page), in the saved view that compares the methods."""
     import sys
 
+    from dear_ray.tracking.mlflow_view import runs_url
+
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    runs = (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            if experiment_id else "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning")
+    runs = (runs_url(experiment_id) if experiment_id
+            else "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning")
     if tracking_uri.startswith("sqlite:"):
         return ("open the MLflow UI with:\n"
                 f"  {mlflow_bin} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000 "

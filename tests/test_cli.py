@@ -160,20 +160,23 @@ def test_train_refuses_a_sweep_file_with_a_pointer_to_sweep(capsys):
 
 
 def test_train_run_names_are_numbered_and_resume_takes_the_newest(tmp_path, capsys):
-    from dear_ray.cli import CliError, _train_run_name
+    from dear_ray.cli import CliError, _run_name
     from dear_ray.config import load_config
 
     cfg = load_config({"name": "exp", "eval": {"every_n_epochs": 0},
                        "tracking": {"run_dir": str(tmp_path / "runs")}})
-    assert _train_run_name(cfg, resume=False) == "exp"
+    assert _run_name(cfg, resume=False) == "exp"
     with pytest.raises(CliError, match="no earlier run"):
-        _train_run_name(cfg, resume=True)
+        _run_name(cfg, resume=True)
     storage = tmp_path / "runs" / "exp" / "ray"
     (storage / "exp").mkdir(parents=True)
     (storage / "exp-2").mkdir()
     (storage / "expanded").mkdir()  # another config's name: not counted
-    assert _train_run_name(cfg, resume=False) == "exp-3"
-    assert _train_run_name(cfg, resume=True) == "exp-2"  # no MLflow run: not finished
+    assert _run_name(cfg, resume=False) == "exp-3"
+    assert _run_name(cfg, resume=True) == "exp-2"  # no MLflow run: not finished
+    (storage / "exp-test").mkdir()  # a `dear-ray test` run: numbered on its own
+    assert _run_name(cfg, resume=True) == "exp-2" and _run_name(cfg, resume=False) == "exp-3"
+    assert _run_name(cfg, resume=False, suffix="-test") == "exp-test-2"
 
 
 def test_sweep_on_an_unwritable_store_fails_at_once_and_leaves_no_run(tmp_path, capsys,

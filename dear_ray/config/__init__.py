@@ -43,7 +43,9 @@ class ModelConfig(_Section):
 
     `pretrained`: an MMAction2 / DEAR model-zoo `.pth`, or a dear_ray checkpoint folder (e.g. the
     last `checkpoint_epoch_*` of an earlier trial), made absolute and loaded before training; a
-    classifier of another width is skipped. torchvision's weight files and MMAction2's Video Swin
+    classifier of another width is skipped. Its backbone must load whole (every backbone tensor
+    provided, no backbone tensor without a place) unless `allow_partial_pretrained` says that
+    loading only part of it is intended. torchvision's weight files and MMAction2's Video Swin
     checkpoints load into the torchvision backbones (docs/backbones.md); VideoMAE / V-JEPA 2
     read a local HuggingFace folder through `backbone_options.hf_dir` instead.
 
@@ -63,6 +65,7 @@ class ModelConfig(_Section):
     freeze_backbone: bool = False
     pooling: Literal["avg", "attentive"] = "avg"
     pooling_options: dict[str, Any] = Field(default_factory=dict)
+    allow_partial_pretrained: bool = False
 
     @field_validator("pretrained")
     @classmethod

@@ -98,6 +98,9 @@ class LoadReport:
         skipped_classifier: model classifier keys whose checkpoint tensor had another shape.
         ignored: checkpoint keys of modules dear_ray leaves out by design (`IGNORED_KEY_PREFIXES`,
             SDN's `hm_mlp.*`; `UNUSED_TSN_CLASSIFIER` of DEAR's TPN BNN / RPL heads).
+        shapes: model key -> (checkpoint shape, model shape) of every skipped or mismatched tensor.
+        mismatched: `checkpoint key -> model key: checkpoint (..), model (..)` of the tensors whose
+            shape differs and that are not skipped (`load_checkpoint` refuses those).
     """
 
     path: Path
@@ -106,6 +109,23 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     skipped_classifier: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    mismatched: list[str] = field(default_factory=list)
+
+    def classifier_difference(self) -> str:
+        """Why the classifier was skipped, from its weight's shapes: another number of classes
+        (rows), or another feature width (columns: the checkpoint's backbone is another one)."""
+        weights = [k for k in self.skipped_classifier if k.endswith("weight")] or self.skipped_classifier
+        if not weights or weights[0] not in self.shapes:
+            return "another shape"
+        ckpt, own = self.shapes[weights[0]]
+        reasons = []
+        if len(ckpt) == len(own) and ckpt[:1] != own[:1]:
+            reasons.append(f"{ckpt[0]} classes in the checkpoint, {own[0]} in the model")
+        if len(ckpt) == len(own) and ckpt[1:] != own[1:]:
+            reasons.append(f"features {ckpt[1:]} in the checkpoint, {own[1:]} in the model: "
+                           "another backbone width")
+        return "; ".join(reasons) or f"checkpoint {ckpt}, model {own}"
 
     def summary(self, max_keys: int = 10) -> str:
         """A readable multi-line account, listing at most `max_keys` keys per category."""
@@ -117,7 +137,8 @@ class LoadReport:
         total = len(self.loaded) + len(self.missing) + len(self.skipped_classifier)
         lines = [f"{self.path}: loaded {len(self.loaded)}/{total} tensors of the model"]
         if self.skipped_classifier:
-            lines.append(f"  skipped classifier (other number of classes): {keys(self.skipped_classifier)}")
+            lines.append(f"  skipped classifier ({self.classifier_difference()}): "
+                         f"{keys(self.skipped_classifier)}")
         if self.missing:
             lines.append(f"  missing in checkpoint ({len(self.missing)}): {keys(self.missing)}")
         if self.unexpected:
@@ -209,12 +230,13 @@ def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *
            strict_classifier: bool) -> tuple[dict[str, Tensor], LoadReport]:
     """Map checkpoint keys onto the model's (`own`: its state dict, possibly on the meta device).
 
-    Returns the tensors to load (by model key) and the report; raises `CheckpointError` on a
-    shape mismatch (a classifier's only with `strict_classifier`)."""
+    Returns the tensors to load (by model key) and the report; a shape mismatch (a classifier's
+    only with `strict_classifier`) is listed in `report.mismatched` (`_refuse_mismatched`)."""
     model_keys = set(own)
     unused = _unused_by_design(state, model_keys)
     to_load: dict[str, Tensor] = {}
     unexpected, skipped, mismatched, ignored = [], [], [], []
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     for key, value in state.items():
         if key.startswith(tuple(IGNORED_KEY_PREFIXES)) or key in unused:
             ignored.append(key)
@@ -226,6 +248,7 @@ def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *
         if value.shape != own[target].shape and own[target].dim() == 0 and value.numel() == 1:
             value = value.reshape(())  # a scalar saved as (1,) (DEAR's RPL radius)
         if value.shape != own[target].shape:
+            shapes[target] = (tuple(value.shape), tuple(own[target].shape))
             if _is_classifier(target) and not strict_classifier:
                 skipped.append(target)
             else:
@@ -234,11 +257,22 @@ def _match(state: Mapping[str, Tensor], own: Mapping[str, Tensor], path: Path, *
                 )
             continue
         to_load[target] = value
-    if mismatched:
-        raise CheckpointError(f"{path}: shape mismatch for {len(mismatched)} tensor(s):\n  " + "\n  ".join(mismatched))
-    missing = [k for k in own if k not in to_load and k not in skipped]
+    missing = [k for k in own if k not in to_load and k not in skipped and k not in shapes]
     return to_load, LoadReport(path=path, loaded=list(to_load), missing=missing,
-                               unexpected=unexpected, skipped_classifier=skipped, ignored=ignored)
+                               unexpected=unexpected, skipped_classifier=skipped, ignored=ignored,
+                               shapes=shapes, mismatched=mismatched)
+
+
+def _refuse_mismatched(report: LoadReport, *, complete: bool, what: str) -> None:
+    """Raise naming every tensor of another shape; with `complete` (an evaluation) the missing
+    and unexpected keys too, so one message shows all that does not fit."""
+    if not report.mismatched:
+        return
+    lines = [f"{report.path}: shape mismatch for {len(report.mismatched)} tensor(s):",
+             *(f"  {m}" for m in report.mismatched)]
+    if complete:
+        lines += _unfit_lines(report, what)[1:]
+    raise CheckpointError("\n".join(lines))
 
 
 def _require_complete(report: LoadReport, what: str) -> None:
@@ -248,18 +282,25 @@ def _require_complete(report: LoadReport, what: str) -> None:
     missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if not missing and not report.unexpected:
         return
+    raise CheckpointError("\n".join(_unfit_lines(report, what)))
 
-    def keys(names: list[str], n: int = 20) -> str:
-        return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
 
+def list_keys(names: list[str], n: int = 20) -> str:
+    """At most `n` key names, and how many more there are."""
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def _unfit_lines(report: LoadReport, what: str) -> list[str]:
+    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     lines = [f"{report.path}: does not fit {what}: evaluating it needs every tensor of the model"]
     if missing:
-        lines.append(f"  missing in checkpoint ({len(missing)}): {keys(missing)}")
+        lines.append(f"  missing in checkpoint ({len(missing)}): {list_keys(missing)}")
     if report.unexpected:
-        lines.append(f"  unexpected in checkpoint ({len(report.unexpected)}): {keys(report.unexpected)}")
+        lines.append(f"  unexpected in checkpoint ({len(report.unexpected)}): "
+                     f"{list_keys(report.unexpected)}")
     lines.append("  (another head or backbone than model.head / model.backbone, other "
                  "head_options, or a checkpoint of a different model)")
-    raise CheckpointError("\n".join(lines))
+    return lines
 
 
 def check_checkpoint(model: nn.Module, path: str | Path, *, complete: bool = False,
@@ -279,6 +320,7 @@ def check_checkpoint(model: nn.Module, path: str | Path, *, complete: bool = Fal
     path = Path(path)
     _, report = _match(_read_state_dict(path), model.state_dict(), path,
                        strict_classifier=complete)
+    _refuse_mismatched(report, complete=complete, what=what)
     if complete:
         _require_complete(report, what)
     return report
@@ -310,6 +352,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict_classifier: bo
     path = Path(path)
     to_load, report = _match(_read_state_dict(path), model.state_dict(), path,
                              strict_classifier=strict_classifier or complete)
+    _refuse_mismatched(report, complete=complete, what="the model")
     if complete:
         _require_complete(report, "the model")
     model.load_state_dict(to_load, strict=False)

@@ -20,10 +20,14 @@ Every unknown set is reported on its own (a row per trial, method and `unknown_s
 only with `merged_unknown=True` (`unknown_set` = `all`).
 
 MLflow: the table (markdown, CSV, parquet, and `log_table` JSON), the openness curves of all
-methods and the per-method plots go to the sweep's parent run under `report/`. Each method's
-metrics go to its own run under the same names for every method: the trial's child run for the
-trial's own method, and a run `<trial>/<method>` nested under the trial's run for each post-hoc
-method. A metric about an unknown set carries the set as a prefix, `<set>/<metric>` (`hmdb51/auroc`,
+methods and the per-method plots go to the sweep's parent run under `report/`; its description is
+the short table of `dear_ray.tracking.mlflow_view` (one row per method, the headline columns),
+and the experiment gets that module's saved view comparing the methods. Each method's metrics go
+to its own run under the same names for every method: the trial's child run for the trial's own
+method, and a run `<trial>/<method>` for each post-hoc method, a child of the sweep's parent run
+beside the trials (so the runs list and its charts show every method at one level; tag `trial`
+names its trial; its start and end times are its trial's). Every method run carries the tags
+`method`, `method_kind` (trained, post-hoc, detector) and a colour of its own. A metric about an unknown set carries the set as a prefix, `<set>/<metric>` (`hmdb51/auroc`,
 `mit_v2/open_maf1`; the demo: `unknown/auroc`), which MLflow's charts group by set; metrics of
 the known splits only have no prefix (`closed_top1`, `ece`, `shifted_top1`, the static-bias
 `scuba_top1`, `scufo_top1` and `contrast_acc`, `threshold`; a metric a trial lacks, e.g. without
@@ -49,6 +53,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
+from mlflow.entities import RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dear_ray.metrics.bootstrap import CI_KEYS, DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
 from dear_ray.metrics.evaluate import evaluate_stores, group_stores
@@ -63,6 +69,18 @@ from dear_ray.tracking.mlflow_runs import (
     find_run,
     log_metric_batch,
     start_parent_run,
+)
+from dear_ray.tracking.mlflow_view import (
+    COLOR_TAG,
+    METHOD_KIND_TAG,
+    NOTE_TAG,
+    method_colors,
+    method_kind,
+    method_note,
+    publish_view,
+    run_url,
+    runs_url,
+    short_table,
 )
 
 log = logging.getLogger(__name__)
@@ -117,7 +135,8 @@ def report_artifacts(protocol: str = "dear") -> str:
 def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment: str,
                  num_trials: int = 10, seed: int = 0, merged_unknown: bool = False,
                  resamples: int = DEFAULT_RESAMPLES, curve_resamples: int = DEFAULT_CURVE_RESAMPLES,
-                 protocol: str = "dear", **evaluate_options) -> pd.DataFrame:
+                 protocol: str = "dear", notes: tuple[str, ...] | list[str] = (),
+                 **evaluate_options) -> pd.DataFrame:
     """Evaluate every trial of a sweep, write `<sweep_dir>/report/`, and log it all to MLflow.
 
     Args:
@@ -131,6 +150,8 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         protocol: `dear` (tables in `<sweep_dir>/report/`, artifacts `report/`, metrics
             `<set>/<metric>`) or `psl` (`report/psl/`, artifacts `report/psl/`, metrics
             `psl/<set>/<metric>` and `psl/<metric>`); both can sit side by side.
+        notes: warning lines for the top of the parent run's description (e.g. trials trained
+            under different settings, `dear_ray.tune.runner.mixed_settings`).
         evaluate_options: more `evaluate_stores` options (`posthoc`, `knn_k`, `mit_order`, ...).
 
     Returns:
@@ -170,7 +191,8 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         (out_dir / "skipped_trials.txt").write_text(
             "".join(f"{trial}: {reason}\n" for trial, reason in skipped.items()))
 
-    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment, report_artifacts(protocol))
+    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment, report_artifacts(protocol),
+                notes=notes)
     return table
 
 
@@ -198,7 +220,7 @@ def _markdown_with_trial(md_path: Path, table: pd.DataFrame) -> str:
 
 
 def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: str,
-                experiment: str, artifacts: str = REPORT_ARTIFACTS) -> None:
+                experiment: str, artifacts: str = REPORT_ARTIFACTS, notes=()) -> None:
     experiment_id = ensure_experiment(tracking_uri, experiment)
     client = MlflowClient(tracking_uri)
     parent = find_run(tracking_uri, experiment_id, run_name=sweep, role="sweep")
@@ -221,34 +243,81 @@ def _log_report(table: pd.DataFrame, out_dir: Path, sweep: str, tracking_uri: st
             run_id = created.run_id
         return run_id
 
-    _log_method_rows(client, tracking_uri, experiment, table, sweep, trial_run_of)
+    _log_method_rows(client, experiment_id, table, sweep, trial_run_of, posthoc_parent=parent)
+    _describe_parent(client, experiment_id, parent, table, sweep, artifacts, notes)
 
 
-def _log_method_rows(client: MlflowClient, tracking_uri: str, experiment: str, table: pd.DataFrame,
-                     sweep: str, trial_run_of) -> None:
+def _describe_parent(client: MlflowClient, experiment_id: str, parent: str, table: pd.DataFrame,
+                     sweep: str, artifacts: str, notes) -> None:
+    """The short table as the parent run's description, and the saved view of the methods."""
+    trials = table["trial"].nunique()
+    shown = table[~table["method"].astype(str).str.contains("+", regex=False)]
+    methods = shown.groupby(["trial", "method"]).ngroups
+    links = [(f"full table ({len(table)} rows, every metric with its interval)",
+              run_url(experiment_id, parent, base="", artifact=f"{artifacts}/results.md")),
+             ("methods compared (runs and charts)", runs_url(experiment_id, base=""))]
+    protocol = str(table["protocol"].iloc[0]) if "protocol" in table else "dear"
+    text = short_table(table, title=f"{sweep}: {trials} trial(s), {methods} method(s)"
+                       + ("" if protocol == "dear" else f", {protocol} protocol"),
+                       links=links, notes=notes)
+    client.set_tag(parent, NOTE_TAG, text)
+    first_set = str(table["unknown_set"].iloc[0])
+    keys = [(metric_name("auroc", first_set, protocol), f"AUROC ({first_set})"),
+            (metric_name("closed_top1", first_set, protocol), "top-1 (test)")]
+    if "shifted_top1" in table and table["shifted_top1"].notna().any():
+        keys.append((metric_name("shifted_top1", first_set, protocol), "top-1 (test_shifted)"))
+    if "open_maf1" in table and table["open_maf1"].notna().any():
+        keys.append((metric_name("open_maf1", first_set, protocol), f"open maF1 ({first_set})"))
+    publish_view(client, experiment_id, keys, num_runs=max(methods, 1))
+
+
+def _log_method_rows(client: MlflowClient, experiment_id: str, table: pd.DataFrame, sweep: str,
+                     trial_run_of, *, posthoc_parent: str | None = None) -> None:
     """Each (trial, method)'s metrics: the trial's own method into the trial's run, post-hoc
-    methods (mc_dropout, openmax, ...) into nested runs `<trial>/<method>` under it."""
+    methods (mc_dropout, openmax, ...) into runs `<trial>/<method>`, children of
+    `posthoc_parent` (default: of the trial's run)."""
     first_method = table.groupby("trial", sort=False)["method"].first()
-    for (trial, method), rows in table.groupby(["trial", "method"], sort=False):
+    groups = list(table.groupby(["trial", "method"], sort=False))
+    kinds = [method_kind(method, first_method[trial]) for (trial, method), _ in groups]
+    colors = method_colors([key for key, _ in groups], kinds)
+    for ((trial, method), rows), kind in zip(groups, kinds, strict=True):
         head = rows["head"].iloc[0]
         metrics: dict[str, float] = {}
         for row in rows.to_dict("records"):
             metrics.update(mlflow_metrics(row))
         trial_run = trial_run_of(trial, head)
-        if method == first_method[trial]:
+        if kind == "trained":
             run_id = trial_run
         else:
-            posthoc = TrialLogger(tracking_uri, experiment, run_name=f"{trial}/{method}",
-                                  parent_run_id=trial_run,
+            run_id = _posthoc_run(client, experiment_id, trial_run, posthoc_parent or trial_run,
+                                  name=f"{trial}/{method}",
                                   tags={ROLE_TAG: "posthoc", "sweep": sweep, "trial": trial,
-                                        "method": method, "head": head,
-                                        **_inherited_tags(client, trial_run)})
-            posthoc.set_terminated("FINISHED")
-            run_id = posthoc.run_id
-        client.set_tag(run_id, "method", method)
-        client.set_tag(run_id, "score", rows["score"].iloc[0])
-        client.set_tag(run_id, "unknown_sets", ",".join(dict.fromkeys(rows["unknown_set"])))
+                                        "head": head, **_inherited_tags(client, trial_run)})
+        tags = {"method": method, "score": rows["score"].iloc[0],
+                "unknown_sets": ",".join(dict.fromkeys(rows["unknown_set"])),
+                METHOD_KIND_TAG: kind, COLOR_TAG: colors[(trial, method)],
+                NOTE_TAG: method_note(rows)}
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         _log_changed_metrics(client, run_id, metrics)
+
+
+def _posthoc_run(client: MlflowClient, experiment_id: str, trial_run: str, parent: str, *,
+                 name: str, tags: dict[str, str]) -> str:
+    """The run of a post-hoc method, found again by name under `parent` (or under its trial's
+    run, where reports before this layout nested it: it moves under `parent`), else a new
+    FINISHED one over its trial run's start and end."""
+    for under in dict.fromkeys((parent, trial_run)):
+        run_id = find_run(client.tracking_uri, experiment_id, run_name=name,
+                          parent_run_id=under, role="posthoc")
+        if run_id is not None:
+            if under != parent:
+                client.set_tag(run_id, MLFLOW_PARENT_RUN_ID, parent)
+            return run_id
+    info = client.get_run(trial_run).info
+    run = client.create_run(experiment_id, start_time=info.start_time, run_name=name,
+                            tags={**tags, MLFLOW_PARENT_RUN_ID: parent})
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=info.end_time or None)
+    return run.info.run_id
 
 
 def _data_roots(sweep_dir: Path) -> dict[str, str]:
@@ -285,7 +354,7 @@ def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tra
     table.to_parquet(out_dir / "results.parquet", index=False)
     client = MlflowClient(tracking_uri)
     client.log_artifacts(run_id, str(out_dir), report_artifacts(evaluate_options.get("protocol", "dear")))
-    _log_method_rows(client, tracking_uri, experiment, table, run_name,
+    _log_method_rows(client, client.get_run(run_id).info.experiment_id, table, run_name,
                      lambda trial, head: run_id)
     return table
 

@@ -106,10 +106,10 @@ def check_tracking_uri(tracking_uri: str, *, timeout: float = 3.0) -> None:
 
     - http(s): GET `<uri>/health` (MLflow server), falling back to the REST API's experiment
       search when the server has no `/health` route; unreachable or an error status raises.
-    - sqlite: the database's folder is created if missing; the file must take a write (probed
-      with a 2 s busy timeout, so a read-only or locked store fails in seconds, not after
-      minutes of SQLAlchemy retries); a new store's schema is created here, under a file lock
-      (`prepare_sqlite_store`).
+    - sqlite: the database's folder is created if missing; the file must take a write (a table
+      created and rolled back, with a 2 s busy timeout, so a read-only file system, file or
+      folder, or a locked store, fails in seconds, not after minutes of SQLAlchemy retries); a
+      new store's schema is created here, under a file lock (`prepare_sqlite_store`).
     - a plain directory store is refused, as MLflow 3.17 itself does unless
       `MLFLOW_ALLOW_FILE_STORE=true`.
 
@@ -172,7 +172,9 @@ def prepare_sqlite_store(tracking_uri: str, db_path: Path, *, attempts: int = 5)
     try:
         conn = sqlite3.connect(str(db_path), timeout=2.0)
         try:
-            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only store
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a locked store
+            # a real write: on a read-only file system the lock above is granted, this is not
+            conn.execute("CREATE TABLE dear_ray_write_probe (x INTEGER)")
             conn.execute("ROLLBACK")
         finally:
             conn.close()
@@ -226,6 +228,22 @@ def _check_http_server(uri: str, timeout: float) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Experiments, runs, params
+
+
+def artifact_location_conflict(tracking_uri: str, experiment: str, run_dir: str | os.PathLike) -> str | None:
+    """Why the run folder `run_dir` cannot use `experiment` of the store at `tracking_uri`: it
+    exists with its artifacts in another folder (made by another run folder sharing the store,
+    `MLFLOW_TRACKING_URI`), where this run's artifacts would land. None when it can."""
+    wanted = artifact_location_for(tracking_uri, run_dir)
+    if wanted is None:
+        return None
+    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if found is None or found.artifact_location.rstrip("/") == wanted.rstrip("/"):
+        return None
+    return (f"MLflow experiment {experiment!r} of {tracking_uri} keeps its artifacts in "
+            f"{found.artifact_location}, not in this run folder's {wanted}: this run's artifacts "
+            "would land there; set tracking.experiment to another name, or tracking.run_dir to "
+            "the folder that made it")
 
 
 def ensure_experiment(tracking_uri: str, name: str, *, artifact_location: str | None = None) -> str:

@@ -39,6 +39,36 @@ def append_bad_videos(path: Path, bad: Iterable, *, split: str, epoch: int | Non
     return len(rows)
 
 
+def describe_failure(err: BaseException, run_root: Path | None, trial: str) -> str:
+    """The one line a failed run is reported by (`dear_ray.tracking.console.error_summary`),
+    plus where its list of skipped videos is when it wrote one (a run that stopped because too
+    many videos could not be decoded)."""
+    from dear_ray.tracking.console import error_summary
+
+    line = error_summary(err)
+    if run_root is not None:
+        folder = bad_videos_dir(run_root, trial)
+        if folder.is_dir() and any(folder.glob("*.csv")):
+            line += f" (the videos: {folder})"
+    return line
+
+
+def skipped_videos_line(run_root: Path, trial: str) -> str | None:
+    """`N videos could not be decoded and were skipped (train: 3, test: 1); list: DIR`, or None
+    when the run skipped none."""
+    folder = bad_videos_dir(run_root, trial)
+    rows = read_bad_videos(folder)
+    if not rows:
+        return None
+    by_split: dict[str, set[str]] = {}
+    for row in rows:
+        by_split.setdefault(row["split"], set()).add(row["path"])
+    videos = len({row["path"] for row in rows})
+    splits = ", ".join(f"{split}: {len(paths)}" for split, paths in by_split.items())
+    return (f"{videos} video(s) could not be decoded and were skipped ({splits}); the list: "
+            f"{folder}")
+
+
 def read_bad_videos(folder: Path) -> list[dict[str, str]]:
     """Every row of the CSVs in `folder` (empty when there is none)."""
     out = []
@@ -48,4 +78,5 @@ def read_bad_videos(folder: Path) -> list[dict[str, str]]:
     return out
 
 
-__all__ = ["COLUMNS", "append_bad_videos", "bad_videos_dir", "read_bad_videos"]
+__all__ = ["COLUMNS", "append_bad_videos", "bad_videos_dir", "describe_failure",
+           "read_bad_videos", "skipped_videos_line"]

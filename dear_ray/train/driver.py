@@ -50,6 +50,26 @@ from dear_ray.timeline import mark
 log = logging.getLogger(__name__)
 RUN_ID_KEY = "mlflow_run_id"
 DONE_KEY = "trial_done"  # 1 in the last report of a run that trained (if any) and evaluated
+# Ray Train options for every run with a worker group (environment variables Ray Train reads in
+# the process that builds the trainer and propagates to its controller and workers; set unless
+# the user set them, `set_ray_train_options`):
+# - the controller polls the workers every 2 s by default; a run's end (and each start phase)
+#   waits for the next poll, so 0.5 s shortens every run by about a second;
+# - the Prometheus metrics callbacks and the spot-preemption watcher cost each run's start-up a
+#   little and serve only multi-node Ray dashboards / preemptible nodes (the watcher's actor also
+#   logs a core-worker error line about its constructor arguments at every start).
+RAY_TRAIN_OPTIONS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
+
+def set_ray_train_options() -> None:
+    """Put `RAY_TRAIN_OPTIONS` into this process's environment (a value already set wins); call
+    it before Ray starts, so every Ray process inherits them."""
+    for key, value in RAY_TRAIN_OPTIONS.items():
+        os.environ.setdefault(key, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +93,8 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
             checked `model.pretrained` (preflight): this process then neither checks nor touches
             MLflow, only the workers log into the run, and the caller closes it. Importing MLflow
             and opening its SQLite store costs a fresh process 2-3 s, which every trial paid
-            twice (here and in rank 0).
+            twice (here and in rank 0). The run id may be None: rank 0 then finds the run by
+            `trial_name` under `parent_run_id`.
         tune_trial: this process is a Tune trial (the sweep's trial driver): with
             `resources.num_workers: 0` every epoch is reported to Tune from here
             (`_InProcessSession`; Ray refuses `ray.train.report` inside a Tune function).
@@ -141,9 +162,9 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     mark(cfg.run_root(), trial_name, "train_fit_start")
     try:
         metrics, checkpoint = fit()
-    except BaseException:
+    except BaseException as err:
         if logger is not None:
-            logger.set_terminated("FAILED")
+            _end_failed_run(logger, err, cfg, trial_name)
         raise
     mark(cfg.run_root(), trial_name, "train_fit_done")
     out = dict(metrics or {})
@@ -156,6 +177,19 @@ def run_training(cfg: ExperimentConfig, *, trial_name: str | None = None,
     out.update(run_id=run_id, trial_name=trial_name, checkpoint=checkpoint,
                stores=str(stores_dir(cfg, trial_name)))
     return out
+
+
+def _end_failed_run(logger, err: BaseException, cfg: ExperimentConfig, trial: str) -> None:
+    """A run that raised ends KILLED when interrupted (Ctrl-C), else FAILED with its one-line
+    cause in the tag `error` (`dear_ray.train.bad_videos.describe_failure`)."""
+    from dear_ray.train.bad_videos import describe_failure
+
+    if isinstance(err, KeyboardInterrupt):
+        logger.set_tags({"error": "interrupted (KeyboardInterrupt)"})
+        logger.set_terminated("KILLED")
+        return
+    logger.set_tags({"error": describe_failure(err, cfg.run_root(), trial)})
+    logger.set_terminated("FAILED")
 
 
 def _open_run(cfg: ExperimentConfig, trial_name: str, parent_run_id: str | None):
@@ -198,9 +232,13 @@ def open_trial_run(cfg: ExperimentConfig, trial_name: str, *, experiment: str,
                          tags=run_tags(resolved, sweep=cfg.name, trial=trial_name),
                          artifact_location=artifact_location_for(cfg.tracking.uri,
                                                                  cfg.tracking.run_dir))
-    logger.log_params(resolved)
-    config_file = save_config(cfg, cfg.run_root() / "configs" / f"{trial_name}.yaml")
-    logger.log_artifact(config_file, artifact_path="config")
+    try:
+        logger.log_params(resolved)
+        config_file = save_config(cfg, cfg.run_root() / "configs" / f"{trial_name}.yaml")
+        logger.log_artifact(config_file, artifact_path="config")
+    except BaseException as err:  # e.g. a changed param: the run must not stay RUNNING
+        _end_failed_run(logger, err, cfg, trial_name)
+        raise
     return logger
 
 
@@ -232,7 +270,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     mark(run_root, trial, "worker_start")
     import torch
 
-    from dear_ray.data.dataset import BadVideoReport
+    from dear_ray.data.dataset import BadVideoReport, TooManyBadVideosError
     from dear_ray.losses import annealing_coefficient
     from dear_ray.models import build_recognizer
     from dear_ray.models import load_checkpoint as load_pretrained
@@ -255,11 +293,11 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     # rank 0 opens its MLflow logger in a thread while the model and loaders are built (a fresh
     # process spends ~2.5 s importing MLflow and opening its store); joined before the first log
     opening = None
-    if rank == 0 and loop_config.get("run_id") is not None:
+    if rank == 0 and _has_run(loop_config):
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
-        opening = pool.submit(_open_worker_logger, cfg, loop_config, loop_config["run_id"])
+        opening = pool.submit(_open_worker_logger, cfg, loop_config, loop_config.get("run_id"))
         pool.shutdown(wait=False)
     _seed_everything(cfg.seed + 1000 * rank)
     device = session.device()
@@ -324,16 +362,19 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
 
     mark(run_root, trial, "worker_loaders_built", rank=rank)
     logger, logged_through = None, -1
-    pending = rank == 0 and run_id is not None  # rank 0's logger: joined after the first epoch
+    # rank 0's logger: joined after the first epoch
+    pending = rank == 0 and (run_id is not None or _has_run(loop_config))
 
     def join_logger():
-        nonlocal logger, logged_through, pending
+        nonlocal logger, logged_through, pending, run_id
         if not pending:
             return
         pending = False
         logger, logged_through = opening.result() if opening is not None else (None, -1)
-        if logger is None or logger.run_id != run_id:  # the checkpoint names another run
+        if logger is None or (run_id is not None and logger.run_id != run_id):
+            # the checkpoint names another run
             logger, logged_through = _open_worker_logger(cfg, loop_config, run_id)
+        run_id = logger.run_id
         if checkpoint is not None:  # a restart: MLflow shows where each one picked up
             logger.log_metrics({"resumed_at_epoch": float(start_epoch)}, step=start_epoch)
 
@@ -352,13 +393,17 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
                 masked_sampler.set_epoch(epoch)
         anneal = annealing_coefficient(epoch, epochs)
         report = BadVideoReport(shard_size, cfg.data.max_bad_fraction, name=f"train (rank {rank})")
-        result = train_one_epoch(step_module, train_loader, optimizer, scheduler, epoch=epoch,
-                                 anneal=anneal, global_step=global_step, device=device,
-                                 grad_clip=cfg.optim.grad_clip, amp=amp,
-                                 channels_last=channels_last, bad_report=report,
-                                 masked_loader=masked_loader)
-        append_bad_videos(bad_videos_dir(cfg.run_root(), trial) / f"train_rank{rank}.csv",
-                          report.bad, split="train", epoch=epoch, rank=rank)
+        bad_list = bad_videos_dir(cfg.run_root(), trial) / f"train_rank{rank}.csv"
+        try:
+            result = train_one_epoch(step_module, train_loader, optimizer, scheduler, epoch=epoch,
+                                     anneal=anneal, global_step=global_step, device=device,
+                                     grad_clip=cfg.optim.grad_clip, amp=amp,
+                                     channels_last=channels_last, bad_report=report,
+                                     masked_loader=masked_loader)
+        except TooManyBadVideosError:  # the list the error message points to
+            append_bad_videos(bad_list, report.bad, split="train", epoch=epoch, rank=rank)
+            raise
+        append_bad_videos(bad_list, report.bad, split="train", epoch=epoch, rank=rank)
         join_logger()
         global_step = result.global_step
         metrics = _epoch_metrics(result.metrics, epoch=epoch, anneal=anneal)
@@ -407,13 +452,13 @@ def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], se
     from dear_ray.train.evaluation import evaluate_splits
 
     logger = None
-    if rank == 0 and loop_config.get("run_id") is not None:
+    if rank == 0 and _has_run(loop_config):
         from dear_ray.tracking import TrialLogger
 
         logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"],
                              run_name=loop_config["trial_name"],
                              parent_run_id=loop_config.get("parent_run_id"),
-                             run_id=loop_config["run_id"])
+                             run_id=loop_config.get("run_id"))
     metrics = evaluate_splits(model, cfg, loop_config["trial_name"], num_classes, device, amp,
                               logger=logger)
     if logger is not None:
@@ -421,8 +466,15 @@ def _evaluate_only(model, cfg: ExperimentConfig, loop_config: dict[str, Any], se
     session.report({**metrics, DONE_KEY: 1.0})
 
 
-def _open_worker_logger(cfg: ExperimentConfig, loop_config: dict[str, Any], run_id: str):
-    """Rank 0's `TrialLogger` for `run_id` and the last epoch that run already has."""
+def _has_run(loop_config: dict[str, Any]) -> bool:
+    """The run has an MLflow run to log into: its id, or (a sweep trial, whose run the sweep's
+    driver opened) a parent run to find it under by the trial's name."""
+    return loop_config.get("run_id") is not None or loop_config.get("parent_run_id") is not None
+
+
+def _open_worker_logger(cfg: ExperimentConfig, loop_config: dict[str, Any], run_id: str | None):
+    """Rank 0's `TrialLogger` for `run_id` (None: the trial's run under its parent run) and the
+    last epoch that run already has."""
     from dear_ray.tracking import TrialLogger
 
     logger = TrialLogger(cfg.tracking.uri, loop_config["experiment"],

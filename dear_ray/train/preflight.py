@@ -17,7 +17,9 @@ What is checked (once per distinct value across the configs):
 - the SDN side inputs (`data.scene_labels`, `data.detections`) exist;
 - `model.pretrained` exists, is readable (a file, or a dear_ray checkpoint folder) and fits the
   configured model (shapes; every key with `eval_only`), checked on the meta device;
-- `tracking.run_dir` can be created and written.
+- `tracking.run_dir` can be created and written; with `tracking_uri`: the tracking store takes a
+  write, and an existing experiment of the run keeps its artifacts in this run folder (a store
+  shared by several run folders would otherwise put them into another one).
 """
 
 from __future__ import annotations
@@ -180,8 +182,7 @@ def preflight(configs: ExperimentConfig | Iterable[ExperimentConfig], *,
         PreflightError: one line per problem, naming the field, the file and the value.
         TrackingError: the tracking store is unusable (`check_tracking_uri`).
     """
-    if isinstance(configs, ExperimentConfig):
-        configs = [configs]
+    configs = [configs] if isinstance(configs, ExperimentConfig) else list(configs)
     seen: set = set()
     problems: list[str] = []
     for cfg in configs:
@@ -192,9 +193,14 @@ def preflight(configs: ExperimentConfig | Iterable[ExperimentConfig], *,
         raise PreflightError(problems[0] if len(problems) == 1 else
                              f"{len(problems)} problems:\n  " + "\n  ".join(problems))
     if tracking_uri is not None:
-        from dear_ray.tracking.mlflow_runs import check_tracking_uri
+        from dear_ray.tracking.mlflow_runs import artifact_location_conflict, check_tracking_uri
 
         check_tracking_uri(tracking_uri)
+        for experiment, run_dir in dict.fromkeys((c.experiment_name(), c.tracking.run_dir)
+                                                  for c in configs):
+            conflict = artifact_location_conflict(tracking_uri, experiment, run_dir)
+            if conflict is not None:
+                raise PreflightError(f"tracking.experiment: {conflict}")
 
 
 __all__ = ["PreflightError", "check_config", "preflight"]

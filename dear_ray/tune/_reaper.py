@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from dear_ray.tune.local_ray import own_processes, terminate
+from dear_ray.tune.local_ray import terminate_instance
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--temp-dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds without a process of the instance before it stops")
     args = parser.parse_args(argv)
     try:
         driver = psutil.Process(args.pid)
@@ -36,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         driver = None
     while driver is not None and _alive(driver):
         time.sleep(args.interval)
-    # the driver is gone: whatever still names its temp dir is an orphan of that run
-    terminate(own_processes(args.temp_dir))
+    # the driver is gone: whatever still names its temp dir is an orphan of that run, and so is
+    # an agent a dying raylet starts meanwhile
+    terminate_instance(args.temp_dir, settle=args.settle)
     return 0
 
 

@@ -92,6 +92,25 @@ def terminate(procs: list[psutil.Process], *, timeout: float = 5.0) -> int:
     return len(alive)
 
 
+def terminate_instance(temp_dir: Path, *, settle: float = 3.0, timeout: float = 60.0) -> int:
+    """Terminate every process of the instance in `temp_dir` until none has appeared for
+    `settle` seconds (at most `timeout`): while it is torn down, a raylet may still start an
+    agent (DashboardAgent, RuntimeEnvAgent) after the first sweep, which one pass would
+    orphan. Returns the number of processes terminated."""
+    count = 0
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        procs = own_processes(temp_dir)
+        if procs:
+            count += terminate(procs)
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            break
+        time.sleep(0.3)
+    return count
+
+
 def _driver_pid(temp_dir: Path) -> int | None:
     try:
         return int((temp_dir / PID_FILE).read_text().split()[0])
@@ -115,9 +134,8 @@ def clean_leftovers(temp_dir: Path) -> int:
             raise RayInstanceBusyError(
                 f"the local Ray in {temp_dir} belongs to a running process (pid {pid}: {cmd[:120]}); "
                 "is the same sweep running in another terminal? Wait for it or stop it first")
-    leftovers = own_processes(temp_dir)
-    if leftovers:
-        n = terminate(leftovers)
+    if own_processes(temp_dir):
+        n = terminate_instance(temp_dir, settle=1.0)
         print(f"cleaned up {n} leftover Ray process(es) of an earlier run of this sweep "
               f"(driver pid {pid}) in {temp_dir}", flush=True)
         return n
@@ -187,8 +205,7 @@ class PrivateRay:
         try:
             ray.shutdown()
         finally:
-            time.sleep(0.2)
-            terminate(own_processes(self.temp_dir))
+            terminate_instance(self.temp_dir, settle=1.0)
             if self._reaper is not None:
                 try:
                     self._reaper.terminate()
@@ -207,4 +224,4 @@ class PrivateRay:
 
 
 __all__ = ["PrivateRay", "RayInstanceBusyError", "clean_leftovers", "own_processes",
-           "private_temp_dir", "terminate"]
+           "private_temp_dir", "terminate", "terminate_instance"]

@@ -6,9 +6,10 @@ CPU, `trial_resources`), which calls `dear_ray.train.driver.run_training` with a
 `Tuner(TorchTrainer(...))` is not used: it fails in 2.60.
 
 MLflow: the experiment and the sweep's parent run are created here, in the driver process, before
-any trial starts (first-time SQLite creation races). `run_training` opens each trial's child run,
-found again by (parent run, trial name) when a trial is resumed, so a resumed trial never
-duplicates its run; rank 0 logs into it by run id.
+any trial starts (first-time SQLite creation races). Each trial's child run is opened here too, by
+a Tune callback when the trial starts (`TrialRuns`: its start time is the trial's, not the
+sweep's), found again by (parent run, trial name) when a trial is resumed, so a resumed trial
+never duplicates its run; the trial's rank 0 finds it by that name and logs into it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,12 @@ import yaml
 from mlflow import MlflowClient
 
 from dear_ray.config import ExperimentConfig, load_config
+from dear_ray.train.bad_videos import describe_failure
 from dear_ray.tracking.mlflow_runs import (
     artifact_location_for,
     check_tracking_uri,
     ensure_experiment,
     find_run,
-    log_metric_batch,
     resolve_tracking_uri,
     start_parent_run,
 )
@@ -47,7 +46,6 @@ from dear_ray.tune.sweep import (
 )
 
 log = logging.getLogger(__name__)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TUNE_DIR_NAME = "_tune"  # Tune's experiment folder under <sweep_dir>/ray (Train runs use trial names)
 
 
@@ -63,6 +61,8 @@ class SweepResult:
         timings: seconds spent in `setup_s` (validation, MLflow), `ray_init_s`, `tune_fit_s`
             (all trials) and `report_s` (closing runs, the aggregator).
         reused: finished trials of an earlier run that a resume did not train again.
+        notes: warnings about the table (trials trained under settings the sweep does not vary,
+            `mixed_settings`).
     """
 
     name: str
@@ -76,10 +76,17 @@ class SweepResult:
     timings: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
 
+    notes: list[str] = field(default_factory=list)
+
     def summary(self) -> str:
-        lines = [f"sweep {self.name}: {len(self.trials)} trial(s), {len(self.failed)} failed; "
-                 f"MLflow {self.tracking_uri} parent run {self.parent_run_id}"]
+        ran = len(self.trials) - len(self.reused)
+        in_table = 0 if self.table is None or self.table.empty else self.table["trial"].nunique()
+        lines = [f"sweep {self.name}: {ran} trial(s) run now"
+                 + (f", {len(self.reused)} reused" if self.reused else "")
+                 + f", {len(self.failed)} failed; the table has {in_table} trial(s); MLflow "
+                   f"{self.tracking_uri} parent run {self.parent_run_id}"]
         lines += [f"  FAILED {name}: {err}" for name, err in self.failed.items()]
+        lines += [f"  warning: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -119,7 +126,9 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     state = sweep_dir / TRIALS_FILE
     if (tune_path.exists() or state.exists()) and not resume:
         raise SweepError(f"{spec.source}: sweep {spec.name!r} already has results in {sweep_dir}; "
-                         "resume it (--resume) or delete that folder to start over")
+                         "continue it with --resume, run this as a separate sweep with --set "
+                         f"tracking.run_dir=<another folder> (e.g. {_other_run_dir(spec)}), or "
+                         "delete that folder to start over")
     # every trial gets the resolved URI, so workers need no environment variable
     trial_configs = {p.name: p.config.override({"tracking.uri": tracking_uri}).to_dict()
                      for p in plans}
@@ -127,11 +136,12 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     changed = {name: diff for name in trial_configs if name in recorded
                and (diff := config_diff(recorded[name], trial_configs[name]))}
     if changed and not restart_changed:
-        lines = [f"  {name}: " + "; ".join(diff) for name, diff in changed.items()]
         raise SweepError(f"{spec.source}: --resume: the resolved config of {len(changed)} trial(s) "
-                         "changed since they ran:\n" + "\n".join(lines) + "\nrestore the old "
-                         "settings, or pass --restart-changed to train those trials again from "
-                         "scratch (their old MLflow runs are kept, marked replaced)")
+                         "changed since they ran:\n" + format_changes(changed) + "\nrestore the old "
+                         "settings, pass --restart-changed to train those trials again from "
+                         "scratch (their old MLflow runs are kept, marked replaced), or run the "
+                         "new settings as a separate sweep with --set tracking.run_dir=<another "
+                         f"folder> (e.g. {_other_run_dir(spec)}), without --resume")
 
     exp_name = experiment_name(spec)
     experiment_id = ensure_experiment(
@@ -147,10 +157,6 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     to_run = [p for p in plans if p.name not in reused]
     _write_trials_state(state, {**recorded, **{p.name: trial_configs[p.name] for p in to_run}})
     _log_sweep_to_parent(tracking_uri, parent_run_id, spec, plans)
-    opened = {} if _per_sample(spec) else {
-        p.name: _open_trial_run(tracking_uri, exp_name, parent_run_id, p.name,
-                                trial_configs[p.name])
-        for p in to_run}
     timings["setup_s"] = time.perf_counter() - clock
     if reused:
         print(f"reusing {len(reused)} finished trial(s) of an earlier run: {', '.join(reused)} "
@@ -159,36 +165,95 @@ def execute_sweep(spec: SweepSpec, *, resume: bool = False,
     outcomes: dict[str, tuple[str | None, dict]] = {}
     if to_run:
         trainable = tune.with_resources(
-            _make_trial_driver(trial_configs, spec.name, parent_run_id, opened, exp_name),
+            _make_trial_driver(trial_configs, spec.name, parent_run_id, exp_name),
             _trial_resources_of(spec, {p.name: p.config for p in to_run}))
+        runs = TrialRuns(trial_configs, spec, parent_run_id, exp_name)
         try:
             outcomes = _fit(spec, to_run, trainable, _next_tune_path(tune_path), timings,
-                            trial_configs, opened)
+                            trial_configs, runs)
         except BaseException:
             client.set_terminated(parent_run_id, status="KILLED")
             raise
     clock = time.perf_counter()
     failed = {name: err for name, (err, _) in outcomes.items() if err is not None}
     _close_child_runs(tracking_uri, experiment_id, parent_run_id, outcomes, trial_configs)
-    for name, err in failed.items():
-        log.error("trial %s failed: %s", name, err)
 
     from dear_ray.tracking.aggregate import report_sweep
 
+    notes = sweep_notes(spec)
+    for note in notes:
+        print(f"warning: {note}", flush=True)
     table = report_sweep(sweep_dir, tracking_uri=tracking_uri, experiment=exp_name,
-                         protocol=spec.base.eval.protocol)
+                         protocol=spec.base.eval.protocol, notes=notes)
     client.log_metric(parent_run_id, "failed_trials", float(len(failed)))
-    from dear_ray.tracking.aggregate import report_dir
-
-    _describe_parent(client, parent_run_id, table,
-                     report_dir(sweep_dir, spec.base.eval.protocol) / "results.md")
     client.set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
     timings["report_s"] = time.perf_counter() - clock
     result = SweepResult(spec.name, sweep_dir, tracking_uri, experiment_id, parent_run_id,
                          table, failed, sorted(set(outcomes) | set(reused)), timings,
-                         reused=reused)
+                         reused=reused, notes=notes)
     log.info(result.summary())
     return result
+
+
+def _other_run_dir(spec: SweepSpec) -> str:
+    """A run folder beside the sweep's own, for a variant of it (`runs/demo_2`)."""
+    run_dir = Path(spec.base.tracking.run_dir)
+    n = 2
+    while (run_dir.with_name(f"{run_dir.name}_{n}") / spec.name).exists():
+        n += 1
+    return str(run_dir.with_name(f"{run_dir.name}_{n}"))
+
+
+def sweep_notes(spec: SweepSpec) -> list[str]:
+    """Warnings about the sweep's table: the trials with score stores that were trained under
+    settings the sweep gives them all alike (`mixed_settings`, from `trials.json`)."""
+    from dear_ray.tracking.aggregate import find_trial_stores
+
+    expected = {p.name: p.config.to_dict() for p in expand_trials(replace(spec, only=()))}
+    return mixed_settings(_read_trials_state(spec.sweep_dir / TRIALS_FILE), expected,
+                          list(find_trial_stores(spec.sweep_dir)))
+
+
+def mixed_settings(recorded: dict[str, dict], expected: dict[str, dict],
+                   trials: list[str]) -> list[str]:
+    """Settings that differ between `trials` as they were trained (`recorded`: their resolved
+    configs, the sweep's `trials.json`) although the sweep gives them all the same value
+    (`expected`: the configs it expands to now): e.g. a trial restarted with `--set
+    optim.epochs=2` beside trials trained for 3. Fields the sweep itself varies (its cases and
+    axes, and what follows from them) are not news. One line per field."""
+    names = [t for t in trials if t in recorded and t in expected]
+    if len(names) < 2:
+        return []
+    flat = {t: _flatten(recorded[t]) for t in names}
+    planned = {t: _flatten(expected[t]) for t in names}
+    lines = []
+    for key in sorted({k for f in flat.values() for k in f} - {"name", "tracking.uri"}):
+        if len({json.dumps(planned[t].get(key), default=str) for t in names}) > 1:
+            continue  # the sweep varies it
+        by_value: dict[str, list[str]] = {}
+        for trial in names:
+            by_value.setdefault(json.dumps(flat[trial].get(key, "(unset)"), default=str),
+                                []).append(trial)
+        if len(by_value) > 1:
+            lines.append(f"the trials in this table were trained with different {key} although "
+                         "the sweep gives them the same: " + "; ".join(
+                             f"{value} ({', '.join(group)})" for value, group in by_value.items()))
+    return lines
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def format_changes(changed: dict[str, list[str]]) -> str:
+    """`  <run>: <field>: <old> -> <new>; ...`, a line per run (`config_diff`'s lines)."""
+    return "\n".join(f"  {name}: " + "; ".join(diff) for name, diff in changed.items())
 
 
 def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -261,37 +326,17 @@ def _replace_trial(client: MlflowClient, tracking_uri: str, experiment_id: str,
     print(f"restarting trial {trial} from scratch (its config changed)", flush=True)
 
 
-def _describe_parent(client: MlflowClient, parent_run_id: str, table: pd.DataFrame | None,
-                     markdown: Path) -> None:
-    """The results table as the parent run's description (rendered on its MLflow page), and the
-    headline metrics per trial and method (`<trial>/<method>[/<unknown set>]/<metric>`)."""
-    if table is None or table.empty:
-        return
-    if markdown.is_file():
-        client.set_tag(parent_run_id, "mlflow.note.content", markdown.read_text()[:60000])
-    metrics = {}
-    for _, row in table.iterrows():
-        label = "/".join(str(row[c]) for c in ("trial", "method", "unknown_set")
-                         if c in row and isinstance(row[c], str))
-        for key in HEADLINE_METRICS:
-            value = row.get(key)
-            if isinstance(value, (int, float)) and value == value:
-                metrics[re.sub(r"[^\w./ -]", "_", f"{label}/{key}")] = float(value)
-    log_metric_batch(client, parent_run_id, metrics)
-
-
-HEADLINE_METRICS = ("closed_top1", "shifted_top1", "contrast_acc", "auroc", "open_maf1",
-                    "binarized_auc")
-
-
 def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
-         timings: dict[str, float], trial_configs: dict[str, dict], opened: dict[str, str]
+         timings: dict[str, float], trial_configs: dict[str, dict], runs
          ) -> dict[str, tuple[str | None, dict]]:
     """Connect Ray, run the Tuner over `plans`, and stop the Ray this call started."""
     from ray import tune
 
     clock = time.perf_counter()
-    for key, value in RAY_TRAIN_OPTIONS.items():  # a user's own setting wins
+    from dear_ray.train.driver import set_ray_train_options
+
+    set_ray_train_options()
+    for key, value in TUNE_CONSOLE_OPTIONS.items():
         os.environ.setdefault(key, value)
     private = _connect_ray(spec)
     try:
@@ -309,14 +354,19 @@ def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
             tune_config=_tune_config(spec, plans, concurrency),
             run_config=tune.RunConfig(
                 name=tune_path.name, storage_path=str(tune_path.parent), verbose=0,
-                callbacks=[ConsoleLines(trial_configs, len(plans) * spec.num_samples),
-                           RunCloser(opened, spec)],
+                callbacks=[ConsoleLines(trial_configs, len(plans) * spec.num_samples,
+                                        sweep_dir=spec.sweep_dir), runs],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
         )
         from dear_ray.timeline import SWEEP_FILE, mark
 
         mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_start")
-        outcomes = _trial_outcomes(tuner.fit())
+        tune_log = logging.getLogger("ray.tune.tune")
+        tune_log.addFilter(_NoIncompleteList)
+        try:
+            outcomes = _trial_outcomes(tuner.fit(), spec.sweep_dir)
+        finally:
+            tune_log.removeFilter(_NoIncompleteList)
         mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_done")
         timings["tune_fit_s"] = time.perf_counter() - clock
         return outcomes
@@ -328,41 +378,18 @@ def _fit(spec: SweepSpec, plans: list[TrialPlan], trainable, tune_path: Path,
             _joined_cluster[0] = False
 
 
-# Ray Train options for every trial (environment variables Ray Train reads in the trial driver
-# and propagates to its controller and workers; set unless the user set them):
-# - the controller polls the workers every 2 s by default; a trial's end (and each start phase)
-#   waits for the next poll, so 0.5 s shortens every trial by about a second;
-# - the Prometheus metrics callbacks and the spot-preemption watcher cost each trial start-up a
-#   little and serve only multi-node Ray dashboards / preemptible nodes.
-RAY_TRAIN_OPTIONS = {
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
-    "RAY_TRAIN_METRICS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-}
-
-
 def _per_sample(spec: SweepSpec) -> bool:
-    """Trials named `<case>_<trial id>` (a search space or several samples): Tune names them, so
-    their runs are opened by the trial drivers, not in advance."""
+    """Trials named `<case>_<trial id>` (a search space or several samples): Tune names them."""
     return bool(spec.search) or spec.num_samples > 1
 
 
-def _open_trial_run(tracking_uri: str, experiment: str, parent_run_id: str, name: str,
-                    resolved: dict) -> str:
-    """Open (or, on a resume, continue) a trial's child run in this process, as the trial driver
-    would (`dear_ray.train.driver.open_trial_run`); the run id."""
-    from dear_ray.train.driver import open_trial_run
-
-    cfg = load_config(resolved).override({"tracking.uri": tracking_uri})
-    return open_trial_run(cfg, name, experiment=experiment, parent_run_id=parent_run_id).run_id
-
-
 def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str,
-                       opened: dict[str, str], experiment: str):
+                       experiment: str):
     """The Tune trainable: one trial = its validated config, then `run_training` (Ray Train).
 
-    `opened`: plan name -> the run id this process opened for it (`_open_trial_run`); those
-    trials' drivers never touch MLflow (`run_training(opened_run=...)`).
+    The trial's MLflow run is opened by the sweep's driver when the trial starts (`TrialRuns`);
+    the trial's rank 0 finds it by name under the parent run (`run_training(opened_run=...)`),
+    so this process never opens MLflow itself.
     """
 
     def _trial_driver(config: dict[str, Any]) -> None:
@@ -380,16 +407,11 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
 
         mark(run_root, trial_name, "trial_driver_imports_done")
         cfg = load_config(trial_configs[config["trial"]], overrides=config.get("search") or None)
-        # a run this sweep opened in advance, or run_training opens the trial's child run (found
-        # again by name under the parent when the trial is resumed) before its workers start;
-        # rank 0 logs into it by run id
-        run_id = opened.get(config["trial"]) if trial_name == config["trial"] else None
         # a worker group's reports reach Tune through Ray Train's callback; an in-process loop
         # (num_workers 0) reports to Tune itself
         callbacks = [TuneReportCallback()] if cfg.resources.num_workers > 0 else []
         run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
-                     callbacks=callbacks, tune_trial=True,
-                     opened_run=None if run_id is None else (run_id, experiment))
+                     callbacks=callbacks, tune_trial=True, opened_run=(None, experiment))
         mark(run_root, trial_name, "trial_driver_done")
 
     _trial_driver.__name__ = _trial_driver.__qualname__ = f"{sweep}_trial"
@@ -483,26 +505,59 @@ def _connect_ray(spec: SweepSpec):
     return private
 
 
-class RunCloser:
-    """A Tune callback ending the runs this sweep opened in advance (`_open_trial_run`): FINISHED
-    when the trial's last report says its evaluation is done (`DONE_KEY`), as `run_training`
-    does for the runs it opens. Others are left to `_close_child_runs` after the fit (an error:
-    FAILED; stopped by the scheduler: KILLED)."""
+class TrialRuns:
+    """A Tune callback owning the trials' MLflow runs, in the sweep's driver process.
 
-    def __new__(cls, opened: dict[str, str], spec: SweepSpec):
+    When Tune starts a trial (before its function runs), its run is opened, or continued when it
+    exists under the parent run (a resumed or retried trial): tags, params and the resolved
+    config are logged (`dear_ray.train.driver.open_trial_run`), so the run's start time is the
+    trial's. When the trial completes, its run ends FINISHED if the trial's last report says its
+    evaluation is done (`DONE_KEY`); others are left to `_close_child_runs` after the fit (an
+    error: FAILED; stopped by the scheduler: KILLED).
+    """
+
+    def __new__(cls, trial_configs: dict[str, dict], spec: SweepSpec, parent_run_id: str,
+                experiment: str):
         from ray import tune
 
-        from dear_ray.train.driver import DONE_KEY
+        from dear_ray.train.driver import DONE_KEY, open_trial_run
 
         tracking_uri = resolve_tracking_uri(spec.base)
 
-        class _Closer(tune.Callback):
+        class _Runs(tune.Callback):
+            def __init__(self) -> None:
+                self.run_ids: dict[str, str] = {}
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                name = _trial_name(trial)
+                cfg = load_config(trial_configs[trial.config["trial"]],
+                                  overrides=trial.config.get("search") or None)
+                logger = open_trial_run(cfg.override({"tracking.uri": tracking_uri}), name,
+                                        experiment=experiment, parent_run_id=parent_run_id)
+                self.run_ids[name] = logger.run_id
+
             def on_trial_complete(self, iteration, trials, trial, **info):
-                run_id = opened.get(trial.config.get("trial"))
+                run_id = self.run_ids.get(_trial_name(trial))
                 if run_id is not None and (trial.last_result or {}).get(DONE_KEY):
                     MlflowClient(tracking_uri).set_terminated(run_id, status="FINISHED")
 
-        return _Closer()
+        return _Runs()
+
+
+def _trial_error(trial) -> BaseException | None:
+    """The exception a failed Tune trial raised (Tune pickles it beside its error file)."""
+    import cloudpickle
+
+    try:
+        with open(trial.pickled_error_file, "rb") as fh:
+            return cloudpickle.load(fh)
+    except Exception:  # noqa: BLE001 - no or an unreadable file: the error file names the cause
+        return None
+
+
+def _trial_name(trial) -> str:
+    """The name a Tune trial runs under (its folder's, set by `_tune_config`'s name creator)."""
+    return Path(trial.path).name if getattr(trial, "path", None) else str(trial)
 
 
 class ConsoleLines:
@@ -512,8 +567,11 @@ class ConsoleLines:
     Tune/Train folders, the workers' output in Ray's log files.
     """
 
-    def __new__(cls, trial_configs: dict[str, dict], total: int = 0):
+    def __new__(cls, trial_configs: dict[str, dict], total: int = 0, *,
+                sweep_dir: Path | None = None):
         from ray import tune
+
+        from dear_ray.tracking.console import epoch_line
 
         class _Lines(tune.Callback):
             def __init__(self) -> None:
@@ -523,7 +581,7 @@ class ConsoleLines:
 
             @staticmethod
             def _name(trial) -> str:
-                return Path(trial.path).name if getattr(trial, "path", None) else str(trial)
+                return _trial_name(trial)
 
             def _total(self, trial) -> int:
                 return self.epochs.get(trial.config.get("trial"), 0)
@@ -533,14 +591,8 @@ class ConsoleLines:
                 print(f"[{self._name(trial)}] started", flush=True)
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                if "epoch" not in result:
-                    return
-                parts = [f"[{self._name(trial)}] epoch {int(result['epoch']) + 1}/{self._total(trial)}"]
-                for key, fmt in (("train_loss", "loss {:.3f}"), ("train_top1", "top-1 {:.1%}"),
-                                 ("val_top1", "val {:.1%}"), ("clips_per_s", "{:.0f} clips/s")):
-                    if isinstance(result.get(key), (int, float)):
-                        parts.append(fmt.format(result[key]))
-                print("  ".join(parts), flush=True)
+                if "epoch" in result:
+                    print(epoch_line(self._name(trial), result, self._total(trial)), flush=True)
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 self.done += 1
@@ -554,8 +606,12 @@ class ConsoleLines:
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 self.done += 1
-                print(f"[{self._name(trial)}] FAILED (error file: {trial.error_file}) "
-                      f"({self._status(trials)})", flush=True)
+                name = self._name(trial)
+                error = _trial_error(trial)
+                cause = "see its error file" if error is None else describe_failure(
+                    error, sweep_dir, name)
+                print(f"[{name}] FAILED: {cause} ({self._status(trials)}; error file: "
+                      f"{trial.error_file})", flush=True)
 
             def _status(self, trials) -> str:
                 # Tune creates trials as slots free up: count the sweep's, not Tune's so far
@@ -564,21 +620,32 @@ class ConsoleLines:
         return _Lines()
 
 
-def _trial_outcomes(grid) -> dict[str, tuple[str | None, dict[str, Any]]]:
-    """Trial name -> (None or a short error, the trial's Tune config), from a `ResultGrid`."""
+def _trial_outcomes(grid, sweep_dir: Path) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """Trial name -> (None or the one-line cause of its failure, the trial's Tune config), from
+    a `ResultGrid`."""
     outcomes = {}
     for result in grid:
         name = Path(result.path).name if result.path else str(result.config.get("trial"))
         err = result.error
-        outcomes[name] = (None if err is None else _short_error(err), dict(result.config or {}))
+        outcomes[name] = (None if err is None else describe_failure(err, sweep_dir, name),
+                          dict(result.config or {}))
     return outcomes
 
 
-def _short_error(err: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(err), err))
-    # a RayTaskError carries the remote traceback; its last line is the original exception
-    lines = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(err).__name__
+# Tune's own console output, replaced by `ConsoleLines` (a user's own setting wins): the legacy
+# output engine, which `verbose=0` silences (the new one prints its experiment table, result
+# folders and a paragraph per failed trial whatever the verbosity), and no `Trial task failed`
+# record with the whole Ray traceback (the trial's error file keeps it)
+TUNE_CONSOLE_OPTIONS = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
+
+
+class _NoIncompleteList:
+    """A logging filter for Tune's `Trials did not complete: [...]` line: the sweep's summary
+    lists each failed trial with its cause."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not str(record.msg).startswith("Trials did not complete")
 
 
 def _close_child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str,

@@ -262,9 +262,10 @@ def restrict_sweep(spec: SweepSpec, *, overrides: Mapping[str, Any] | None = Non
 
 
 def ineffective_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> list[str]:
-    """The `--set` fields that no trial keeps: every case or grid point sets them itself.
+    """The `--set` fields that some or all trials do not keep: a case or grid point sets them
+    itself (e.g. `--set data.data_root=/mnt/data` beside a case with its own data root).
 
-    Returns one warning line per such field, naming the values the trials use instead.
+    Returns one warning line per such field, naming the trials and the values they use instead.
     """
     if not overrides:
         return []
@@ -278,11 +279,19 @@ def ineffective_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> list
             return d
 
         wanted = leaf(probe)
-        used = [leaf(p.config.to_dict()) for p in plans]
-        if plans and all(u != wanted for u in used):
-            shown = sorted({repr(u) for u in used})
+        others = {p.name: leaf(p.config.to_dict()) for p in plans}
+        others = {name: value for name, value in others.items() if value != wanted}
+        if not plans or not others:
+            continue
+        if len(others) == len(plans):
+            shown = sorted({repr(u) for u in others.values()})
             lines.append(f"--set {dotted}={wanted!r} has no effect: every trial sets {dotted} "
                          f"itself ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})")
+            continue
+        named = [f"{name} ({value!r})" for name, value in others.items()]
+        lines.append(f"--set {dotted}={wanted!r} does not reach {len(others)} of {len(plans)} "
+                     f"trial(s), which set {dotted} themselves: {', '.join(named[:5])}"
+                     f"{', ...' if len(named) > 5 else ''}")
     return lines
 
 

@@ -84,7 +84,7 @@ def test_classifier_of_other_width_is_skipped_unless_strict(tmp_path):
     assert report.missing == [] and report.unexpected == []
     _assert_same(src.backbone, dst.backbone)
     assert torch.equal(dst.cls_head.fc_cls.weight, head_before)
-    assert "skipped classifier (other number of classes)" in str(report)
+    assert "skipped classifier (400 classes in the checkpoint, 101 in the model)" in str(report)
     with pytest.raises(CheckpointError, match=r"cls_head.fc_cls.weight: checkpoint \(400, 256\), model \(101, 256\)"):
         load_checkpoint(_Recognizer("i3d_tiny", 101, seed=1), path, strict_classifier=True)
 

@@ -26,6 +26,11 @@ COLUMNS = {"closed_top1": "top1", "shifted_top1": "top1 shifted", "static_bias_g
            "auroc": "AUROC", "open_maf1": "open maF1", "open_auc": "OpenAUC",
            "fpr_at_95_tpr_first": "FPR95", "ece": "ECE"}
 FIGURES = ("openness_curves", "uncertainty_histograms", "static_bias_gap")
+# the notebook's last figure (the static-bias bars) and the curves it drew, handed to the test
+FIGURE_FACTS = """import json
+legend = ax.get_legend().get_bbox_to_anchor().transformed(ax.transAxes.inverted())
+print(json.dumps({"curve_methods": sorted(curves["method"].unique()), "bars": len(ax.patches),
+                  "legend_x0": legend.x0}))"""
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +138,15 @@ def test_notebook_names_a_missing_database(tmp_path, monkeypatch):
 def test_notebook_shows_the_newest_sweep_from_mlflow(sweep, tmp_path, monkeypatch):
     figures = tmp_path / "figures"
     # one extra cell hands the notebook's table back to the test
-    nb = _execute(_notebook('print(table.to_json(orient="records"))'), tmp_path,
+    nb = _execute(_notebook('print(table.to_json(orient="records"))', FIGURE_FACTS), tmp_path,
                   {"DEAR_RAY_TRACKING_URI": sweep.tracking_uri, "DEAR_RAY_SWEEP": "nbsweep",
                    "DEAR_RAY_FIGURES": str(figures)}, monkeypatch)
-    rows = json.loads(_printed(nb.cells[-1]))
+    rows = json.loads(_printed(nb.cells[-2]))
+    facts = json.loads(_printed(nb.cells[-1]))
+    # the figures draw the trained and post-hoc methods, not the detector rows (each repeating
+    # its model's top-1), with the legend beside the plot, not over it
+    assert facts["curve_methods"] == sorted({r["method"] for r in rows if "+" not in r["method"]})
+    assert facts["bars"] == 2 * len(facts["curve_methods"]) and facts["legend_x0"] >= 1.0
 
     # one row per method of the newest parent run (trials and their post-hoc runs), none of the
     # stale parent's, each with MLflow's numbers (in percent)

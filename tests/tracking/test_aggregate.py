@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -197,8 +198,8 @@ def test_parent_run_gets_the_data_behind_the_plots(sweep):
 
 def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     client = MlflowClient(sweep["uri"])
-    trial_runs = client.search_runs([sweep["exp"]],
-                                    f"tags.mlflow.parentRunId = '{sweep['parent']}'")
+    children = client.search_runs([sweep["exp"]], f"tags.mlflow.parentRunId = '{sweep['parent']}'")
+    trial_runs = [r for r in children if r.data.tags["dear_ray.role"] == "trial"]
     assert sorted(r.info.run_name for r in trial_runs) == ["evid", "soft"]
     assert all(r.info.status == "FINISHED" for r in trial_runs if r.info.run_name == "evid")
     soft = client.get_run(sweep["soft_run"])
@@ -209,12 +210,27 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     assert soft.data.metrics["closed_top1"] == pytest.approx(row["closed_top1"])
     assert soft.data.metrics["closed_top1_ci_high"] == pytest.approx(row["closed_top1_ci_high"])
     assert "open_maf1" not in soft.data.metrics and "unk/closed_top1" not in soft.data.metrics
-    posthoc = client.search_runs([sweep["exp"]],
-                                 f"tags.mlflow.parentRunId = '{sweep['soft_run']}'")
+    # its page's description: the method's headline numbers
+    note = soft.data.tags["mlflow.note.content"]
+    assert note.startswith("**softmax** (soft") and f"AUROC (unk) {100 * row['auroc']:.1f}" in note
+    # the post-hoc methods: runs beside the trials (one level in MLflow's runs list and charts),
+    # tagged with their trial, over their trial's time
+    posthoc = [r for r in children if r.data.tags["dear_ray.role"] == "posthoc" and r.data.tags["trial"] == "soft"]
     assert sorted(r.data.tags["method"] for r in posthoc) == sorted(["mc_dropout", "openmax", *POSTHOC_METHODS])
-    assert all(r.data.tags["backbone"] == "i3d_tiny" for r in posthoc)
-    evid = next(r for r in trial_runs if r.info.run_name == "evid")
-    evidential = client.search_runs([sweep["exp"]], f"tags.mlflow.parentRunId = '{evid.info.run_id}'")
+    assert all(r.data.tags["backbone"] == "i3d_tiny" and r.data.tags["trial"] == "soft"
+               and r.info.start_time == soft.info.start_time for r in posthoc)
+    kinds = {r.data.tags["method"]: r.data.tags["method_kind"] for r in [*trial_runs, *posthoc]}
+    assert kinds["softmax"] == kinds["edl"] == "trained"
+    assert kinds["mc_dropout"] == kinds["openmax"] == "post-hoc"
+    assert {kinds[m] for m in POSTHOC_METHODS} == {"detector"}
+    # a colour of its own for every method run (the UI's own choice repeats colours)
+    # (the trained and post-hoc rows first; detector rows take the rest of the palette, which
+    # repeats past its 20 colours)
+    colors = [r.data.tags["mlflow.runColor"] for r in [*trial_runs, *posthoc]
+              if r.data.tags["method_kind"] != "detector"]
+    assert len(set(colors)) == len(colors)
+    evidential = [r for r in children if r.data.tags["dear_ray.role"] == "posthoc"
+                  and r.data.tags["trial"] == "evid"]
     assert sorted(r.data.tags["method"] for r in evidential) == sorted(f"edl+{n}" for n in EVIDENTIAL_POSTHOC)
     assert all(np.isfinite(r.data.metrics["unk/auroc"]) for r in evidential)
     runs = [*trial_runs, *posthoc]
@@ -328,3 +344,65 @@ def test_trials_that_differ_only_in_seed_form_one_setting(tmp_path):
     out = seed_summary(table, settings)
     assert out["num_seeds"].tolist() == [2, 1] and out["auroc"].tolist() == pytest.approx([0.75, 0.5])
     assert out.loc[0, "trials"] == "s0,s1" and out.loc[0, "seeds"] == "0,1"
+
+
+def short_table_rows(note: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows (cells split at 2+ spaces) of the description's table block."""
+    block = note.split("```")[1].strip("\n").splitlines()
+    assert set(block[1]) <= {"-", " "}
+    return re.split(r"\s{2,}", block[0]), [re.split(r"\s{2,}", line) for line in block[2:]]
+
+
+def test_parent_description_is_a_short_table_that_fits_and_links_the_full_one(sweep):
+    """MLflow keeps 8000 characters of a description: the parent's is one row per method with
+    the headline columns, the detector rows in one line, links to the full table and the view."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from dear_ray.tracking.mlflow_view import VIEW_KEY
+
+    client = MlflowClient(sweep["uri"])
+    note = client.get_run(sweep["parent"]).data.tags["mlflow.note.content"]
+    lines = note.splitlines()
+    assert lines[0] == "**sw: 2 trial(s), 4 method(s)**"
+    assert (f"[full table ({len(sweep['table'])} rows, every metric with its interval)](#/experiments/{sweep['exp']}"
+            f"/runs/{sweep['parent']}/artifacts/report/results.md?workflowType=machine_learning)"
+            in lines[1]) and f"viewStateShareKey={VIEW_KEY}" in lines[1]
+    header, rows = short_table_rows(note)
+    assert header == ["trial", "method", "top-1", "shifted top-1", "AUROC (unk)", "open maF1 (unk)"]
+    assert [r[:2] for r in rows] == [["evid", "edl"], ["soft", "softmax"], ["soft", "mc_dropout"],
+                                     ["soft", "openmax"]]
+    row = _row(sweep["table"], "openmax")
+    assert rows[3][4].startswith(f"{100 * row['auroc']:.1f}")
+    assert rows[3][4].endswith("*") == bool(row["auroc_diff_sig"])
+    detectors = int(sweep["table"]["method"].str.contains("+", regex=False).sum())
+    assert any(line.startswith(f"{detectors} post-hoc detector rows") for line in lines)
+    assert len(note) <= MAX_TAG_VAL_LENGTH
+    # the saved view: the method runs by AUROC, AUROC and top-1 first
+    state = json.loads(json.loads(client.get_experiment(sweep["exp"]).tags[
+        f"mlflow.sharedViewState.{VIEW_KEY}"])["state"])
+    assert state["columnOrder"][:2] == ["metrics.`unk/auroc`", "metrics.`closed_top1`"]
+    shown = client.search_runs([sweep["exp"]], state["searchFilter"])
+    assert sorted(r.data.tags["method"] for r in shown) == ["edl", "mc_dropout", "openmax", "softmax"]
+
+
+def test_short_table_of_a_large_sweep_always_fits_with_whole_rows():
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from dear_ray.tracking.mlflow_view import short_table
+
+    rows = [{"trial": f"backbone_{b}_seed_{s}_{m}", "method": m, "unknown_set": u,
+             "closed_top1": 0.9, "shifted_top1": 0.5, "auroc": 0.8, "open_maf1": 0.7,
+             "auroc_diff_sig": True}
+            for b in range(4) for s in range(10) for m in ("softmax", "bnn", "rpl", "dear", "edl")
+            for u in ("hmdb51", "mit_v2")]
+    text = short_table(pd.DataFrame(rows), title="big", notes=["a warning"])
+    assert len(text) <= MAX_TAG_VAL_LENGTH and "> a warning" in text.splitlines()
+    header, table_rows = short_table_rows(text)
+    # one row per method: the two unknown sets are columns
+    assert header[2:] == ["top-1", "shifted top-1", "AUROC (hmdb51)", "open maF1 (hmdb51)",
+                          "AUROC (mit_v2)", "open maF1 (mit_v2)"]
+    whole = [r for r in table_rows if r[0].startswith("backbone_")]
+    assert 40 < len(whole) < 200 and all(r[2:] == ["90.0", "50.0", "80.0 *", "70.0", "80.0 *", "70.0"]
+                                         for r in whole)
+    assert re.fullmatch(r"\.\.\. \d+ more rows: the full table", " ".join(table_rows[-1]))
+    assert text.splitlines()[-1].startswith("percent, higher is better")

@@ -144,8 +144,11 @@ def test_dear_ray_test_evaluates_a_checkpoint_like_a_trained_trial(
                  "--resamples", str(RESAMPLES)]) == 0
     printed = capsys.readouterr().out
     assert f"loaded {len(model.state_dict())}/{len(model.state_dict())} tensors" in printed
+    # one line for the run, then the table: no raw `key: value` dump of the run's metrics
+    assert "test run t-test finished: MLflow run " in printed
+    assert not [line for line in printed.splitlines() if re.fullmatch(r"\w+: [-\d.e]+", line)]
     runs = _runs(run_dir, "t")
-    run = runs["t"]
+    run = runs["t-test"]  # a test run's name: the training runs keep NAME, NAME-2, ...
     assert run.info.status == "FINISHED" and run.data.tags["head"] == head
     assert set(run.data.metrics) == trained_names  # the names a trained trial gets
     assert set(run.data.metrics) > {"test_top1", "closed_top1", "unknown/auroc",
@@ -157,9 +160,9 @@ def test_dear_ray_test_evaluates_a_checkpoint_like_a_trained_trial(
         f"stores/{s}.parquet" for s in ("train", "test", "test_shifted", "test_scuba",
                                         "test_scufo", "unknown")}
     if head == "softmax":  # MC dropout comes post hoc, in its own nested run
-        assert runs["t/mc_dropout"].data.tags["mlflow.parentRunId"] == run.info.run_id
+        assert runs["t-test/mc_dropout"].data.tags["mlflow.parentRunId"] == run.info.run_id
     # the stores hold the checkpoint's predictions, not a fresh model's
-    store = read_score_store(stores_dir(load_config(config), "t") / "test.parquet")
+    store = read_score_store(stores_dir(load_config(config), "t-test") / "test.parquet")
     assert store.meta.checkpoint == str(checkpoint.absolute())
     from dear_ray.train.evaluation import predict_shard
 

@@ -104,3 +104,41 @@ def test_reaper_terminates_the_instance_when_its_driver_is_killed(tmp_path):
             if p.poll() is None:
                 p.kill()
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == "zombie"
+
+
+def test_reaper_also_ends_a_process_started_while_the_instance_is_torn_down(tmp_path):
+    """A dying raylet can start an agent after the reaper's first sweep (the DashboardAgent and
+    RuntimeEnvAgent left orphaned): here a process of the instance that, when terminated,
+    starts another one."""
+    temp = tmp_path / "inst"
+    born = tmp_path / "respawned.pid"
+    code = ("import os, signal, subprocess, sys, time\n"
+            "def respawn(*_):\n"
+            "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\n"
+            "                             start_new_session=True)\n"
+            f"    open({str(born)!r}, 'w').write(str(child.pid))\n"
+            "    os._exit(0)\n"
+            "signal.signal(signal.SIGTERM, respawn)\n"
+            "time.sleep(120)\n")
+    env = {**os.environ, INSTANCE_VARIABLE: str(temp)}
+    agent = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    driver = _sleeper()
+    reaper = subprocess.Popen([sys.executable, "-m", "dear_ray.tune._reaper", "--pid",
+                               str(driver.pid), "--temp-dir", str(temp), "--interval", "0.2",
+                               "--settle", "1.0"])
+    try:
+        time.sleep(1.0)
+        driver.kill()
+        driver.wait()
+        assert reaper.wait(timeout=30) == 0
+        assert _gone(agent)
+        respawned = int(born.read_text())
+        assert not psutil.pid_exists(respawned) or \
+            psutil.Process(respawned).status() == psutil.STATUS_ZOMBIE, "the respawned agent lives"
+        assert own_processes(temp) == []
+    finally:
+        for p in (driver, agent, reaper):
+            if p.poll() is None:
+                p.kill()
+        if born.exists() and psutil.pid_exists(int(born.read_text())):
+            psutil.Process(int(born.read_text())).kill()

@@ -6,6 +6,7 @@ Each test starts (and stops) private local Ray instances: marked slow.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,15 +87,28 @@ def test_resume_runs_added_trials_and_refuses_changed_ones_with_the_diff(sweep_s
     with pytest.raises(SweepError) as err:
         run_sweep(longer, resume=True)
     assert "a: optim.epochs: 1 -> 2" in str(err.value) and "--restart-changed" in str(err.value)
+    assert "--set tracking.run_dir=<another folder>" in str(err.value)  # what also works
 
     client = MlflowClient(grown.tracking_uri)
     children = client.search_runs([grown.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{grown.parent_run_id}'")
+                                  f"tags.mlflow.parentRunId = '{grown.parent_run_id}' and "
+                                  "tags.`dear_ray.role` = 'trial'")
     assert sorted(r.info.run_name for r in children) == ["a", "b"]
     assert {r.info.status for r in children} == {"FINISHED"}
     parent = client.get_run(grown.parent_run_id)
-    assert "| " in parent.data.tags["mlflow.note.content"]  # the results table as description
-    assert any(k.startswith("a/softmax") and k.endswith("auroc") for k in parent.data.metrics)
+    assert re.search(r"^a\s+softmax\s", parent.data.tags["mlflow.note.content"], re.M)  # short table
+    capsys.readouterr()
+
+    # one trial trained again for 2 epochs beside the other's 1: the report says it mixes them
+    part = run_sweep(restrict_sweep(spec, overrides={"optim.epochs": 2}, trials=["a"]),
+                     resume=True, restart_changed=True)
+    assert part.failed == {} and set(part.table["trial"]) == {"a", "b"}
+    note = ("the trials in this table were trained with different optim.epochs although the sweep "
+            "gives them the same: 2 (a); 1 (b)")
+    assert part.notes == [note]
+    assert f"warning: {note}" in capsys.readouterr().out
+    assert "1 trial(s) run now, 0 failed; the table has 2 trial(s)" in part.summary()
+    assert f"> {note}" in client.get_run(part.parent_run_id).data.tags["mlflow.note.content"]
 
 
 def test_a_killed_sweep_leaves_no_ray_process_of_its_own(sweep_synth, tmp_path):
@@ -154,3 +168,45 @@ def test_two_sweeps_started_together_on_a_new_sqlite_store_both_finish(sweep_syn
         assert exp is not None
         statuses = {r.info.status for r in client.search_runs([exp.experiment_id])}
         assert statuses == {"FINISHED"}
+
+
+def test_ctrl_c_ends_a_train_run_killed_says_how_to_resume_and_leaves_no_ray_process(
+        sweep_synth, tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group) during `dear-ray train` on a worker
+    group: exit status 130, one line saying the run was stopped and how `--resume` continues it,
+    the MLflow run KILLED, nothing of its private Ray left."""
+    cfg = {"name": "cc", **_base(sweep_synth, tmp_path / "runs", epochs=30)}
+    path = tmp_path / "cc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    out = (tmp_path / "out.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "dear_ray.cli", "train", str(path)], stdout=out,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    temp = private_temp_dir(tmp_path / "runs" / "cc" / "ray" / "cc")
+    try:
+        deadline = time.monotonic() + 240
+        while "[cc] epoch 2/30" not in (tmp_path / "out.txt").read_text():
+            assert proc.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline, "no epoch line"
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        text = (tmp_path / "out.txt").read_text()
+        assert ("dear-ray: interrupted: training run cc stopped (MLflow run KILLED); "
+                f"`dear-ray train {path} --resume` continues it after epoch ") in text
+        # the workers' output (Ray Train's report dumps, the preemption watcher's core-worker
+        # error) stays in Ray's log files: the console has the epoch lines
+        assert "Traceback" not in text and "TrainingReport(" not in text
+        assert "PreemptionWatcher" not in text and "[cc] epoch 1/30  loss " in text
+        deadline = time.monotonic() + 30
+        while own_processes(temp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert own_processes(temp) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in own_processes(temp):
+            p.kill()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("cc").experiment_id])
+    assert run.info.status == "KILLED"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from dear_ray.tune.runner import _param_space, _short_error, _tune_config, experiment_name
+from dear_ray.tune.runner import _param_space, _tune_config, experiment_name
 from dear_ray.tune.sweep import expand_trials, parse_sweep
 
 
@@ -46,13 +46,6 @@ def test_tune_config_asha_in_epochs_and_trial_names(tmp_path):
     assert single.trial_name_creator(trial) == "head-edl" and single.scheduler is None
 
 
-def test_short_error_keeps_the_original_exception_line():
-    err = RuntimeError("\x1b[36mray::ImplicitFunc.train()\x1b[39m\n  File \"x.py\", line 3\n"
-                       "ValueError: boom x=3")
-    assert _short_error(err) == "ValueError: boom x=3"
-    assert _short_error(KeyError("k")) == "KeyError: 'k'"
-
-
 def test_experiment_is_tracking_experiment_or_sweep_name(tmp_path):
     assert experiment_name(_spec(tmp_path)) == "r"
     named = parse_sweep({"name": "r", "base": {"tracking": {"run_dir": str(tmp_path),
@@ -60,3 +53,21 @@ def test_experiment_is_tracking_experiment_or_sweep_name(tmp_path):
                          "grid": {"seed": [0]}})
     assert experiment_name(named) == "exp"
     assert math.isclose(_spec(tmp_path).trial_resources["CPU"], 0.5)
+
+
+def test_mixed_settings_names_what_differs_outside_the_sweeps_own_axes(tmp_path):
+    """A trial restarted with `--set optim.epochs=2` beside trials of 7 epochs: the report
+    mixes budgets the sweep gives all its trials alike; what the sweep itself varies (here
+    model.head, and what a head changes in the resolved config) is not news."""
+    from dear_ray.tune.runner import mixed_settings
+
+    spec = _spec(tmp_path)
+    expected = {p.name: p.config.to_dict() for p in expand_trials(spec)}
+    trained = {name: dict(config) for name, config in expected.items()}
+    assert mixed_settings(trained, expected, list(trained)) == []
+    trained["head-edl"] = {**trained["head-edl"], "optim": {**trained["head-edl"]["optim"], "epochs": 2}}
+    assert mixed_settings(trained, expected, list(trained)) == [
+        "the trials in this table were trained with different optim.epochs although the sweep "
+        "gives them the same: 2 (head-edl); 7 (head-dear)"]
+    # a trial the sweep no longer has (renamed, removed) is left out of the comparison
+    assert mixed_settings(trained, {"head-dear": expected["head-dear"]}, list(trained)) == []

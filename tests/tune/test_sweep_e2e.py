@@ -6,6 +6,7 @@ Starts (and stops) a local Ray instance: marked slow.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from mlflow import MlflowClient
@@ -60,9 +61,15 @@ def test_two_trial_sweep_logs_parent_table_and_child_metrics_then_resumes(synth,
     artifacts = {f.path for f in client.list_artifacts(result.parent_run_id, "report")}
     assert {"report/results.md", "report/results.csv", "report/results.parquet",
             "report/results_table.json", "report/openness_curves.png"} <= artifacts
-    children = client.search_runs([result.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    _check_the_mlflow_view(client, result)
+    children = [r for r in client.search_runs(
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+        if r.data.tags["dear_ray.role"] == "trial"]
     assert sorted(r.info.run_name for r in children) == ["head-edl", "head-softmax"]
+    # each trial's run opened when its trial started: one at a time, the second run starts
+    # after the first ended (not both at the sweep's start, queue time counted)
+    first, second = sorted(children, key=lambda r: r.info.start_time)
+    assert second.info.start_time >= first.info.end_time
     for run in children:
         head = run.data.tags["head"]
         assert run.info.status == "FINISHED"
@@ -99,32 +106,75 @@ def test_two_trial_sweep_logs_parent_table_and_child_metrics_then_resumes(synth,
     assert again.parent_run_id == result.parent_run_id and again.failed == {}
     assert [p.stat().st_mtime_ns for p in stores] == mtimes
     children = client.search_runs([result.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}' and "
+                                  "tags.`dear_ray.role` = 'trial'")
     assert len(children) == 2
     for run in children:
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
 
 
+def _check_the_mlflow_view(client, result):
+    """What the MLflow UI shows first: the parent's short table, the saved view's runs and charts."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from dear_ray.tracking.mlflow_view import VIEW_KEY
+
+    parent = client.get_run(result.parent_run_id)
+    assert set(parent.data.metrics) == {"failed_trials"}  # no 40 sections of single bars
+    note = parent.data.tags["mlflow.note.content"]
+    assert len(note) <= MAX_TAG_VAL_LENGTH and "[full table (" in note
+    header = note.split("```")[1].strip().splitlines()[0].split()
+    assert header == ["trial", "method", "top-1", "shifted", "top-1", "AUROC", "open", "maF1"]
+    for _, row in result.table.iterrows():  # every method of the table, in the short one
+        shown = re.search(rf"^{row['trial']}\s+{re.escape(row['method'])}\s", note, re.M)
+        assert bool(shown) == ("+" not in row["method"]), row["method"]
+    state = json.loads(json.loads(client.get_experiment(result.experiment_id).tags[
+        f"mlflow.sharedViewState.{VIEW_KEY}"])["state"])
+    shown = client.search_runs([result.experiment_id], state["searchFilter"])
+    assert {r.data.tags["method"] for r in shown} >= {"softmax", "mc_dropout", "edl"}
+    keys = [c["metricKey"] for c in state["compareRunCharts"]]
+    assert keys[:2] == ["unknown/auroc", "closed_top1"]  # AUROC and top-1 side by side
+    assert all(k in r.data.metrics for r in shown for k in keys)
+    assert state["orderByKey"] == "metrics.`unknown/auroc`"
+    assert len({r.data.tags["mlflow.runColor"] for r in shown}) == len(shown)
+
+
 def test_failed_trial_is_reported_and_finished_trials_still_aggregated(synth, tmp_path,
-                                                                     monkeypatch):
+                                                                     monkeypatch, capfd):
+    """A trial whose data has too many undecodable videos fails: one console line and one MLflow
+    `error` tag name the cause (not the last line of its message, no Ray traceback); the other
+    trial is aggregated."""
+    import shutil
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    bad = tmp_path / "bad_data"
+    shutil.copytree(synth, bad)
+    for rel in [line.split()[0] for line in (bad / "train.txt").read_text().splitlines()[:2]]:
+        (bad / rel).write_bytes((bad / rel).read_bytes()[:300])
     spec = parse_sweep({
         "name": "partial",
         "base": _spec(synth, tmp_path / "runs").base.override({"optim.epochs": 1}).to_dict(),
-        # clip_len 2 is too short for i3d_tiny's temporal pooling: that trial raises in training
         "cases": [{"name": "ok", "model.head": "edl"},
-                  {"name": "broken", "model.head": "edl", "data.clip_len": 2}],
+                  {"name": "broken", "model.head": "edl", "data.data_root": str(bad)}],
         "max_concurrent_trials": 1,
     })
     result = run_sweep(spec)
-    assert list(result.failed) == ["broken"]
-    assert "Error" in result.failed["broken"]
+    # the run stops at the first bad video over 5%: 1 or 2 of 18, as the loader meets them
+    cause = result.failed["broken"]
+    assert list(result.failed) == ["broken"] and re.fullmatch(
+        r"TooManyBadVideosError: [12] of 18 videos in train \(rank 0\) could not be decoded "
+        r"\((5\.6|11\.1)%; max_bad_fraction=5\.0%\) \(the videos: "
+        + re.escape(str(spec.sweep_dir / "bad_videos" / "broken")) + r"\)", cause), cause
     assert list(result.table["trial"]) == ["ok"]
+    out, err = capfd.readouterr()
+    assert f"[broken] FAILED: {cause} (2/2 trials done; error file: " in out
+    assert "Traceback" not in out + err and "Trial task failed" not in out + err
+    assert "Trials did not complete" not in out + err and "Configuration for experiment" not in out
     client = MlflowClient(result.tracking_uri)
     runs = {r.info.run_name: r for r in client.search_runs(
         [result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")}
-    assert runs["broken"].info.status == "FAILED" and runs["broken"].data.tags["error"]
+    assert runs["broken"].info.status == "FAILED" and runs["broken"].data.tags["error"] == cause
     assert runs["ok"].info.status == "FINISHED" and "unknown/open_maf1" in runs["ok"].data.metrics
     assert client.get_run(result.parent_run_id).info.status == "FAILED"
 
@@ -145,7 +195,8 @@ def test_in_process_trials_report_every_epoch_to_tune_and_keep_their_checkpoints
     assert result.failed == {} and set(result.table["trial"]) == {"head-edl", "head-softmax"}
     client = MlflowClient(result.tracking_uri)
     children = client.search_runs([result.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}' and "
+                                  "tags.`dear_ray.role` = 'trial'")
     assert sorted(r.info.run_name for r in children) == ["head-edl", "head-softmax"]
     from dear_ray import timeline
 
