@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
-from dear_ray.data.synth import MOTIONS, SynthParams, check_bias, generate_dataset, plan_videos
+from dear_ray.data.synth import (
+    MOTIONS,
+    SynthParams,
+    check_bias,
+    generate_dataset,
+    plan_videos,
+    summarize_dataset,
+)
 from dear_ray.data.synth.files import DETERMINISTIC_FILES
 from dear_ray.data.synth.motions import sample_actor, trajectory
 from dear_ray.demo import DEMO_DATA, PRETRAIN_MOTIONS
@@ -73,6 +80,9 @@ def test_more_scene_types_than_classes(tmp_path):
     assert manifest["classes"] == list(SMALL["classes"]) and manifest["unknown_classes"] == []
     assert len(manifest["scenes"]) == 7 and (root / "unknown.txt").read_text() == ""
     assert check_bias(root)["chance"] == pytest.approx(1 / 7)
+    summary = summarize_dataset(root)
+    assert "scene types: 7" in summary and "nan" not in summary
+    assert "no videos in val, unknown, test_scuba, test_scufo" in summary
     labels = np.load(root / "scene_labels.npy", allow_pickle=True).item()
     assert {v["probs"].shape for c in labels.values() for v in c.values()} == {(7,)}
 

@@ -101,11 +101,14 @@ def summarize_dataset(out_dir: str | Path) -> str:
         "  split          videos  per class  scene matches class",
     ]
     per_class = m["videos_per_class"]
-    for split in (s for s in SPLITS if s in m["counts"]):
+    empty = [s for s in SPLITS if m["counts"].get(s) == 0]
+    for split in (s for s in SPLITS if m["counts"].get(s)):
         what = {"unknown": "paired scene", "test_scuba": "held-out scenes",
                 "test_scufo": "held-out scenes, still"}.get(split, "own scene")
         lines.append(f"  {split:<14} {m['counts'][split]:>6}  {per_class[split]:>9}  "
                      f"{100 * rates[split]:5.1f}% ({what})")
+    if empty:
+        lines.append(f"  no videos in {', '.join(empty)}")
     lines.append(f"  bias parameter {rates['bias']:.2f}; an independent scene matches with chance "
                  f"{100 * rates['chance']:.1f}%")
     return "\n".join(lines)
