@@ -1,5 +1,5 @@
 """The synthetic data set: the bias it is configured with, its new knobs, and that its motion is
-learnable by the demo's backbone (SPEC 5, issue 11)."""
+learnable by the demo's backbone (docs/synthetic_data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The synthetic static-bias splits (issue 12): test_scuba on held-out scene types, test_scufo one
+"""The synthetic static-bias splits: test_scuba on held-out scene types, test_scufo one
 still frame of each SCUBA clip; lists, checksums, pairing, and same seed = same bytes."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 from dear_ray.data.decode import read_frames
 from dear_ray.data.synth import SynthParams, generate_dataset, plan_videos, verify_checksums
 from dear_ray.data.synth.files import DETERMINISTIC_FILES
+from dear_ray.data.synth.generate import GENERATOR_VERSION
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, PATTERNS, scene_palette
 
 SMALL = dict(seed=3, known_classes=3, unknown_classes=1, videos_per_class=6, frames=8, size=32,
@@ -41,7 +42,7 @@ def test_lists_pair_line_by_line_and_are_checksummed(synth):
         assert a.startswith("videos/") and b.startswith("videos_scufo/") and la == lb
         assert a.split("/")[1:] == b.split("/")[1:]  # same class folder and file stem = video id
     manifest = json.loads((synth / "manifest.json").read_text())
-    assert manifest["version"] == "1.2" and manifest["counts"]["test_scufo"] == 12
+    assert manifest["version"] == GENERATOR_VERSION and manifest["counts"]["test_scufo"] == 12
     assert {"test_scuba.txt", "test_scufo.txt"} <= set(manifest["checksums"]["files"])
     assert all(b in manifest["checksums"]["videos"] for b, _ in scufo)
     assert verify_checksums(synth) == []
@@ -110,4 +111,4 @@ def test_the_demo_regenerates_a_data_set_of_an_older_generator(tmp_path):
     (root / "test_scuba.txt").unlink()
     reason = ensure_dataset(root, workers=1, **small)
     assert reason is not None and "v1.1" in reason
-    assert (root / "test_scuba.txt").is_file() and json.loads((root / "manifest.json").read_text())["version"] == "1.2"
+    assert (root / "test_scuba.txt").is_file() and json.loads((root / "manifest.json").read_text())["version"] == GENERATOR_VERSION

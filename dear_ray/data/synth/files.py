@@ -49,7 +49,7 @@ def write_lists(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None
     known, unknown = params.class_names()
     _write_lines(root / "classes.txt", known)
     _write_lines(root / "unknown_classes.txt", unknown)
-    _write_lines(root / "scenes.txt", scene_names(params.known_classes))
+    _write_lines(root / "scenes.txt", scene_names(params.scene_types))
     for split in SPLITS:
         _write_lines(root / f"{split}.txt", [f"{t.rel_path} {t.label}" for t in tasks if t.split == split])
 
@@ -57,7 +57,7 @@ def write_lists(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None
 def write_metadata(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None:
     """``videos.csv``: the truth per video (split, class, label, scene) that `check_bias` measures;
     ``still_frame``: the repeated frame of a test_scufo clip (empty for the others)."""
-    names = scene_names(params.known_classes) + held_out_scene_names()
+    names = scene_names(params.scene_types) + held_out_scene_names()
     with open(root / "videos.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
@@ -67,11 +67,11 @@ def write_metadata(root: Path, params: SynthParams, tasks: list[VideoTask]) -> N
 
 
 def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResult]) -> None:
-    """Scene pseudo-labels and actor boxes, as SDN's pickled dicts (.npy) and as parquet (SPEC 1.7).
+    """Scene pseudo-labels and actor boxes, as SDN's pickled dicts (.npy) and as parquet.
 
     ``scene_labels``: ``{class: {video_id: {'pred_cls': int, 'probs': float32 [P]}}}``;
     ``detections``: ``{class: {video_id: {frame (1-based): {'human_boxes': float32 [N, 5]}}}}``.
-    test_scuba / test_scufo videos have neither: their held-out scene is none of the P = K
+    test_scuba / test_scufo videos have neither: their held-out scene is none of the P
     pseudo-label classes, a SCUFO clip shares its SCUBA clip's id, and SDN reads side inputs for
     training videos only.
     """
@@ -136,8 +136,8 @@ def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], resu
         "params": params.to_dict(),
         "classes": known,
         "unknown_classes": unknown,
-        "scenes": scene_names(params.known_classes),
-        "scuba_scenes": {name: params.known_classes + j for j, name in enumerate(held_out_scene_names())},
+        "scenes": scene_names(params.scene_types),
+        "scuba_scenes": {name: params.scene_types + j for j, name in enumerate(held_out_scene_names())},
         "class_scene": {name: i for i, name in enumerate(known)},
         "unknown_scene": {name: pairs[i] for i, name in enumerate(unknown)},
         "counts": counts,

@@ -1,4 +1,4 @@
-"""The generator: parameters, the per-video plan, rendering + encoding workers (SPEC 5).
+"""The generator: parameters, the per-video plan, rendering + encoding workers.
 
 Reproducibility: the plan (which scene each video gets, which frame a `test_scufo` clip repeats)
 comes from streams keyed by ``(seed, split, class)``, and every video's pixels, boxes and
@@ -9,7 +9,7 @@ adding `test_scuba` / `test_scufo` (1.2) changed no other split's plan or frames
 encoded reproducibly (`dear_ray.data.synth.encode`), so their bytes are the same too (given the
 PyAV / libx264 build) and do not depend on the worker count.
 
-Static-bias splits (issue 12; StillMix, ICCV 2023, and its `tools/compare_SCUBA_SCUFO_results.py`):
+Static-bias splits (StillMix, ICCV 2023, and its `tools/compare_SCUBA_SCUFO_results.py`):
 `test_scuba` shows the known motions over held-out scene types (`scenes.HELD_OUT_PATTERNS`, indices
 K.., never drawn by another split), balanced over those types; `test_scufo` holds, for each
 `test_scuba` clip, ONE of its frames repeated for the clip's length (appearance without motion).
@@ -40,8 +40,9 @@ from dear_ray.data.synth.motions import MOTIONS, actor_boxes, render_actor, samp
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, render_scene
 
 GENERATOR = "dear_ray.data.synth"
-# 1.1: actor/palette knobs, 2x rotation, tighter orbits (issue 11); 1.2: test_scuba / test_scufo
-GENERATOR_VERSION = "1.2"
+# 1.1: actor/palette knobs, 2x rotation, tighter orbits; 1.2: test_scuba / test_scufo; 1.3: classes
+# by name, more scene types than classes, the pretraining motion families
+GENERATOR_VERSION = "1.3"
 STATIC_BIAS_SPLITS: tuple[str, ...] = ("test_scuba", "test_scufo")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS)
 KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
@@ -59,8 +60,11 @@ class SynthParams:
     """Validated generator parameters (see `generate_dataset` for their meaning)."""
 
     seed: int = 0
-    known_classes: int = 10
-    unknown_classes: int = 6
+    known_classes: int | None = None
+    unknown_classes: int | None = None
+    classes: tuple[str, ...] | None = None
+    unknown_motions: tuple[str, ...] | None = None
+    scene_types: int | None = None
     videos_per_class: int = 60
     frames: int = 16
     size: int = 40
@@ -79,20 +83,16 @@ class SynthParams:
         def fail(name: str, value, expected: str) -> None:
             raise ValueError(f"synthetic data set: {name}={value!r} is invalid; expected {expected}")
 
-        for name in ("seed", "known_classes", "unknown_classes", "videos_per_class", "frames", "size",
-                     "fps", "crf"):
+        self._resolve_classes(fail)
+        for name in ("seed", "scene_types", "videos_per_class", "frames", "size", "fps", "crf"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 fail(name, value, "an integer")
         if self.seed < 0:
             fail("seed", self.seed, "an integer >= 0")
-        if self.known_classes < 2:
-            fail("known_classes", self.known_classes, "at least 2")
-        if self.unknown_classes < 0:
-            fail("unknown_classes", self.unknown_classes, "an integer >= 0")
-        if self.known_classes + self.unknown_classes > len(MOTIONS):
-            fail("known_classes + unknown_classes", self.known_classes + self.unknown_classes,
-                 f"at most {len(MOTIONS)}, the number of motion classes ({', '.join(MOTIONS)})")
+        if self.scene_types < self.known_classes:
+            fail("scene_types", self.scene_types, f"at least known_classes ({self.known_classes}): "
+                                                  "known class i has scene type i as its own")
         if self.videos_per_class < 1:
             fail("videos_per_class", self.videos_per_class, "at least 1")
         if self.frames < MIN_FRAMES:
@@ -108,7 +108,7 @@ class SynthParams:
                                           or not isinstance(self.palettes, (int, np.integer))
                                           or self.palettes < 1):
             fail("palettes", self.palettes, "None (one palette a scene type) or an integer >= 1 "
-                                            "(>= known_classes: no sharing)")
+                                            "(>= scene_types: no sharing)")
         for name, lo, hi in (("actor_radius", 2.0, 24.0), ("actor_speed", 0.0, 16.0), ("rim", 0.0, 6.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
@@ -132,6 +132,53 @@ class SynthParams:
             fail("split_sizes['test_scufo']", counts["test_scufo"],
                  f"0 or the test_scuba size {counts['test_scuba']} (one SCUFO clip per SCUBA clip)")
 
+    def _resolve_classes(self, fail) -> None:
+        """Fill in the class names and counts (frozen: set once, here): named classes fix their
+        counts; otherwise the first K motions are known and the next U unknown (10 and 6)."""
+        def names(field_name: str, value) -> tuple[str, ...]:
+            if isinstance(value, str) or not all(isinstance(m, str) for m in value):
+                fail(field_name, value, "a list of motion names")
+            bad = [m for m in value if m not in MOTIONS]
+            if bad or len(set(value)) != len(value):
+                fail(field_name, list(value), f"distinct motion names among {', '.join(MOTIONS)}")
+            return tuple(value)
+
+        for name in ("known_classes", "unknown_classes"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                fail(name, value, "an integer")
+        named = self.classes is not None
+        known = names("classes", self.classes) if named else None
+        if named and self.known_classes not in (None, len(known)):
+            fail("known_classes", self.known_classes, f"{len(known)}, the number of `classes`, or unset")
+        k = len(known) if named else (10 if self.known_classes is None else int(self.known_classes))
+        if k < 2:
+            fail("known_classes", k, "at least 2")
+        if self.unknown_motions is not None:
+            unknown = names("unknown_motions", self.unknown_motions)
+            if self.unknown_classes not in (None, len(unknown)):
+                fail("unknown_classes", self.unknown_classes,
+                     f"{len(unknown)}, the number of `unknown_motions`, or unset")
+        else:
+            u = (0 if named else 6) if self.unknown_classes is None else int(self.unknown_classes)
+            if u < 0:
+                fail("unknown_classes", u, "an integer >= 0")
+            if named and u:
+                fail("unknown_classes", u, "0 with named `classes` (name the unknown ones in "
+                                           "`unknown_motions`)")
+            if k + u > len(MOTIONS):
+                fail("known_classes + unknown_classes", k + u,
+                     f"at most {len(MOTIONS)}, the number of motion classes ({', '.join(MOTIONS)})")
+            unknown = tuple(MOTIONS[k:k + u])
+        known = known or tuple(MOTIONS[:k])
+        if set(known) & set(unknown):
+            fail("unknown_motions", list(unknown),
+                 f"no motion of `classes` ({sorted(set(known) & set(unknown))})")
+        for name, value in (("classes", known), ("unknown_motions", unknown), ("known_classes", k),
+                            ("unknown_classes", len(unknown)),
+                            ("scene_types", k if self.scene_types is None else self.scene_types)):
+            object.__setattr__(self, name, value)
+
     def counts(self) -> dict[str, int]:
         """Videos per class in each split: val = test_scuba = n/6, test = test_shifted = unknown =
         n/3 by default; test_scufo = test_scuba (one clip per SCUBA clip; 0 leaves it out)."""
@@ -144,13 +191,13 @@ class SynthParams:
         return out
 
     def class_names(self) -> tuple[list[str], list[str]]:
-        """(known class names, unknown class names): the first K motions, then the next U."""
-        k, u = self.known_classes, self.unknown_classes
-        return list(MOTIONS[:k]), list(MOTIONS[k:k + u])
+        """(known class names, unknown class names), in label order."""
+        return list(self.classes), list(self.unknown_motions)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["split_sizes"] = self.counts()
+        out["classes"], out["unknown_motions"] = list(self.classes), list(self.unknown_motions)
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
 
@@ -166,7 +213,7 @@ class VideoTask:
         index: index of the video within (split, class).
         video_id: file stem, e.g. ``move_left_00007``: unique in the data set, except that a
             test_scufo clip has its test_scuba clip's id (the pairing key).
-        scene: the scene type drawn as background (0-based): < known_classes, or K + j for
+        scene: the scene type drawn as background (0-based): < scene_types P, or P + j for
             held-out type j in test_scuba / test_scufo.
         still_frame: test_scufo only: the 0-based frame of the SCUBA clip it repeats.
     """
@@ -223,10 +270,10 @@ def unknown_scene_pairs(params: SynthParams) -> list[int]:
     return [int(s) for s in rng.integers(0, k, u)]
 
 
-def _biased_scenes(rng: np.random.Generator, n: int, own: int, k: int, bias: float) -> np.ndarray:
-    """Exactly round(bias * n) videos get scene `own`, the rest a uniform other scene."""
+def _biased_scenes(rng: np.random.Generator, n: int, own: int, p: int, bias: float) -> np.ndarray:
+    """Exactly round(bias * n) videos get scene `own`, the rest a uniform other of the P types."""
     matched = rng.permutation(n) < round(bias * n)
-    others = rng.integers(0, k - 1, n)
+    others = rng.integers(0, p - 1, n)
     others = others + (others >= own)  # skip `own`
     return np.where(matched, own, others)
 
@@ -235,16 +282,16 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
     """Every video of the data set, ordered by split, class, index; with its scene drawn.
 
     train/val/test: the class's own scene (scene i for known class i) for exactly round(bias * n)
-    videos per class, a uniformly drawn other scene otherwise. test_shifted: scenes balanced over all
-    K types in random order, independent of the class. unknown: the class's paired known scene
-    (`unknown_scene_pairs`) for round(bias * n) videos, another one otherwise. test_scuba: scenes
-    balanced over the held-out types K .. K + len(HELD_OUT_PATTERNS) - 1 in random order (no other
-    split draws an index >= K). test_scufo: one clip per test_scuba clip (same class, label, id and
-    scene) with a uniformly drawn `still_frame` in [0, T).
+    videos per class, a uniformly drawn other of the P scene types otherwise. test_shifted: scenes
+    balanced over all P types in random order, independent of the class. unknown: the class's
+    paired known scene (`unknown_scene_pairs`) for round(bias * n) videos, another one otherwise.
+    test_scuba: scenes balanced over the held-out types P .. P + len(HELD_OUT_PATTERNS) - 1 in
+    random order (no other split draws an index >= P). test_scufo: one clip per test_scuba clip
+    (same class, label, id and scene) with a uniformly drawn `still_frame` in [0, T).
     """
     known, unknown = params.class_names()
     counts = params.counts()
-    k = params.known_classes
+    p = params.scene_types
     pairs = unknown_scene_pairs(params)
     first_index = {name: 0 for name in known + unknown}
     tasks: list[VideoTask] = []
@@ -262,12 +309,12 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
             motion = MOTIONS.index(name)
             rng = _stream(params.seed, _PLAN_STREAM, split_id, motion)
             if split == "test_shifted":
-                scenes = rng.permutation(np.resize(rng.permutation(k), n))
+                scenes = rng.permutation(np.resize(rng.permutation(p), n))
             elif split == "test_scuba":
-                scenes = k + rng.permutation(np.resize(rng.permutation(len(HELD_OUT_PATTERNS)), n))
+                scenes = p + rng.permutation(np.resize(rng.permutation(len(HELD_OUT_PATTERNS)), n))
             else:
                 own = pairs[label] if split == "unknown" else label
-                scenes = _biased_scenes(rng, n, own, k, params.bias)
+                scenes = _biased_scenes(rng, n, own, p, params.bias)
             for i in range(n):
                 video_id = f"{name}_{first_index[name] + i:05d}"
                 tasks.append(VideoTask(split, name, motion, label, i, video_id, int(scenes[i])))
@@ -304,15 +351,15 @@ def render_video(task: VideoTask, params: SynthParams):
                          rim=params.rim)
     traj = trajectory(task.class_name, actor, rng, frames=params.frames, size=params.size)
     background = render_scene(task.scene, rng, params.size, contrast=params.contrast,
-                              palettes=params.palettes, known=params.known_classes)
+                              palettes=params.palettes, known=params.scene_types)
     frames = render_actor(background, actor, traj)
     boxes = []
     for xyxy in actor_boxes(actor, traj, params.size):
         score = np.clip(0.9 + 0.03 * rng.standard_normal(len(xyxy)), 0.5, 0.99).astype(np.float32)
         boxes.append(np.concatenate([xyxy, score[:, None]], axis=1).astype(np.float32))
-    if task.scene >= params.known_classes:  # none of the P = K pseudo-label classes
+    if task.scene >= params.scene_types:  # a held-out type: none of the P pseudo-label classes
         return frames, boxes, np.zeros(0, np.float32), -1
-    probs, pred = _pseudo_label(task.scene, params.known_classes, params.scene_label_noise, rng)
+    probs, pred = _pseudo_label(task.scene, params.scene_types, params.scene_label_noise, rng)
     return frames, boxes, probs, pred
 
 

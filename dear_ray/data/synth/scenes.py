@@ -1,14 +1,14 @@
-"""Scenes: procedural static backgrounds, one scene type per known class (SPEC 5).
+"""Scenes: procedural static backgrounds; known class i has scene type i as its own.
 
-A scene type is a (pattern, palette) pair. Each type has its own pattern family; its two colours
-are its own (`palettes=None`: texture and tint both identify it) or shared round-robin with other
-types (`palettes=P`: type i uses palette i % P, so the tint alone no longer names the scene). Each
-video draws its own frequency, phase, orientation jitter and noise, so no two backgrounds are
-identical. The image is blended towards grey, ``128 + contrast * (img - 128)`` (SPEC 5: at low
-contrast the actor stands out enough for the motion to be learnable; measured defaults in
-`dear_ray.data.synth`).
+A scene type is a (pattern, palette) pair: type i has pattern ``PATTERNS[i % 10]``, and its two
+colours are its own (`palettes=None`: texture and tint both identify it) or shared round-robin with
+other types (`palettes=N`: type i uses palette i % N, so the tint alone no longer names the scene;
+30 types over 3 palettes are the 30 pairs of the 10 patterns and 3 palettes, the first 10 of them
+the demo's). Each video draws its own frequency, phase, orientation jitter and noise, so no two
+backgrounds are identical. The image is blended towards grey, ``128 + contrast * (img - 128)``: at
+low contrast the actor stands out enough for the motion to be learnable (docs/synthetic_data.md).
 
-Held-out scene types (the `test_scuba` split, issue 12): with `known=K`, scene indices K, K+1, ...
+Held-out scene types (the `test_scuba` split): with `known` = P, scene indices P, P+1, ...
 are types no other split ever draws, each a pattern of `HELD_OUT_PATTERNS` (none of them among
 `PATTERNS`) in a palette of its own that no training type uses (the palette sequence continued
 past the training palettes), so neither texture nor tint was seen in training, as StillMix's SCUBA
@@ -39,7 +39,7 @@ def scene_names(count: int) -> list[str]:
 
 
 def held_out_scene_names(count: int = len(HELD_OUT_PATTERNS)) -> list[str]:
-    """Names of the held-out scene types K, K+1, ... (`test_scuba`), e.g. ``h00_crosshatch``."""
+    """Names of the held-out scene types P, P+1, ... (`test_scuba`), e.g. ``h00_crosshatch``."""
     return [f"h{j:02d}_{HELD_OUT_PATTERNS[j % len(HELD_OUT_PATTERNS)]}" for j in range(count)]
 
 
@@ -53,9 +53,9 @@ def scene_palette(scene: int, palettes: int | None = None, *, known: int | None 
 
     Scene type i uses palette ``i % palettes`` (None: its own, i). Palette hues follow the
     golden-ratio sequence so that consecutive palettes are far apart on the hue circle; the second
-    colour is a darker neighbour hue, so the mean tint stays the palette's hue. With `known` = K,
-    held-out type K + j takes palette ``T + j``, T the number of palettes the K training types use
-    (K, or `palettes` when smaller): a tint no training type has.
+    colour is a darker neighbour hue, so the mean tint stays the palette's hue. With `known` = P,
+    held-out type P + j takes palette ``T + j``, T the number of palettes the P training types use
+    (P, or `palettes` when smaller): a tint no training type has.
     """
     j = _held_out(scene, known)
     if j is not None:
@@ -78,8 +78,8 @@ def render_scene(scene: int, rng: np.random.Generator, size: int, *, contrast: f
         size: frame side in pixels; pattern frequencies scale with it.
         contrast: blend factor towards grey, in (0, 1]; 1 keeps full contrast.
         palettes: distinct palettes shared round-robin by the scene types (`scene_palette`).
-        known: K, the number of training scene types; `scene` >= K is held-out type
-            ``scene - K`` (`HELD_OUT_PATTERNS`, its own palette). None: every index is a training
+        known: P, the number of training scene types; `scene` >= P is held-out type
+            ``scene - P`` (`HELD_OUT_PATTERNS`, its own palette). None: every index is a training
             type (``PATTERNS[scene % 10]``).
 
     Returns:

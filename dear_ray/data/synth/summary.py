@@ -35,8 +35,8 @@ def check_bias(out_dir: str | Path) -> dict:
         ``{split: rate}`` for train/val/test/test_shifted: the fraction of videos whose scene is
         their class's scene; ``unknown``: the fraction whose scene is their class's paired known
         scene; ``test_scuba`` / ``test_scufo``: the same as the known splits, 0 by construction
-        (held-out scene types); ``chance``: 1/K, the rate of a scene drawn independently of the
-        class; ``bias``: the generator's parameter.
+        (held-out scene types); ``chance``: 1/P (P scene types), the rate of a scene drawn
+        independently of the class; ``bias``: the generator's parameter.
     """
     root = Path(out_dir)
     manifest = _manifest(root)
@@ -47,7 +47,7 @@ def check_bias(out_dir: str | Path) -> dict:
         h[0] += int(row["scene"]) == own[row["class_name"]]
         h[1] += 1
     out = {s: (h[0] / h[1] if h[1] else float("nan")) for s, h in hits.items()}
-    out["chance"] = 1.0 / len(manifest["classes"])
+    out["chance"] = 1.0 / len(manifest["scenes"])
     out["bias"] = float(manifest["params"]["bias"])
     return out
 
@@ -92,7 +92,7 @@ def summarize_dataset(out_dir: str | Path) -> str:
         f"synthetic biased actions ({m['generator']} v{m['version']}, seed {m['seed']}) in {root}",
         f"  known classes ({len(known)}): {', '.join(known)}",
         f"  unknown classes ({len(unknown)}): {', '.join(unknown) or '-'}",
-        f"  scene types: {len(m['scenes'])} (one per known class); unknown classes' paired scenes: "
+        f"  scene types: {len(m['scenes'])} (known class i's own: type i); unknown classes' paired scenes: "
         + (", ".join(f"{c}->{m['scenes'][s]}" for c, s in m["unknown_scene"].items()) or "-"),
         f"  held-out scene types (test_scuba; test_scufo = one frame of each, repeated): "
         + (", ".join(m.get("scuba_scenes", {})) or "-"),
@@ -101,11 +101,14 @@ def summarize_dataset(out_dir: str | Path) -> str:
         "  split          videos  per class  scene matches class",
     ]
     per_class = m["videos_per_class"]
-    for split in (s for s in SPLITS if s in m["counts"]):
+    empty = [s for s in SPLITS if m["counts"].get(s) == 0]
+    for split in (s for s in SPLITS if m["counts"].get(s)):
         what = {"unknown": "paired scene", "test_scuba": "held-out scenes",
                 "test_scufo": "held-out scenes, still"}.get(split, "own scene")
         lines.append(f"  {split:<14} {m['counts'][split]:>6}  {per_class[split]:>9}  "
                      f"{100 * rates[split]:5.1f}% ({what})")
+    if empty:
+        lines.append(f"  no videos in {', '.join(empty)}")
     lines.append(f"  bias parameter {rates['bias']:.2f}; an independent scene matches with chance "
                  f"{100 * rates['chance']:.1f}%")
     return "\n".join(lines)
