@@ -135,21 +135,23 @@ def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_pat
     exp = mlflow.get_experiment_by_name("demo")
     parents = mlflow.search_runs([exp.experiment_id], "tags.`dear_ray.role` = 'sweep'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    trials = mlflow.search_runs(
+    children = mlflow.search_runs(
         [exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    trials = [r for r in children if r.data.tags.get("dear_ray.role") == "trial"]
     assert sorted(r.info.run_name for r in trials) == ["edl", "softmax"]
-    softmax = next(r for r in trials if r.info.run_name == "softmax")
-    posthoc = mlflow.search_runs([exp.experiment_id],
-                                 f"tags.mlflow.parentRunId = '{softmax.info.run_id}'")
-    # OpenMax is fitted on correctly classified training videos: after one epoch at chance level
-    # it may find none for a class and leave its row out (a warning in the job log)
-    # (and the post-hoc detector rows softmax+<detector>, dear_ray.metrics.posthoc)
+    # the post-hoc and detector rows are the sweep's children too, beside the trials, each with
+    # a `trial` tag naming its trial.  OpenMax is fitted on correctly classified training videos:
+    # after one epoch at chance level it may find none for a class and leave its row out (a
+    # warning in the job log)
+    posthoc = [r for r in children if r.data.tags.get("dear_ray.role") == "posthoc"
+               and r.data.tags.get("trial") == "softmax"]
     names = sorted(r.info.run_name for r in posthoc)
     assert "softmax/mc_dropout" in names and all(n.startswith("softmax/") for n in names), names
-    edl = next(r for r in trials if r.info.run_name == "edl")  # and its Dirichlet-score rows
-    evidential = mlflow.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{edl.info.run_id}'")
+    evidential = [r for r in children if r.data.tags.get("dear_ray.role") == "posthoc"
+                  and r.data.tags.get("trial") == "edl"]  # its Dirichlet-score rows
     assert sorted(r.info.run_name for r in evidential) == ["edl/edl+diff_entropy", "edl/edl+mpu",
                                                              "edl/edl+mutual_info"]
+    assert len(children) == len(trials) + len(posthoc) + len(evidential)
     posthoc = [*posthoc, *evidential]
     everything = mlflow.search_runs([exp.experiment_id])
     assert len(everything) == 3 + len(posthoc)  # sweep, trials, post hoc: nothing duplicated
@@ -157,7 +159,7 @@ def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_pat
         assert run.info.status == "FINISHED", run.info.run_name
         assert 0.0 <= run.data.metrics["unknown/auroc"] <= 1.0
     # the job ran on the cluster: the trials' driver functions held its CPUs, not a local Ray
-    assert "sweep demo: 2 trial(s), 0 failed" in logs
+    assert "sweep demo: 2 trial(s) run now, 0 failed" in logs
 
 
 def _registered_epochs(trial_dir: Path) -> list[int]:
