@@ -68,6 +68,7 @@ from dear_ray.metrics.plots import (
     plot_uncertainty_histograms,
 )
 from dear_ray.metrics.posthoc import POSTHOC_HEADS, POSTHOC_SCORES, posthoc_plans
+from dear_ray.metrics.posthoc_tune import params_json
 from dear_ray.metrics.protocols import (
     MIT_ORDERS,
     PSL_MIT_KNOWN_ROWS,
@@ -100,6 +101,7 @@ from dear_ray.scores.classifier import prob_averaged
 INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "protocol", "backbone", "seed")
 # what a post-hoc row's detector read and was fitted on: in results.csv / .parquet, not results.md
 DETECTOR_COLUMN = "detector"
+DETECTOR_PARAMS_COLUMN = "detector_params"  # its hyper-parameters, JSON (`posthoc_tune.params_json`)
 CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high"))
 SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
 BASELINE_METHOD = "softmax"
@@ -126,7 +128,7 @@ def _with_openmax(group: ModelStores, decision: str) -> Plan | None:
 
 
 def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
-           posthoc: Sequence[str], knn_k: int) -> list[Plan]:
+           posthoc: Sequence[str], knn_k: int, tune: str | None = None) -> list[Plan]:
     """Every row a model yields."""
     have = set.intersection(*(set(s.scores) for s in group.all))
     if group.known.meta.imported:
@@ -141,7 +143,7 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                     rows.append(Plan(group.method, fitted.score, fitted.stores, fitted.decide))
             elif (name in POSTHOC_SCORES and (name not in have or stale)
                   and group.train.meta.head in (EVIDENTIAL_HEADS if name in EVIDENTIAL_POSTHOC else POSTHOC_HEADS)):
-                fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k)
+                fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k, tune=tune)
                 rows += [dataclasses.replace(p, method=group.method, fewer_resamples=False) for p in fitted]
                 for line in skipped:
                     warnings.warn(line, stacklevel=3)
@@ -170,7 +172,7 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
         if fitted:
             rows.append(fitted)
     if posthoc:
-        fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k)
+        fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k, tune=tune)
         rows += fitted
         for line in skipped:
             warnings.warn(line, stacklevel=3)
@@ -253,7 +255,8 @@ def _markdown(table: pd.DataFrame, note: str = "") -> str:
     """The table without its interval columns; `value [low, high]` cells for metrics with them.
     The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
     shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
-             and c != DETECTOR_COLUMN and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
+             and c not in (DETECTOR_COLUMN, DETECTOR_PARAMS_COLUMN)
+             and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
         cells = []
@@ -316,7 +319,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     mit_order: str = "released", hmdb_order: str = "lists",
                     data_of: Mapping[str, str] | None = None, threshold_print: str = "released",
                     mit_known_rows: int | None = PSL_MIT_KNOWN_ROWS,
-                    subset_draws: str = "shared") -> pd.DataFrame:
+                    subset_draws: str = "shared", posthoc_tune: str | None = None,
+                    exclude_classes: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -345,7 +349,13 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
             (`dear_ray.metrics.posthoc`; empty: none).
         posthoc_resamples, posthoc_curve_resamples: their (smaller) resample counts, the first of
             the same resamples, so their paired differences to softmax still pair.
-        knn_k: the KNN detector's k.
+        knn_k: the KNN detector's k (without tuning).
+        posthoc_tune: `val` (choose the post-hoc detectors' hyper-parameters on each model's `val`
+            and `val_unknown` stores, never on test data: `dear_ray.metrics.posthoc_tune`),
+            `none` (the defaults), or None: `val` for the models that have both stores.
+        exclude_classes: unknown set name -> unknown class names to leave out: each such set is
+            reported twice, whole and without them (`unknown_set` `<set>-minus-<tag>`,
+            `dear_ray.metrics.exclusion`).
         mit_order, hmdb_order, mit_known_rows: `psl`'s MiT-v2 slices (order, known block) and
             HMDB-51 class-id order (`dear_ray.metrics.protocols`).
         data_of: run name -> its data folder, for stores written before the stores recorded
@@ -390,7 +400,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     for group in groups:
         first = group.train or group.known
         extra = first.meta.extra
-        plans = _plans(group, scores, openmax_decision, posthoc, knn_k)
+        plans = _plans(group, scores, openmax_decision, posthoc, knn_k, posthoc_tune)
         for unknown_set, unknown in _unknown_sets(group, merged_unknown and protocol == "dear"):
             key = tuple(u.meta.dataset for u in unknown)
             if protocol == "psl":
@@ -425,6 +435,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     label = f"{label} [{group.run}]"
                 info = {"method": plan.method, "score": plan.score, "run": group.run, "head": first.meta.head,
                         DETECTOR_COLUMN: plan.description,
+                        DETECTOR_PARAMS_COLUMN: params_json(plan.params),
                         "known": group.known.meta.dataset,
                         # the data set's folder: the demo's biased and unbiased copies share the
                         # name and the video ids, and each has its own softmax baseline
@@ -450,7 +461,8 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
                          else (float("nan"), float("nan")))
             ci[f"{key}_ci_low"], ci[f"{key}_ci_high"] = low, high
         records.append({**row.info, **row.report.metrics, **ci, **sig})
-    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN])
+    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS,
+                                                   DETECTOR_COLUMN, DETECTOR_PARAMS_COLUMN])
     table["seed"] = table["seed"].astype("Int64")
     for col in SIG_COLUMNS:
         table[col] = table[col].astype("boolean")
