@@ -230,6 +230,10 @@ class EvalConfig(_Section):
     # slices, threshold-free metrics only); `dear-ray report SWEEP --protocol` re-reports finished
     # stores under the other one, beside the first
     protocol: Literal["dear", "psl"] = "dear"
+    # unknown classes the report also leaves out (a list of names, or a file: one name a line, or
+    # the saved output of `dear-ray data overlap`): every unknown set holding one gets a second set
+    # of rows `<set>-minus-<tag>` (dear_ray.metrics.exclusion, docs/overlap.md)
+    exclude_classes: list[str] | str | None = None
 
 
 class ExperimentConfig(_Section):

@@ -68,6 +68,7 @@ from dear_ray.metrics.plots import (
     plot_uncertainty_histograms,
 )
 from dear_ray.metrics.posthoc import POSTHOC_HEADS, POSTHOC_SCORES, posthoc_plans
+from dear_ray.metrics.exclusion import Exclusion, without_classes
 from dear_ray.metrics.posthoc_tune import params_json
 from dear_ray.metrics.protocols import (
     MIT_ORDERS,
@@ -219,6 +220,22 @@ def _unknown_sets(group: ModelStores, merged: bool) -> list[tuple[str, list[Scor
     return sets
 
 
+def _with_exclusions(sets: list[tuple[str, list[ScoreStore]]], exclude: Exclusion | None):
+    """`(name, stores, cut)` of each unknown set, `cut` = identity; then, for each set holding an
+    excluded class, `(<set>-minus-<tag>, stores, cut)` with `cut` removing those classes' videos."""
+    out = [(name, stores, _identity) for name, stores in sets]
+    for name, stores in sets if exclude is not None else []:
+        if any(u.meta.dataset in exclude.ids for u in stores):
+            cut = lambda u, ids=exclude.ids: (without_classes(u, ids[u.meta.dataset])  # noqa: E731
+                                              if u.meta.dataset in ids else u)
+            out.append((exclude.set_name(name), stores, cut))
+    return out
+
+
+def _identity(store: ScoreStore) -> ScoreStore:
+    return store
+
+
 def _curve_frame(label: str, method: str, run: str, unknown_set: str, curve, band) -> pd.DataFrame:
     return pd.DataFrame({"label": label, "method": method, "run": run, "unknown_set": unknown_set,
                          "num_unknown_classes": np.asarray(curve.num_unknown_classes, dtype=np.int64),
@@ -320,7 +337,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     data_of: Mapping[str, str] | None = None, threshold_print: str = "released",
                     mit_known_rows: int | None = PSL_MIT_KNOWN_ROWS,
                     subset_draws: str = "shared", posthoc_tune: str | None = None,
-                    exclude_classes: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+                    exclude_classes: Exclusion | None = None) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -353,9 +370,9 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         posthoc_tune: `val` (choose the post-hoc detectors' hyper-parameters on each model's `val`
             and `val_unknown` stores, never on test data: `dear_ray.metrics.posthoc_tune`),
             `none` (the defaults), or None: `val` for the models that have both stores.
-        exclude_classes: unknown set name -> unknown class names to leave out: each such set is
-            reported twice, whole and without them (`unknown_set` `<set>-minus-<tag>`,
-            `dear_ray.metrics.exclusion`).
+        exclude_classes: unknown class ids to leave out per unknown set
+            (`dear_ray.metrics.exclusion.resolve_exclusion`): each set holding one is reported
+            twice, whole and without them (`unknown_set` `<set>-minus-<tag>`).
         mit_order, hmdb_order, mit_known_rows: `psl`'s MiT-v2 slices (order, known block) and
             HMDB-51 class-id order (`dear_ray.metrics.protocols`).
         data_of: run name -> its data folder, for stores written before the stores recorded
@@ -401,15 +418,18 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
         first = group.train or group.known
         extra = first.meta.extra
         plans = _plans(group, scores, openmax_decision, posthoc, knn_k, posthoc_tune)
-        for unknown_set, unknown in _unknown_sets(group, merged_unknown and protocol == "dear"):
-            key = tuple(u.meta.dataset for u in unknown)
+        for unknown_set, unknown, cut in _with_exclusions(
+                _unknown_sets(group, merged_unknown and protocol == "dear"), exclude_classes):
+            datasets = tuple(u.meta.dataset for u in unknown)
+            key = datasets + ((unknown_set,) if unknown_set not in datasets else ())
+            unknown = [cut(u) for u in unknown]
             if protocol == "psl":
                 unknown = [psl_unknown(u, hmdb_order=hmdb_order) for u in unknown]
             if key not in shared:
                 shared[key] = draw_unknown_subsets(combine_unknown_classes(unknown), num_trials=num_trials, seed=seed)
             for plan in plans:
                 stores = plan.stores
-                picked = [u for u in stores.unknown if u.meta.dataset in key]
+                picked = [cut(u) for u in stores.unknown if u.meta.dataset in datasets]
                 if protocol == "psl":
                     picked = [psl_unknown(u, hmdb_order=hmdb_order) for u in picked]
                 subsets = shared[key]

@@ -122,3 +122,17 @@ def test_the_report_records_the_chosen_values_in_detector_params(tmp_path):
     with pytest.raises(ValueError, match="tune='test'"):
         evaluate_stores(_knn_model(tmp_path), tmp_path / "bad", posthoc=("knn",), plots=False,
                         posthoc_tune="test")
+
+
+def test_the_cli_flag(tmp_path, capsys):
+    import pandas as pd
+
+    from dear_ray.cli import main
+
+    paths = _knn_model(tmp_path)
+    for mode, k in (("val", 200), ("none", 50)):
+        out = tmp_path / mode
+        assert main(["evaluate", str(paths[0].parent), "--out", str(out), "--resamples", "0",
+                     "--posthoc-tune", mode]) == 0
+        table = pd.read_csv(out / "results.csv").set_index("method")
+        assert json.loads(table.loc["softmax+knn", DETECTOR_PARAMS_COLUMN]) == {"k": k}
