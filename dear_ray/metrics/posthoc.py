@@ -127,13 +127,13 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
         try:
             chosen = _tuned(name, group, classifier, logits, options[name], fixed[name]) if tune == "val" else None
             given = {**options[name], **(chosen.params if chosen else {})}
-            label, fn, description = _detector(name, group, classifier, logits, given)
+            label, fn, description, fitted = _detector(name, group, classifier, logits, given)
             if chosen is not None:
                 description += f"; {chosen.describe()}"
             elif tune == "val" and name in GRIDS:
                 description += "; defaults (no candidate of the validation grid applies)"
             plan = Plan(f"{group.method}+{name}", label, group.with_scores(label, fn), fewer_resamples=True,
-                        description=description, params=effective_params(name, given))
+                        description=description, params=_resolved(effective_params(name, given), fitted))
         except (ValueError, np.linalg.LinAlgError) as err:
             skip(name, str(err))
             continue
@@ -162,6 +162,15 @@ def _classifier_and_logits(group: ModelStores):
         classifier, bad = None, str(err)
         logits = {id(s): np.asarray(s.logits, np.float64) for s in stores}
     return classifier, bad, logits
+
+
+def _resolved(params: dict, fitted) -> dict:
+    """`params` with what the fitted detector resolved (ViM's default dim: None -> F/2; the
+    fitted temperature of temp_msp)."""
+    if getattr(fitted, "temperature", None) is not None:
+        params = {**params, "temperature": float(fitted.temperature)}
+    return {k: (getattr(fitted, k) if v is None and getattr(fitted, k, None) is not None else v)
+            for k, v in params.items()}
 
 
 def _tune_mode(group: ModelStores, tune: str | None) -> str:
@@ -211,20 +220,20 @@ def _evidential_plans(group: ModelStores, names: Sequence[str],
 
 
 def _detector(name: str, group: ModelStores, classifier, logits: dict, options: Mapping[str, object]):
-    """`(score label, store -> (N,) uncertainties, description)` of one fitted detector."""
+    """`(score label, store -> (N,) uncertainties, description, the fitted detector or None)`."""
     train = group.train
     z = lambda s: logits[id(s)]  # noqa: E731
     source = "score-averaged logits" + (" (recomputed from the classifier file)" if classifier is not None else "")
     if name in ("energy", "maxlogit", "gen"):
         score = create_score(name, **options)
         given = ", ".join(f"{key}={value}" for key, value in options.items())
-        return name, lambda s: score(z(s)), source + (f"; {given}" if given else "")
+        return name, lambda s: score(z(s)), source + (f"; {given}" if given else ""), None
     if name == "temp_msp":
         held_out = group.val if group.val is not None else group.known
         score = create_score("temp_msp", **options).fit(logits=z(held_out), labels=held_out.labels)
         split = "val" if group.val is not None else "test"
         return (f"temp_msp({split})", lambda s: score(z(s)),
-                f"{source} / T, T={score.temperature:.4g} minimising the NLL of the {split} split")
+                f"{source} / T, T={score.temperature:.4g} minimising the NLL of the {split} split", score)
     if name in _CLASSIFIER:
         options = {**options, "weight": classifier.weight, "bias": classifier.bias}
     score = create_score(name, **options)
@@ -234,4 +243,4 @@ def _detector(name: str, group: ModelStores, classifier, logits: dict, options: 
     def apply(s: ScoreStore) -> np.ndarray:
         return score(z(s), features=s.features, leave_one_out=name in _LEAVE_ONE_OUT and s is train)
 
-    return name, apply, score.describe()
+    return name, apply, score.describe(), score

@@ -1,5 +1,6 @@
 """Post-hoc detector hyper-parameters chosen on the `val` / `val_unknown` stores, never on test data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -136,3 +137,21 @@ def test_the_cli_flag(tmp_path, capsys):
                      "--posthoc-tune", mode]) == 0
         table = pd.read_csv(out / "results.csv").set_index("method")
         assert json.loads(table.loc["softmax+knn", DETECTOR_PARAMS_COLUMN]) == {"k": k}
+
+
+def test_resolved_values_are_recorded(tmp_path):
+    """ViM's default dim (F/2 below F = 512) and temp_msp's fitted temperature, not None / nothing."""
+    from dear_ray.scores import write_classifier
+
+    paths = _knn_model(tmp_path)
+    write_classifier(paths[0].parent, 3.0 * np.eye(K, F), np.zeros(K))  # the stores' logits
+    stores = [read_score_store(p) for p in paths]
+    stores = [dataclasses.replace(s, meta=dataclasses.replace(s.meta, extra={**s.meta.extra,
+                                                                              "classifier": "classifier.npz"}))
+              for s in stores]
+    (group,) = group_stores(stores)
+    plans, skipped = posthoc_plans(group, ["vim", "temp_msp"], tune="none")
+    assert not skipped
+    params = {p.method: p.params for p in plans}
+    assert params["softmax+vim"] == {"dim": 2}
+    assert set(params["softmax+temp_msp"]) == {"temperature"} and params["softmax+temp_msp"]["temperature"] > 0
