@@ -205,8 +205,8 @@ class EvalConfig(_Section):
 
     `splits`: the splits scored after training (default: train, test, test_shifted, the
     static-bias splits test_scuba and test_scufo when `data.static_bias` has them, val and
-    val_unknown when `data.val_unknown` is set, and every unknown set that is configured); `train` is run with the test pipeline (it fixes the
-    threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
+    val_unknown when `data.val_unknown` is set, and every unknown set that is configured);
+    `train` is run with the test pipeline (it fixes the threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
     `every_n_epochs`: validation on `val` every n epochs (0: never).
     `average_clips`: how the test views (clips x crops) of a video are combined: `score` = mean
     of the logits, `prob` = mean of the per-view softmax, `released` = what DEAR's scripts do per
