@@ -190,6 +190,16 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         help="open-set protocol (default: the sweep's eval.protocol): `dear` or "
                              "`psl` (HMDB-51 without the UCF-101 overlap, MiT-v2 over 10 slices, "
                              "threshold-free); its tables go beside the other's")
+    report.add_argument("--posthoc-tune", choices=("none", "val"), default=None,
+                        help="post-hoc detector hyper-parameters: `val` = chosen on each trial's "
+                             "val vs val_unknown stores by AUROC (never on test data), `none` = "
+                             "the defaults (default: val where a trial has a val_unknown store; "
+                             "docs/scores.md)")
+    report.add_argument("--exclude-classes", default=None, metavar="NAMES|FILE",
+                        help="also report each unknown set without these classes, as "
+                             "<set>-minus-<tag>: comma-separated names, or a file (one name a "
+                             "line, or saved `dear-ray data overlap` output) (default: the "
+                             "sweep's eval.exclude_classes)")
     report.add_argument("--root", type=Path, default=None,
                         help="with a literature spec (jobs/literature/*.yaml): the folder of the "
                              "released score files (docs/importing.md)")
@@ -218,6 +228,8 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                           help="columns to print, comma-separated, or 'all' (default: a summary)")
     evaluate.add_argument("--protocol", choices=("dear", "psl"), default="dear",
                           help="open-set protocol of the table (see `dear-ray report --protocol`)")
+    evaluate.add_argument("--posthoc-tune", choices=("none", "val"), default=None,
+                          help="post-hoc detector hyper-parameters (see `dear-ray report --posthoc-tune`)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     config = sub.add_parser("config", help="print an experiment config: the defaults, or a file's "
@@ -571,6 +583,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exclusions(value: str | None, base, *, default: bool = False) -> dict:
+    """`{"exclude_classes": Exclusion}` of `--exclude-classes` (names or a file) against the sweep
+    config's unknown lists; without the flag, `{}` (the aggregator reads the sweep's
+    `eval.exclude_classes`), or with `default` that of `base`."""
+    from dear_ray.metrics.exclusion import exclusion_from_config
+
+    if value is None and not default:
+        return {}
+    if value is None:
+        given = base.eval.exclude_classes
+    else:
+        given = value if Path(value).expanduser().is_file() else [n.strip() for n in value.split(",")]
+    try:
+        return {"exclude_classes": exclusion_from_config(given, base.data.data_root, base.data.unknown)}
+    except (OSError, ValueError) as err:
+        raise CliError(str(err)) from err
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from dear_ray.metrics.literature_spec import is_literature_spec
 
@@ -595,7 +625,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         protocol = args.protocol or spec.base.eval.protocol
         notes = sweep_notes(spec)
         table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                             experiment=experiment_name(spec), protocol=protocol, notes=notes)
+                             experiment=experiment_name(spec), protocol=protocol, notes=notes,
+                             posthoc_tune=args.posthoc_tune, **_exclusions(args.exclude_classes, spec.base))
         print(_results_text(table, args.columns))
         for note in notes:
             print(f"dear-ray: warning: {note}", file=sys.stderr)
@@ -617,7 +648,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from dear_ray.metrics.evaluate import evaluate_stores
 
     table = evaluate_stores(paths, Path(out), run_labels=labels,
-                            protocol=args.protocol or specs[0].base.eval.protocol)
+                            protocol=args.protocol or specs[0].base.eval.protocol,
+                            posthoc_tune=args.posthoc_tune,
+                            **_exclusions(args.exclude_classes, specs[0].base, default=True))
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {out}")
     return 0
@@ -689,7 +722,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table = evaluate_stores(paths, args.out, scores=scores, num_trials=args.trials, seed=args.seed,
                             merged_unknown=args.merged_unknown,
                             openmax_decision=args.openmax_decision, resamples=args.resamples,
-                            run_labels=labels, protocol=args.protocol)
+                            run_labels=labels, protocol=args.protocol, posthoc_tune=args.posthoc_tune)
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {args.out}")
     return 0

@@ -204,9 +204,9 @@ class EvalConfig(_Section):
     """Evaluation after training and validation during it.
 
     `splits`: the splits scored after training (default: train, test, test_shifted, the
-    static-bias splits test_scuba and test_scufo when `data.static_bias` has them, and every
-    unknown set that is configured); `train` is run with the test pipeline (it fixes the
-    threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
+    static-bias splits test_scuba and test_scufo when `data.static_bias` has them, val and
+    val_unknown when `data.val_unknown` is set, and every unknown set that is configured);
+    `train` is run with the test pipeline (it fixes the threshold). `stochastic_passes`: T passes stored for softmax (MC dropout) and bnn heads.
     `every_n_epochs`: validation on `val` every n epochs (0: never).
     `average_clips`: how the test views (clips x crops) of a video are combined: `score` = mean
     of the logits, `prob` = mean of the per-view softmax, `released` = what DEAR's scripts do per
@@ -230,6 +230,10 @@ class EvalConfig(_Section):
     # slices, threshold-free metrics only); `dear-ray report SWEEP --protocol` re-reports finished
     # stores under the other one, beside the first
     protocol: Literal["dear", "psl"] = "dear"
+    # unknown classes the report also leaves out (a list of names, or a file: one name a line, or
+    # the saved output of `dear-ray data overlap`): every unknown set holding one gets a second set
+    # of rows `<set>-minus-<tag>` (dear_ray.metrics.exclusion, docs/overlap.md)
+    exclude_classes: list[str] | str | None = None
 
 
 class ExperimentConfig(_Section):
@@ -303,7 +307,8 @@ class ExperimentConfig(_Section):
         if self.eval.splits is not None:
             return list(self.eval.splits)
         available = self.data.split_lists()
-        return [s for s in ("train", "test", "test_shifted", "test_scuba", "test_scufo")
+        tuning = ["val", "val_unknown"] if "val_unknown" in available else []  # detector settings
+        return [s for s in ("train", "test", "test_shifted", "test_scuba", "test_scufo", *tuning)
                 if s in available] + list(self.data.unknown)
 
     def experiment_name(self) -> str:

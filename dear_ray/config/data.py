@@ -119,6 +119,10 @@ class DataConfig(_Section):
     `test_scufo`): None (the default) resolves at validation to the generator's lists
     (`test_scuba.txt`, `test_scufo.txt`) for `dataset: synth` and to none otherwise; like `flip`,
     a resolved value is written back as null.
+    `val_unknown`: a list of held-out unknown videos (classes that are neither known nor in any
+    `unknown` set; the synthetic generator writes `val_unknown.txt`): scored as split
+    `val_unknown`, with `val`, so that the report chooses the post-hoc detectors'
+    hyper-parameters on them, never on a test unknown set (docs/scores.md).
     """
 
     dataset: str = "synth"
@@ -169,6 +173,7 @@ class DataConfig(_Section):
     mask_min_box_score: float = Field(0.3, ge=0.0, le=1.0)
 
     static_bias: StaticBiasLists | None = None
+    val_unknown: str | None = None
 
     _flip_auto: bool = PrivateAttr(False)  # flip was None and resolved from the dataset
     _static_bias_auto: bool = PrivateAttr(False)  # static_bias was None and resolved from it
@@ -216,7 +221,7 @@ class DataConfig(_Section):
     @classmethod
     def _unknown_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if name in KNOWN_SPLITS or not _NAME.match(name):
+            if name in KNOWN_SPLITS or name == "val_unknown" or not _NAME.match(name):
                 raise ValueError(f"unknown set name {name!r}: expected letters, digits, '_.=-' and "
                                  f"not one of the known split names {list(KNOWN_SPLITS)}")
         return value
@@ -267,13 +272,15 @@ class DataConfig(_Section):
 
     def split_lists(self) -> dict[str, Path]:
         """Every configured split -> its list file: train, val, test, test_shifted, test_scuba,
-        test_scufo (`static_bias`), unknown sets."""
+        test_scufo (`static_bias`), unknown sets, val_unknown."""
         bias = self.static_bias
         known = {"train": self.train_list, "val": self.val_list, "test": self.test_list,
                  "test_shifted": self.test_shifted_list,
                  "test_scuba": bias.scuba if bias else None, "test_scufo": bias.scufo if bias else None}
         out = {k: self.resolve(v) for k, v in known.items() if v is not None}
         out.update({k: self.resolve(v) for k, v in self.unknown.items()})
+        if self.val_unknown is not None:
+            out["val_unknown"] = self.resolve(self.val_unknown)
         return out
 
 

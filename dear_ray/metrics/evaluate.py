@@ -68,6 +68,8 @@ from dear_ray.metrics.plots import (
     plot_uncertainty_histograms,
 )
 from dear_ray.metrics.posthoc import POSTHOC_HEADS, POSTHOC_SCORES, posthoc_plans
+from dear_ray.metrics.exclusion import Exclusion, without_classes
+from dear_ray.metrics.posthoc_tune import params_json
 from dear_ray.metrics.protocols import (
     MIT_ORDERS,
     PSL_MIT_KNOWN_ROWS,
@@ -100,6 +102,7 @@ from dear_ray.scores.classifier import prob_averaged
 INFO_COLUMNS = ("method", "score", "run", "head", "known", "unknown_set", "protocol", "backbone", "seed")
 # what a post-hoc row's detector read and was fitted on: in results.csv / .parquet, not results.md
 DETECTOR_COLUMN = "detector"
+DETECTOR_PARAMS_COLUMN = "detector_params"  # its hyper-parameters, JSON (`posthoc_tune.params_json`)
 CI_COLUMNS = tuple(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high"))
 SIG_COLUMNS = tuple(f"{k}_diff_sig" for k in CI_KEYS)
 BASELINE_METHOD = "softmax"
@@ -126,7 +129,7 @@ def _with_openmax(group: ModelStores, decision: str) -> Plan | None:
 
 
 def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
-           posthoc: Sequence[str], knn_k: int) -> list[Plan]:
+           posthoc: Sequence[str], knn_k: int, tune: str | None = None) -> list[Plan]:
     """Every row a model yields."""
     have = set.intersection(*(set(s.scores) for s in group.all))
     if group.known.meta.imported:
@@ -141,7 +144,7 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                     rows.append(Plan(group.method, fitted.score, fitted.stores, fitted.decide))
             elif (name in POSTHOC_SCORES and (name not in have or stale)
                   and group.train.meta.head in (EVIDENTIAL_HEADS if name in EVIDENTIAL_POSTHOC else POSTHOC_HEADS)):
-                fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k)
+                fitted, skipped = posthoc_plans(group, [name], knn_k=knn_k, tune=tune)
                 rows += [dataclasses.replace(p, method=group.method, fewer_resamples=False) for p in fitted]
                 for line in skipped:
                     warnings.warn(line, stacklevel=3)
@@ -170,7 +173,7 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
         if fitted:
             rows.append(fitted)
     if posthoc:
-        fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k)
+        fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k, tune=tune)
         rows += fitted
         for line in skipped:
             warnings.warn(line, stacklevel=3)
@@ -217,6 +220,22 @@ def _unknown_sets(group: ModelStores, merged: bool) -> list[tuple[str, list[Scor
     return sets
 
 
+def _with_exclusions(sets: list[tuple[str, list[ScoreStore]]], exclude: Exclusion | None):
+    """`(name, stores, cut)` of each unknown set, `cut` = identity; then, for each set holding an
+    excluded class, `(<set>-minus-<tag>, stores, cut)` with `cut` removing those classes' videos."""
+    out = [(name, stores, _identity) for name, stores in sets]
+    for name, stores in sets if exclude is not None else []:
+        if any(u.meta.dataset in exclude.ids for u in stores):
+            cut = lambda u, ids=exclude.ids: (without_classes(u, ids[u.meta.dataset])  # noqa: E731
+                                              if u.meta.dataset in ids else u)
+            out.append((exclude.set_name(name), stores, cut))
+    return out
+
+
+def _identity(store: ScoreStore) -> ScoreStore:
+    return store
+
+
 def _curve_frame(label: str, method: str, run: str, unknown_set: str, curve, band) -> pd.DataFrame:
     return pd.DataFrame({"label": label, "method": method, "run": run, "unknown_set": unknown_set,
                          "num_unknown_classes": np.asarray(curve.num_unknown_classes, dtype=np.int64),
@@ -253,7 +272,8 @@ def _markdown(table: pd.DataFrame, note: str = "") -> str:
     """The table without its interval columns; `value [low, high]` cells for metrics with them.
     The static-bias columns appear only when a row has them (a sweep without SCUBA/SCUFO stores)."""
     shown = [c for c in table.columns if not c.endswith(("_ci_low", "_ci_high", "_diff_sig"))
-             and c != DETECTOR_COLUMN and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
+             and c not in (DETECTOR_COLUMN, DETECTOR_PARAMS_COLUMN)
+             and not (c in STATIC_BIAS_KEYS and table[c].isna().all())]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in table.iterrows():
         cells = []
@@ -316,7 +336,8 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     mit_order: str = "released", hmdb_order: str = "lists",
                     data_of: Mapping[str, str] | None = None, threshold_print: str = "released",
                     mit_known_rows: int | None = PSL_MIT_KNOWN_ROWS,
-                    subset_draws: str = "shared") -> pd.DataFrame:
+                    subset_draws: str = "shared", posthoc_tune: str | None = None,
+                    exclude_classes: Exclusion | None = None) -> pd.DataFrame:
     """Evaluate every model found in `store_paths`; write tables and plots into `out_dir`.
 
     Args:
@@ -345,7 +366,13 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
             (`dear_ray.metrics.posthoc`; empty: none).
         posthoc_resamples, posthoc_curve_resamples: their (smaller) resample counts, the first of
             the same resamples, so their paired differences to softmax still pair.
-        knn_k: the KNN detector's k.
+        knn_k: the KNN detector's k (without tuning).
+        posthoc_tune: `val` (choose the post-hoc detectors' hyper-parameters on each model's `val`
+            and `val_unknown` stores, never on test data: `dear_ray.metrics.posthoc_tune`),
+            `none` (the defaults), or None: `val` for the models that have both stores.
+        exclude_classes: unknown class ids to leave out per unknown set
+            (`dear_ray.metrics.exclusion.resolve_exclusion`): each set holding one is reported
+            twice, whole and without them (`unknown_set` `<set>-minus-<tag>`).
         mit_order, hmdb_order, mit_known_rows: `psl`'s MiT-v2 slices (order, known block) and
             HMDB-51 class-id order (`dear_ray.metrics.protocols`).
         data_of: run name -> its data folder, for stores written before the stores recorded
@@ -390,16 +417,19 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
     for group in groups:
         first = group.train or group.known
         extra = first.meta.extra
-        plans = _plans(group, scores, openmax_decision, posthoc, knn_k)
-        for unknown_set, unknown in _unknown_sets(group, merged_unknown and protocol == "dear"):
-            key = tuple(u.meta.dataset for u in unknown)
+        plans = _plans(group, scores, openmax_decision, posthoc, knn_k, posthoc_tune)
+        for unknown_set, unknown, cut in _with_exclusions(
+                _unknown_sets(group, merged_unknown and protocol == "dear"), exclude_classes):
+            datasets = tuple(u.meta.dataset for u in unknown)
+            key = datasets + ((unknown_set,) if unknown_set not in datasets else ())
+            unknown = [cut(u) for u in unknown]
             if protocol == "psl":
                 unknown = [psl_unknown(u, hmdb_order=hmdb_order) for u in unknown]
             if key not in shared:
                 shared[key] = draw_unknown_subsets(combine_unknown_classes(unknown), num_trials=num_trials, seed=seed)
             for plan in plans:
                 stores = plan.stores
-                picked = [u for u in stores.unknown if u.meta.dataset in key]
+                picked = [cut(u) for u in stores.unknown if u.meta.dataset in datasets]
                 if protocol == "psl":
                     picked = [psl_unknown(u, hmdb_order=hmdb_order) for u in picked]
                 subsets = shared[key]
@@ -425,6 +455,7 @@ def evaluate_stores(store_paths: list[Path], out_dir: Path, *, scores: list[str]
                     label = f"{label} [{group.run}]"
                 info = {"method": plan.method, "score": plan.score, "run": group.run, "head": first.meta.head,
                         DETECTOR_COLUMN: plan.description,
+                        DETECTOR_PARAMS_COLUMN: params_json(plan.params),
                         "known": group.known.meta.dataset,
                         # the data set's folder: the demo's biased and unbiased copies share the
                         # name and the video ids, and each has its own softmax baseline
@@ -450,7 +481,8 @@ def _table(rows: list[_Row]) -> pd.DataFrame:
                          else (float("nan"), float("nan")))
             ci[f"{key}_ci_low"], ci[f"{key}_ci_high"] = low, high
         records.append({**row.info, **row.report.metrics, **ci, **sig})
-    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN])
+    table = pd.DataFrame(records).reindex(columns=[*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS,
+                                                   DETECTOR_COLUMN, DETECTOR_PARAMS_COLUMN])
     table["seed"] = table["seed"].astype("Int64")
     for col in SIG_COLUMNS:
         table[col] = table[col].astype("boolean")

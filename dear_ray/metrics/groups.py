@@ -2,15 +2,16 @@
 
 Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
 store (not imported stores: their threshold comes with them), one known test store (`test`, else `val`), one or more `unknown` stores and optionally a
-`test_shifted` store, `test_scuba` / `test_scufo` stores (the static-bias sets) and a `val` store
-(held out for post-hoc fits such as the temperature).
+`test_shifted` store, `test_scuba` / `test_scufo` stores (the static-bias sets), a `val` store
+(held out for post-hoc fits such as the temperature) and a `val_unknown` store (held-out unknowns:
+with `val`, they choose the post-hoc detectors' hyper-parameters, `dear_ray.metrics.posthoc_tune`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from dear_ray.scores import ScoreStore
 @dataclass
 class ModelStores:
     """The stores of one model; `val` is set only when a `test` store is the known set too;
-    `scuba`, `scufo`: its `test_scuba` / `test_scufo` stores, when it has them."""
+    `scuba`, `scufo`: its `test_scuba` / `test_scufo` stores, when it has them; `val_unknown`: its
+    validation unknowns (never evaluated, only used to choose hyper-parameters)."""
 
     run: str
     method: str
@@ -31,6 +33,7 @@ class ModelStores:
     val: ScoreStore | None = None
     scuba: ScoreStore | None = None
     scufo: ScoreStore | None = None
+    val_unknown: ScoreStore | None = None
 
     @property
     def all(self) -> list[ScoreStore]:
@@ -42,7 +45,7 @@ class ModelStores:
         """A copy whose evaluated stores all carry score `name` = `fn(store)`."""
         add = lambda s: s.with_scores({name: fn(s)}) if s is not None else None  # noqa: E731
         return ModelStores(self.run, self.method, add(self.train), add(self.known), [add(u) for u in self.unknown],
-                           add(self.shifted), self.val, add(self.scuba), add(self.scufo))
+                           add(self.shifted), self.val, add(self.scuba), add(self.scufo), self.val_unknown)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Plan:
     `posthoc_resamples` (the demo report stays fast with many post-hoc rows).
     `description`: what a post-hoc row's score reads and was fitted on (which features, which
     statistics, its hyper-parameters; `dear_ray.metrics.posthoc`), empty for the others.
+    `params`: a post-hoc row's hyper-parameters (chosen on the validation split or the defaults).
     """
 
     method: str
@@ -61,6 +65,7 @@ class Plan:
     decide: object = None  # callable store -> (N,) decisions in [0, K], or None (threshold)
     fewer_resamples: bool = False
     description: str = ""
+    params: Mapping[str, object] = field(default_factory=dict)
 
 
 def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
@@ -86,8 +91,10 @@ def group_stores(stores: Sequence[ScoreStore]) -> list[ModelStores]:
             raise ValueError(f"run {run!r} ({method}): no {' / '.join(missing)} store among {files}")
         unknown = sorted(split["unknown"], key=lambda s: (s.meta.dataset, str(s.path)))
         val = split["val"][0] if split.get("test") and split.get("val") else None
-        optional = {name: (split.get(name) or [None])[0] for name in ("test_shifted", "test_scuba", "test_scufo")}
+        optional = {name: (split.get(name) or [None])[0]
+                    for name in ("test_shifted", "test_scuba", "test_scufo", "val_unknown")}
         groups.append(ModelStores(run, method, (split.get("train") or [None])[0], known[0], unknown,
                                   optional["test_shifted"],
-                                  val, scuba=optional["test_scuba"], scufo=optional["test_scufo"]))
+                                  val, scuba=optional["test_scuba"], scufo=optional["test_scufo"],
+                                  val_unknown=optional["val_unknown"]))
     return groups

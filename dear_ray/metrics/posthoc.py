@@ -31,9 +31,12 @@ logits of its test splits. A row that cannot be computed for a trial is skipped 
 reason (returned, and warned once by `evaluate_stores`), never an error.
 
 Hyper-parameters: the defaults are OpenOOD v1.5's (`create_score`'s); `options` sets any of them
-per detector (`{"scale": {"percentile": 90}}`). Each row's `Plan.description` says which
-features and fitted statistics its score used, with its hyper-parameters (`describe()` of the
-feature-space detectors), and is logged.
+per detector (`{"scale": {"percentile": 90}}`). With `tune="val"` (the default where the model
+has `val` and `val_unknown` stores) those of KNN, ReAct, ASH, SCALE, GEN, ViM and fDBD are chosen
+on those two stores by AUROC over OpenOOD's grids (`dear_ray.metrics.posthoc_tune`), never on a
+test split. Each row's `Plan.description` says which features and fitted statistics its score
+used, with its hyper-parameters (`describe()` of the feature-space detectors) and how they were
+chosen, and is logged; `Plan.params` holds the hyper-parameters themselves.
 
 Under the `dear` protocol the threshold comes from the TRAIN split's scores, the split the
 feature-space detectors were fitted on: Mahalanobis, RMDS (and ViM's subspace) see their training
@@ -50,6 +53,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dear_ray.metrics.groups import ModelStores, Plan
+from dear_ray.metrics.posthoc_tune import GRIDS, TUNE_MODES, Choice, candidates, choose, effective_params
 from dear_ray.scores import EVIDENTIAL_HEADS, EVIDENTIAL_POSTHOC, POSTHOC_HEADS, ScoreStore, create_score
 from dear_ray.scores.classifier import ClassifierError, prob_averaged, read_classifier, store_logits
 
@@ -65,7 +69,8 @@ _LEAVE_ONE_OUT = ("knn", "nnguide")
 
 
 def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, knn_k: int = 50,
-                  options: Mapping[str, Mapping[str, object]] | None = None) -> tuple[list[Plan], list[str]]:
+                  options: Mapping[str, Mapping[str, object]] | None = None,
+                  tune: str | None = None) -> tuple[list[Plan], list[str]]:
     """The post-hoc rows of one model and the reasons for those left out.
 
     Args:
@@ -75,10 +80,14 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
             one) are passed over in silence.
         knn_k: KNN's k (OpenOOD default 50), unless `options["knn"]["k"]` is given.
         options: hyper-parameters per row name, the keywords of `create_score(name, ...)`.
+        tune: `val`: the hyper-parameters of the detectors of `posthoc_tune.GRIDS` are chosen on
+            the model's `val` and `val_unknown` stores (`dear_ray.metrics.posthoc_tune`; a
+            keyword given in `options` is kept fixed); `none`: the defaults (and `options`);
+            None: `val` where the model has both stores, else `none`.
 
     Returns:
         `(plans, skipped)`: one `Plan` per row that could be computed (`fewer_resamples=True`,
-        `description` set), and one line `run 'r': no softmax+knn row: <reason>` per row that could
+        `description` and `params` set), and one line `run 'r': no softmax+knn row: <reason>` per row that could
         not (one line `no softmax+vim/react/...: ...` for those that lack the classifier file, one
         `no softmax+energy/maxlogit/nnguide row: ...` for a prob-averaged train split without it).
     """
@@ -86,8 +95,10 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
     bad_options = sorted(set(options or {}) - set(POSTHOC_SCORES))
     if unknown_names or bad_options:
         raise ValueError(f"post-hoc rows {unknown_names or bad_options}; expected some of {', '.join(POSTHOC_SCORES)}")
-    options = {name: dict((options or {}).get(name, {})) for name in POSTHOC_SCORES}
+    fixed = {name: dict((options or {}).get(name, {})) for name in POSTHOC_SCORES}
+    options = {name: dict(value) for name, value in fixed.items()}
     options["knn"].setdefault("k", knn_k)
+    tune = _tune_mode(group, tune)
     head = group.train.meta.head
     if head in EVIDENTIAL_HEADS:
         return _evidential_plans(group, [n for n in names if n in EVIDENTIAL_POSTHOC], options)
@@ -114,9 +125,15 @@ def posthoc_plans(group: ModelStores, names: Sequence[str] = POSTHOC_SCORES, *, 
             stale.append(name)
             continue
         try:
-            label, fn, description = _detector(name, group, classifier, logits, options[name])
+            chosen = _tuned(name, group, classifier, logits, options[name], fixed[name]) if tune == "val" else None
+            given = {**options[name], **(chosen.params if chosen else {})}
+            label, fn, description, fitted = _detector(name, group, classifier, logits, given)
+            if chosen is not None:
+                description += f"; {chosen.describe()}"
+            elif tune == "val" and name in GRIDS:
+                description += "; defaults (no candidate of the validation grid applies)"
             plan = Plan(f"{group.method}+{name}", label, group.with_scores(label, fn), fewer_resamples=True,
-                        description=description)
+                        description=description, params=_resolved(effective_params(name, given), fitted))
         except (ValueError, np.linalg.LinAlgError) as err:
             skip(name, str(err))
             continue
@@ -138,13 +155,49 @@ def _classifier_and_logits(group: ModelStores):
         classifier, bad = None, str(err)
     else:
         bad = "no classifier file named in the stores' metadata (extra['classifier'])"
-    stores = group.all + ([group.val] if group.val is not None else [])
+    stores = group.all + [s for s in (group.val, group.val_unknown) if s is not None]
     try:
         logits = {id(s): store_logits(s, classifier) for s in stores}
     except ClassifierError as err:
         classifier, bad = None, str(err)
         logits = {id(s): np.asarray(s.logits, np.float64) for s in stores}
     return classifier, bad, logits
+
+
+def _resolved(params: dict, fitted) -> dict:
+    """`params` with what the fitted detector resolved (ViM's default dim: None -> F/2; the
+    fitted temperature of temp_msp)."""
+    if getattr(fitted, "temperature", None) is not None:
+        params = {**params, "temperature": float(fitted.temperature)}
+    return {k: (getattr(fitted, k) if v is None and getattr(fitted, k, None) is not None else v)
+            for k, v in params.items()}
+
+
+def _tune_mode(group: ModelStores, tune: str | None) -> str:
+    """`val` or `none` for this model (None: `val` where it has `val` and `val_unknown` stores)."""
+    if tune is not None and tune not in TUNE_MODES:
+        raise ValueError(f"posthoc tune={tune!r}; expected one of {', '.join(TUNE_MODES)}")
+    has_val = group.val is not None and group.val_unknown is not None
+    if tune == "val" and not has_val:
+        missing = " and ".join(n for n, s in (("val", group.val), ("val_unknown", group.val_unknown)) if s is None)
+        log.warning("run %r: no %s store: its post-hoc detectors keep their default hyper-parameters",
+                    group.run, missing)
+        return "none"
+    return tune or ("val" if has_val else "none")
+
+
+def _tuned(name: str, group: ModelStores, classifier, logits: dict, options: Mapping[str, object],
+           fixed: Mapping[str, object]) -> Choice | None:
+    """The hyper-parameters of detector `name` chosen on the `val` / `val_unknown` stores (the
+    keywords in `fixed`, given by the caller, stay as given); None when it is not tuned."""
+    train_features = group.train.features
+    grid = [p for p in candidates(name, num_train=len(group.train),
+                                  num_features=None if train_features is None else train_features.shape[1])
+            if not set(p) & set(fixed)]
+    if not grid:
+        return None
+    build = lambda params: _detector(name, group, classifier, logits, {**options, **params})[1]  # noqa: E731
+    return choose(grid, build, group.val, group.val_unknown)
 
 
 def _evidential_plans(group: ModelStores, names: Sequence[str],
@@ -167,20 +220,20 @@ def _evidential_plans(group: ModelStores, names: Sequence[str],
 
 
 def _detector(name: str, group: ModelStores, classifier, logits: dict, options: Mapping[str, object]):
-    """`(score label, store -> (N,) uncertainties, description)` of one fitted detector."""
+    """`(score label, store -> (N,) uncertainties, description, the fitted detector or None)`."""
     train = group.train
     z = lambda s: logits[id(s)]  # noqa: E731
     source = "score-averaged logits" + (" (recomputed from the classifier file)" if classifier is not None else "")
     if name in ("energy", "maxlogit", "gen"):
         score = create_score(name, **options)
         given = ", ".join(f"{key}={value}" for key, value in options.items())
-        return name, lambda s: score(z(s)), source + (f"; {given}" if given else "")
+        return name, lambda s: score(z(s)), source + (f"; {given}" if given else ""), None
     if name == "temp_msp":
         held_out = group.val if group.val is not None else group.known
         score = create_score("temp_msp", **options).fit(logits=z(held_out), labels=held_out.labels)
         split = "val" if group.val is not None else "test"
         return (f"temp_msp({split})", lambda s: score(z(s)),
-                f"{source} / T, T={score.temperature:.4g} minimising the NLL of the {split} split")
+                f"{source} / T, T={score.temperature:.4g} minimising the NLL of the {split} split", score)
     if name in _CLASSIFIER:
         options = {**options, "weight": classifier.weight, "bias": classifier.bias}
     score = create_score(name, **options)
@@ -190,4 +243,4 @@ def _detector(name: str, group: ModelStores, classifier, logits: dict, options: 
     def apply(s: ScoreStore) -> np.ndarray:
         return score(z(s), features=s.features, leave_one_out=name in _LEAVE_ONE_OUT and s is train)
 
-    return name, apply, score.describe()
+    return name, apply, score.describe(), score

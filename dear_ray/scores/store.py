@@ -35,6 +35,8 @@ META_KEY = b"dear_ray"
 SCORE_PREFIX = "score."
 KNOWN_SPLITS = ("train", "val", "test", "test_shifted", "test_scuba", "test_scufo")
 UNKNOWN_SPLIT = "unknown"
+# held-out unknown videos on which the report chooses detector hyper-parameters (never a test set)
+VAL_UNKNOWN_SPLIT = "val_unknown"
 _REQUIRED = ("video_id", "label", "pred")
 IMPORTED_KEY = "imported_from"  # StoreMeta.extra key of an imported store's source file
 
@@ -72,9 +74,9 @@ class StoreMeta:
     threshold: float | None = None
 
     def __post_init__(self) -> None:
-        if self.split not in KNOWN_SPLITS + (UNKNOWN_SPLIT,):
+        if self.split not in KNOWN_SPLITS + (UNKNOWN_SPLIT, VAL_UNKNOWN_SPLIT):
             raise ScoreStoreError(f"StoreMeta.split={self.split!r}; expected one of "
-                                  f"{', '.join(KNOWN_SPLITS + (UNKNOWN_SPLIT,))}")
+                                  f"{', '.join(KNOWN_SPLITS + (UNKNOWN_SPLIT, VAL_UNKNOWN_SPLIT))}")
         if isinstance(self.num_known, bool) or not isinstance(self.num_known, (int, np.integer)) \
                 or self.num_known < 1:
             raise ScoreStoreError(f"StoreMeta.num_known={self.num_known!r}; expected a positive int")
@@ -169,7 +171,7 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
 def _check_labels(path, meta: StoreMeta, labels: np.ndarray) -> None:
     if labels.size and labels.min() < 0:
         raise ScoreStoreError(f"{_where(path)}: negative label {labels.min()}")
-    if meta.split != UNKNOWN_SPLIT and labels.size and labels.max() >= meta.num_known:
+    if meta.split not in (UNKNOWN_SPLIT, VAL_UNKNOWN_SPLIT) and labels.size and labels.max() >= meta.num_known:
         raise ScoreStoreError(f"{_where(path)}: split {meta.split!r} has label {labels.max()} outside "
                               f"[0, {meta.num_known}) (num_known={meta.num_known})")
 

@@ -53,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import RunTag
+from mlflow.entities import Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dear_ray.metrics.bootstrap import CI_KEYS, DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
@@ -152,7 +152,9 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
             `psl/<set>/<metric>` and `psl/<metric>`); both can sit side by side.
         notes: warning lines for the top of the parent run's description (e.g. trials trained
             under different settings, `dear_ray.tune.runner.mixed_settings`).
-        evaluate_options: more `evaluate_stores` options (`posthoc`, `knn_k`, `mit_order`, ...).
+        evaluate_options: more `evaluate_stores` options (`posthoc`, `knn_k`, `mit_order`,
+            `posthoc_tune`, ...); `exclude_classes` defaults to the trials' `eval.exclude_classes`
+            (`sweep_exclusion`).
 
     Returns:
         One row per (trial, method, unknown set): `trial`, then the columns of `evaluate_stores`
@@ -169,6 +171,8 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         return pd.DataFrame()
 
     out_dir = report_dir(sweep_dir, protocol)
+    if "exclude_classes" not in evaluate_options:
+        evaluate_options["exclude_classes"] = sweep_exclusion(sweep_dir)
     run_to_trial = {read_score_store(paths[0]).meta.run: trial for trial, paths in usable.items()}
     table = evaluate_stores([p for paths in usable.values() for p in paths], out_dir,
                             num_trials=num_trials, seed=seed, merged_unknown=merged_unknown,
@@ -298,7 +302,25 @@ def _log_method_rows(client: MlflowClient, experiment_id: str, table: pd.DataFra
                 METHOD_KIND_TAG: kind, COLOR_TAG: colors[(trial, method)],
                 NOTE_TAG: method_note(rows)}
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        _log_detector_params(client, run_id, rows)
         _log_changed_metrics(client, run_id, metrics)
+
+
+def _log_detector_params(client: MlflowClient, run_id: str, rows: pd.DataFrame) -> None:
+    """A post-hoc detector's hyper-parameters (`detector_params`) as params `detector.<name>` and
+    as the tag `detector_params`. MLflow params cannot change: where a report with other settings
+    (`--posthoc-tune`) logged another value, the param keeps the first and the tag the latest."""
+    cells = [c for c in rows.get("detector_params", pd.Series(dtype=object)).dropna() if c]
+    if not cells:
+        return
+    params = {f"detector.{k}": str(v) for k, v in json.loads(cells[0]).items()}
+    existing = client.get_run(run_id).data.params
+    changed = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
+    if changed:
+        log.warning("run %s: params %s were logged with other values by an earlier report; the tag "
+                    "detector_params has the new ones", run_id, ", ".join(changed))
+    new = [Param(k, v) for k, v in params.items() if k not in existing]
+    client.log_batch(run_id, params=new, tags=[RunTag("detector_params", cells[0])])
 
 
 def _posthoc_run(client: MlflowClient, experiment_id: str, trial_run: str, parent: str, *,
@@ -318,6 +340,24 @@ def _posthoc_run(client: MlflowClient, experiment_id: str, trial_run: str, paren
                             tags={**tags, MLFLOW_PARENT_RUN_ID: parent})
     client.set_terminated(run.info.run_id, "FINISHED", end_time=info.end_time or None)
     return run.info.run_id
+
+
+def sweep_exclusion(sweep_dir: str | os.PathLike):
+    """The `Exclusion` of the sweep's `eval.exclude_classes` (`dear_ray.metrics.exclusion`), read
+    with its unknown lists from the first recorded trial config (`trials.json`); None without."""
+    from dear_ray.metrics.exclusion import exclusion_from_config
+
+    try:
+        trials = json.loads((Path(sweep_dir) / "trials.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for config in (c for c in trials.values() if isinstance(c, dict)):
+        value = (config.get("eval") or {}).get("exclude_classes")
+        data = config.get("data") or {}
+        if value is not None:
+            return exclusion_from_config(value, data.get("data_root", ""),
+                                         data.get("unknown") or {"unknown": "unknown.txt"})
+    return None
 
 
 def _data_roots(sweep_dir: Path) -> dict[str, str]:

@@ -347,8 +347,8 @@ def _is_known(split: str) -> bool:
 
 def store_name(split: str) -> str:
     """The store file's stem: the split, or `unknown_<name>` for an unknown set not named
-    `unknown`."""
-    return split if _is_known(split) or split == "unknown" else f"unknown_{split}"
+    `unknown` (`val_unknown`, the validation unknowns, is no unknown set)."""
+    return split if _is_known(split) or split in ("unknown", "val_unknown") else f"unknown_{split}"
 
 
 def check_static_bias(cfg: ExperimentConfig, num_classes: int) -> None:
@@ -444,7 +444,8 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     """One split's score store (`dear_ray.scores.store`), with every score the head supports.
 
     Unknown sets are stored with `split="unknown"` and their name as `dataset`, in
-    `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`. The meta records the
+    `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`; the validation
+    unknowns with `split="val_unknown"` in `val_unknown.parquet`. The meta records the
     view averaging and precision used (`average_clips`, `precision`).
     """
     from dear_ray.scores import EVIDENTIAL_HEADS, compute_scores
@@ -462,7 +463,7 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
         passes = average_clips_for(head, split, setting, backbone=cfg.model.backbone,
                                    stochastic=True)
         views += f"/{passes}"
-    meta = StoreMeta(split=split if known else "unknown",
+    meta = StoreMeta(split=split if known or split == "val_unknown" else "unknown",
                      dataset=cfg.data.dataset if known else split, num_known=num_classes,
                      head=head, checkpoint=(cfg.model.pretrained if cfg.eval_only
                                             else f"{trial}/epoch_{cfg.optim.epochs - 1}"),

@@ -34,7 +34,7 @@ from dear_ray.config import ExperimentConfig
 VIDEOS_CHECKED = 20
 _FIELDS = {"train": "data.train_list", "val": "data.val_list", "test": "data.test_list",
            "test_shifted": "data.test_shifted_list", "test_scuba": "data.static_bias.scuba",
-           "test_scufo": "data.static_bias.scufo"}
+           "test_scufo": "data.static_bias.scufo", "val_unknown": "data.val_unknown"}
 
 
 class PreflightError(ValueError):
@@ -137,7 +137,8 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
                 continue
             field = _FIELDS.get(split, f"data.unknown.{split}")
             if once(("list", path, num_classes)):
-                _check_list(field, path, root, num_classes, split in _FIELDS, problems)
+                _check_list(field, path, root, num_classes, split in _FIELDS and split != "val_unknown",
+                            problems)
         if {"test_scuba", "test_scufo"} & set(_used_splits(cfg)) and \
                 once(("static_bias", str(data.static_bias), num_classes)):
             from dear_ray.config.data import check_static_bias_lists

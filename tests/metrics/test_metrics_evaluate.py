@@ -9,6 +9,7 @@ from dear_ray.metrics.evaluate import (
     CI_COLUMNS,
     CURVES_FILE,
     DETECTOR_COLUMN,
+    DETECTOR_PARAMS_COLUMN,
     INFO_COLUMNS,
     SCORES_FILE,
     SIG_COLUMNS,
@@ -27,7 +28,8 @@ def test_every_method_with_the_same_subsets(make_stores, tmp_path):
     dear = make_stores(head="dear", run="dear", seed=1, shifted=False)
     out = tmp_path / "report"
     table = evaluate_stores([*soft.values(), *dear.values()], out, num_trials=3, seed=4, posthoc=())
-    assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN]
+    assert list(table.columns) == [*INFO_COLUMNS, *METRIC_KEYS, *CI_COLUMNS, *SIG_COLUMNS, DETECTOR_COLUMN,
+                                   DETECTOR_PARAMS_COLUMN]
     assert DETECTOR_COLUMN in (out / "results.csv").read_text().splitlines()[0]
     assert DETECTOR_COLUMN not in (out / "results.md").read_text()
     assert (table["unknown_set"] == "hmdb").all()

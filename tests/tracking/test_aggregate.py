@@ -219,6 +219,11 @@ def test_each_method_logs_the_same_metric_names_to_its_own_run(sweep):
     assert sorted(r.data.tags["method"] for r in posthoc) == sorted(["mc_dropout", "openmax", *POSTHOC_METHODS])
     assert all(r.data.tags["backbone"] == "i3d_tiny" and r.data.tags["trial"] == "soft"
                and r.info.start_time == soft.info.start_time for r in posthoc)
+    # a detector's hyper-parameters: params `detector.<name>` and the tag, as in the table
+    react = next(r for r in posthoc if r.data.tags["method"] == "softmax+react")
+    chosen = json.loads(_row(sweep["table"], "softmax+react")["detector_params"])
+    assert {k: react.data.params[f"detector.{k}"] for k in chosen} == {k: str(v) for k, v in chosen.items()}
+    assert json.loads(react.data.tags["detector_params"]) == chosen == {"percentile": 90.0}
     kinds = {r.data.tags["method"]: r.data.tags["method_kind"] for r in [*trial_runs, *posthoc]}
     assert kinds["softmax"] == kinds["edl"] == "trained"
     assert kinds["mc_dropout"] == kinds["openmax"] == "post-hoc"

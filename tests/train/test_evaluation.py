@@ -341,3 +341,21 @@ def test_evidential_stores_use_and_record_the_heads_evidence(synth_root, tmp_pat
     assert test.meta.extra["evidence"] == "relu"
     alpha = np.maximum(test.logits, 0) + 1
     assert np.allclose(test.scores["vacuity"], k / alpha.sum(1), atol=1e-5)
+
+
+def test_the_validation_unknowns_and_val_are_scored_when_configured(synth_root, tmp_path):
+    """`data.val_unknown` adds `val` and `val_unknown` to the default splits; the validation
+    unknowns are stored as split `val_unknown` (never an unknown test set)."""
+    cfg = _config(synth_root, tmp_path, **{"data.val_unknown": "val_unknown.txt"})
+    assert cfg.eval_splits()[-3:] == ["val", "val_unknown", "unknown"]
+    assert "val" not in cfg.override({"data.val_unknown": None}).eval_splits()
+    cfg = cfg.override({"eval.splits": ["val", "val_unknown"]})
+    k = num_known_classes(cfg.data)
+    model = build_recognizer(backbone="i3d_tiny", head="softmax", num_classes=k)
+    metrics = evaluate_splits(model, cfg, "t2", k, torch.device("cpu"), False)
+    out = stores_dir(cfg, "t2")
+    val_unknown = read_score_store(out / "val_unknown.parquet")
+    assert (val_unknown.meta.split, val_unknown.meta.dataset) == ("val_unknown", "val_unknown")
+    assert len(val_unknown) == 3 * 1 and set(val_unknown.labels) == {0, 1, 2}  # 3 motions, n/3 = 1 each
+    assert read_score_store(out / "val.parquet").meta.split == "val"
+    assert "val_top1" in metrics and "val_unknown_top1" not in metrics

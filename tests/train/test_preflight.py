@@ -93,3 +93,11 @@ def test_a_checkpoint_that_does_not_fit_is_found_before_ray(synth_root, tmp_path
     problems = check_config(cfg)
     assert len(problems) == 1 and problems[0].startswith("model.pretrained: ")
     assert "other.pth" in problems[0]
+
+
+def test_the_validation_unknown_list_is_checked_as_an_unknown_set(synth_root, tmp_path):
+    assert check_config(_cfg(synth_root, tmp_path, **{"data.val_unknown": "val_unknown.txt"})) == []
+    problems = check_config(_cfg(synth_root, tmp_path, **{"data.val_unknown": "nope.txt"}))
+    assert problems == [f"data.val_unknown: list file {synth_root / 'nope.txt'} does not exist"]
+    with pytest.raises(Exception, match="unknown set name 'val_unknown'"):
+        _cfg(synth_root, tmp_path, **{"data.unknown": {"val_unknown": "unknown.txt"}})

@@ -28,7 +28,7 @@ from dear_ray.data.synth.generate import (
     plan_videos,
     render_video,
 )
-from dear_ray.data.synth.motions import MOTIONS, SHAPES
+from dear_ray.data.synth.motions import MOTIONS, SHAPES, VAL_UNKNOWN_MOTIONS
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, PATTERNS
 from dear_ray.data.synth.summary import check_bias, summarize_dataset, verify_checksums
 
@@ -41,6 +41,7 @@ def generate_dataset(
     unknown_classes: int | None = None,
     classes: Sequence[str] | None = None,
     unknown_motions: Sequence[str] | None = None,
+    val_unknown_motions: Sequence[str] | None = None,
     scene_types: int | None = None,
     videos_per_class: int = 60,
     frames: int = 16,
@@ -67,10 +68,13 @@ def generate_dataset(
         unknown_classes: U, the next U motions (default 6; with `classes`: unset or 0).
         classes: the known motions by name, in label order, instead of the first K.
         unknown_motions: the unknown motions by name, instead of the next U.
+        val_unknown_motions: the validation unknown motions (split ``val_unknown``, on which
+            detector settings are chosen; never test unknowns) by name; default
+            `VAL_UNKNOWN_MOTIONS` without `classes`, none with them; ``()`` for none.
         scene_types: P >= K scene types (default K); known class i owns type i, the others are no
             class's own (the pretraining set's many scenes).
         videos_per_class: training videos per known class; by default val and test_scuba get
-            n/6, test, test_shifted and unknown n/3 per class (at least 1); test_scufo one clip
+            n/6, test, test_shifted, unknown and val_unknown n/3 per class (at least 1); test_scufo one clip
             per test_scuba clip.
         frames: T, frames per video (>= 4).
         size: frame side S in pixels (even, >= 32); actor radius, rim, speed and textures scale
@@ -104,6 +108,7 @@ def generate_dataset(
         seed=seed, known_classes=known_classes, unknown_classes=unknown_classes,
         classes=None if classes is None else tuple(classes),
         unknown_motions=None if unknown_motions is None else tuple(unknown_motions),
+        val_unknown_motions=None if val_unknown_motions is None else tuple(val_unknown_motions),
         scene_types=scene_types, videos_per_class=videos_per_class, frames=frames, size=size,
         bias=bias, contrast=contrast,
         palettes=palettes, actor_radius=actor_radius, actor_speed=actor_speed, rim=rim,
@@ -120,6 +125,7 @@ __all__ = [
     "SPLITS",
     "STATIC_BIAS_SPLITS",
     "SynthParams",
+    "VAL_UNKNOWN_MOTIONS",
     "VideoTask",
     "check_bias",
     "encode_mp4",

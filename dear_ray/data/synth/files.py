@@ -22,6 +22,7 @@ from dear_ray.data.synth.generate import (
     SCUFO_DIR,
     SPLITS,
     STATIC_BIAS_SPLITS,
+    VAL_UNKNOWN_SPLIT,
     SynthParams,
     VideoResult,
     VideoTask,
@@ -34,6 +35,7 @@ DETERMINISTIC_FILES: tuple[str, ...] = (
     "classes.txt", "unknown_classes.txt", "scenes.txt", "train.txt", "val.txt", "test.txt",
     "test_shifted.txt", "unknown.txt", "test_scuba.txt", "test_scufo.txt", "videos.csv",
     "scene_labels.npy", "scene_labels.parquet", "detections.npy", "detections.parquet",
+    "val_unknown.txt", "val_unknown_classes.txt",
 )
 METADATA_COLUMNS = ("video_id", "path", "split", "class_name", "label", "scene", "scene_name",
                     "still_frame")
@@ -49,6 +51,7 @@ def write_lists(root: Path, params: SynthParams, tasks: list[VideoTask]) -> None
     known, unknown = params.class_names()
     _write_lines(root / "classes.txt", known)
     _write_lines(root / "unknown_classes.txt", unknown)
+    _write_lines(root / "val_unknown_classes.txt", list(params.val_unknown_motions))
     _write_lines(root / "scenes.txt", scene_names(params.scene_types))
     for split in SPLITS:
         _write_lines(root / f"{split}.txt", [f"{t.rel_path} {t.label}" for t in tasks if t.split == split])
@@ -75,7 +78,7 @@ def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResu
     pseudo-label classes, a SCUFO clip shares its SCUBA clip's id, and SDN reads side inputs for
     training videos only.
     """
-    kept = [i for i, t in enumerate(tasks) if t.split not in STATIC_BIAS_SPLITS]
+    kept = [i for i, t in enumerate(tasks) if t.split not in (*STATIC_BIAS_SPLITS, VAL_UNKNOWN_SPLIT)]
     tasks, results = [tasks[i] for i in kept], [results[i] for i in kept]
     scene_dict: dict[str, dict] = {}
     det_dict: dict[str, dict] = {}
@@ -125,7 +128,7 @@ def write_sdn_inputs(root: Path, tasks: list[VideoTask], results: list[VideoResu
 
 
 def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], results: list[VideoResult],
-                   pairs: list[int]) -> dict:
+                   pairs: list[int], val_pairs: list[int]) -> dict:
     """The manifest: generator, parameters, classes, scene plan, counts and checksums."""
     known, unknown = params.class_names()
     counts = {split: sum(t.split == split for t in tasks) for split in SPLITS}
@@ -140,6 +143,8 @@ def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], resu
         "scuba_scenes": {name: params.scene_types + j for j, name in enumerate(held_out_scene_names())},
         "class_scene": {name: i for i, name in enumerate(known)},
         "unknown_scene": {name: pairs[i] for i, name in enumerate(unknown)},
+        "val_unknown_classes": list(params.val_unknown_motions),
+        "val_unknown_scene": {name: val_pairs[i] for i, name in enumerate(params.val_unknown_motions)},
         "counts": counts,
         "videos_per_class": params.counts(),
         "video": {"frames": params.frames, "height": params.size, "width": params.size, "fps": params.fps,
@@ -163,11 +168,11 @@ def build_manifest(root: Path, params: SynthParams, tasks: list[VideoTask], resu
 
 
 def write_dataset_files(root: Path, params: SynthParams, tasks: list[VideoTask], results: list[VideoResult],
-                        *, pairs: list[int]) -> dict:
+                        *, pairs: list[int], val_pairs: list[int]) -> dict:
     """Write lists, metadata, SDN inputs, then the manifest last; returns the manifest."""
     write_lists(root, params, tasks)
     write_metadata(root, params, tasks)
     write_sdn_inputs(root, tasks, results)
-    manifest = build_manifest(root, params, tasks, results, pairs)
+    manifest = build_manifest(root, params, tasks, results, pairs, val_pairs)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

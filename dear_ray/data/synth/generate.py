@@ -36,15 +36,24 @@ import numpy as np
 from tqdm import tqdm
 
 from dear_ray.data.synth.encode import encode_mp4, encode_still_mp4
-from dear_ray.data.synth.motions import MOTIONS, actor_boxes, render_actor, sample_actor, trajectory
+from dear_ray.data.synth.motions import (
+    MOTIONS,
+    VAL_UNKNOWN_MOTIONS,
+    actor_boxes,
+    render_actor,
+    sample_actor,
+    trajectory,
+)
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, render_scene
 
 GENERATOR = "dear_ray.data.synth"
 # 1.1: actor/palette knobs, 2x rotation, tighter orbits; 1.2: test_scuba / test_scufo; 1.3: classes
-# by name, more scene types than classes, the pretraining motion families
-GENERATOR_VERSION = "1.3"
+# by name, more scene types than classes, the pretraining motion families; 1.4: val_unknown
+GENERATOR_VERSION = "1.4"
 STATIC_BIAS_SPLITS: tuple[str, ...] = ("test_scuba", "test_scufo")
-SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS)
+VAL_UNKNOWN_SPLIT = "val_unknown"  # held-out unknown motions for choosing detector settings
+SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS,
+                           VAL_UNKNOWN_SPLIT)
 KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
 SCUFO_DIR = "videos_scufo"  # test_scufo files: same ids as their test_scuba clips, another folder
 VIDEO_DIRS: tuple[str, ...] = ("videos", SCUFO_DIR)
@@ -52,7 +61,7 @@ IN_PROGRESS = ".synth_in_progress"  # marker file of a generation under way (or 
 MIN_SIZE = 32
 MIN_FRAMES = 4
 # stream tags: the first entropy word after the seed, so plan and video streams never coincide
-_VIDEO_STREAM, _PLAN_STREAM, _PAIRING_STREAM = 0, 1, 2
+_VIDEO_STREAM, _PLAN_STREAM, _PAIRING_STREAM, _VAL_PAIRING_STREAM = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class SynthParams:
     unknown_classes: int | None = None
     classes: tuple[str, ...] | None = None
     unknown_motions: tuple[str, ...] | None = None
+    val_unknown_motions: tuple[str, ...] | None = None
     scene_types: int | None = None
     videos_per_class: int = 60
     frames: int = 16
@@ -174,18 +184,29 @@ class SynthParams:
         if set(known) & set(unknown):
             fail("unknown_motions", list(unknown),
                  f"no motion of `classes` ({sorted(set(known) & set(unknown))})")
-        for name, value in (("classes", known), ("unknown_motions", unknown), ("known_classes", k),
+        if self.val_unknown_motions is not None:
+            val_unknown = names("val_unknown_motions", self.val_unknown_motions)
+            if set(val_unknown) & (set(known) | set(unknown)):
+                fail("val_unknown_motions", list(val_unknown),
+                     f"no motion of `classes` or `unknown_motions` "
+                     f"({sorted(set(val_unknown) & (set(known) | set(unknown)))})")
+        else:  # named classes (a pretraining set) have none unless named
+            val_unknown = () if named else tuple(m for m in VAL_UNKNOWN_MOTIONS
+                                                 if m not in known and m not in unknown)
+        for name, value in (("classes", known), ("unknown_motions", unknown),
+                            ("val_unknown_motions", val_unknown), ("known_classes", k),
                             ("unknown_classes", len(unknown)),
                             ("scene_types", k if self.scene_types is None else self.scene_types)):
             object.__setattr__(self, name, value)
 
     def counts(self) -> dict[str, int]:
         """Videos per class in each split: val = test_scuba = n/6, test = test_shifted = unknown =
-        n/3 by default; test_scufo = test_scuba (one clip per SCUBA clip; 0 leaves it out)."""
+        val_unknown = n/3 by default; test_scufo = test_scuba (one clip per SCUBA clip; 0 leaves it
+        out)."""
         n = int(self.videos_per_class)
         sixth, third = max(1, round(n / 6)), max(1, round(n / 3))
         out = {"train": n, "val": sixth, "test": third, "test_shifted": third, "unknown": third,
-               "test_scuba": sixth}
+               "test_scuba": sixth, VAL_UNKNOWN_SPLIT: third}
         out.update({k: int(v) for k, v in self.split_sizes.items() if k != "test_scufo"})
         out["test_scufo"] = int(self.split_sizes.get("test_scufo", out["test_scuba"]))
         return out
@@ -198,6 +219,7 @@ class SynthParams:
         out = asdict(self)
         out["split_sizes"] = self.counts()
         out["classes"], out["unknown_motions"] = list(self.classes), list(self.unknown_motions)
+        out["val_unknown_motions"] = list(self.val_unknown_motions)
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
 
@@ -261,10 +283,12 @@ def _stream(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
 
 
-def unknown_scene_pairs(params: SynthParams) -> list[int]:
-    """The known scene each unknown class is paired with (distinct scenes while U <= K)."""
-    rng = _stream(params.seed, _PAIRING_STREAM)
-    k, u = params.known_classes, params.unknown_classes
+def unknown_scene_pairs(params: SynthParams, *, validation: bool = False) -> list[int]:
+    """The known scene each unknown class (with `validation`: each validation unknown class) is
+    paired with (distinct scenes while U <= K; the two draw from separate streams)."""
+    rng = _stream(params.seed, _VAL_PAIRING_STREAM if validation else _PAIRING_STREAM)
+    k = params.known_classes
+    u = len(params.val_unknown_motions) if validation else params.unknown_classes
     if u <= k:
         return [int(s) for s in rng.permutation(k)[:u]]
     return [int(s) for s in rng.integers(0, k, u)]
@@ -283,8 +307,9 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
 
     train/val/test: the class's own scene (scene i for known class i) for exactly round(bias * n)
     videos per class, a uniformly drawn other of the P scene types otherwise. test_shifted: scenes
-    balanced over all P types in random order, independent of the class. unknown: the class's
-    paired known scene (`unknown_scene_pairs`) for round(bias * n) videos, another one otherwise.
+    balanced over all P types in random order, independent of the class. unknown and val_unknown:
+    the class's paired known scene (`unknown_scene_pairs`) for round(bias * n) videos, another one
+    otherwise.
     test_scuba: scenes balanced over the held-out types P .. P + len(HELD_OUT_PATTERNS) - 1 in
     random order (no other split draws an index >= P). test_scufo: one clip per test_scuba clip
     (same class, label, id and scene) with a uniformly drawn `still_frame` in [0, T).
@@ -292,11 +317,13 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
     known, unknown = params.class_names()
     counts = params.counts()
     p = params.scene_types
-    pairs = unknown_scene_pairs(params)
-    first_index = {name: 0 for name in known + unknown}
+    pairs = {"unknown": unknown_scene_pairs(params),
+             VAL_UNKNOWN_SPLIT: unknown_scene_pairs(params, validation=True)}
+    names_of = {"unknown": unknown, VAL_UNKNOWN_SPLIT: list(params.val_unknown_motions)}
+    first_index = {name: 0 for name in known + unknown + names_of[VAL_UNKNOWN_SPLIT]}
     tasks: list[VideoTask] = []
     for split_id, split in enumerate(SPLITS):
-        names = unknown if split == "unknown" else known
+        names = names_of.get(split, known)
         n = counts[split]
         if split == "test_scufo":
             scuba = [t for t in tasks if t.split == "test_scuba"]
@@ -313,7 +340,7 @@ def plan_videos(params: SynthParams) -> list[VideoTask]:
             elif split == "test_scuba":
                 scenes = p + rng.permutation(np.resize(rng.permutation(len(HELD_OUT_PATTERNS)), n))
             else:
-                own = pairs[label] if split == "unknown" else label
+                own = pairs[split][label] if split in pairs else label
                 scenes = _biased_scenes(rng, n, own, p, params.bias)
             for i in range(n):
                 video_id = f"{name}_{first_index[name] + i:05d}"
@@ -439,7 +466,8 @@ def generate(params: SynthParams, out_dir: Path, *, workers: int, progress: bool
     _prepare_output(root)
     tasks = plan_videos(params)
     results = run_videos(tasks, params, root, workers=workers, progress=progress)
-    manifest = write_dataset_files(root, params, tasks, results, pairs=unknown_scene_pairs(params))
+    manifest = write_dataset_files(root, params, tasks, results, pairs=unknown_scene_pairs(params),
+                                   val_pairs=unknown_scene_pairs(params, validation=True))
     (root / IN_PROGRESS).unlink(missing_ok=True)
     if progress:
         print(f"synthetic data set: {len(tasks)} videos in {root} ({time.perf_counter() - start:.1f} s)")

@@ -33,7 +33,13 @@ MOTIONS: tuple[str, ...] = (
     # generator 1.3: families for a pretraining set whose classes the demo never uses
     "spiral_in", "wobble", "figure_eight", "swing", "square_cw", "accelerate", "decelerate",
     "stop_go", "out_and_back", "teleport",
+    # generator 1.4: the validation unknowns (`VAL_UNKNOWN_MOTIONS`), for choosing detector settings
+    "square_ccw", "hop", "nod",
 )
+#: The validation unknown motions (split `val_unknown`): neither known, nor test unknown, nor
+#: pretraining classes of the demo; a detector's hyper-parameters are chosen on them, never on the
+#: test unknowns (docs/synthetic_data.md, docs/scores.md).
+VAL_UNKNOWN_MOTIONS: tuple[str, ...] = ("square_ccw", "hop", "nod")
 
 # Unit polygons (vertices on or inside the unit circle, counter-clockwise order not required).
 # None has a rotational symmetry of order > 2, so rotation is visible frame to frame.
@@ -182,7 +188,9 @@ def trajectory(motion: str, actor: Actor, rng: np.random.Generator, *, frames: i
 
 def _later_family(motion: str, actor: Actor, rng: np.random.Generator, t: np.ndarray, size: int,
                   a0: float, phase: float) -> tuple[np.ndarray, ...]:
-    """Poses (cx, cy, scale, angle) of the families appended in generator 1.3 (pretraining only).
+    """Poses (cx, cy, scale, angle) of the families appended in generator 1.3 (pretraining only)
+    and 1.4 (the validation unknowns: `square_ccw`, `hop`: bounce's arcs while moving sideways,
+    `nod`: shake along the vertical).
 
     Five of them move along a direction drawn uniformly (`psi`), so only the speed profile names the
     class: `accelerate` (0 to 2 x speed), `decelerate` (2 x speed to 0), `stop_go` (bursts at 2 x
@@ -208,9 +216,10 @@ def _later_family(motion: str, actor: Actor, rng: np.random.Generator, t: np.nda
         length, period = float(rng.uniform(0.22, 0.3)) * size, float(rng.uniform(12.0, 16.0))
         phi = 0.6 * np.sin(2 * np.pi * t / period + phase)
         cx, cy = length * np.sin(phi), length * np.cos(phi)
-    elif motion == "square_cw":  # y down: right along the top edge, then down: clockwise on screen
+    elif motion in ("square_cw", "square_ccw"):  # y down: right along the top edge, then down: cw
         side = float(rng.uniform(0.25, 0.35)) * size
-        u = (float(rng.uniform(0, 4 * side)) + v * t) % (4 * side)
+        step = v * t if motion == "square_cw" else -v * t
+        u = (float(rng.uniform(0, 4 * side)) + step) % (4 * side)
         edge, s = np.floor_divide(u, side), np.mod(u, side)
         cx = np.select([edge == 0, edge == 1, edge == 2], [s, side + 0 * s, side - s], 0 * s)
         cy = np.select([edge == 0, edge == 1, edge == 2], [0 * s, s, side + 0 * s], side - s)
@@ -224,6 +233,14 @@ def _later_family(motion: str, actor: Actor, rng: np.random.Generator, t: np.nda
         along = 2 * v * np.concatenate([[0.0], np.cumsum(moving[:-1])])
     elif motion == "out_and_back":
         along = float(rng.uniform(0.25, 0.35)) * size * np.sin(np.pi * t / last)
+    elif motion == "hop":  # bounce's arcs while moving left or right
+        period = float(rng.uniform(7.0, 10.0))
+        height = 0.22 * size * v / (3.0 * size / 64.0)
+        cx = (1.0 if rng.random() < 0.5 else -1.0) * 0.7 * v * t
+        cy = -height * np.abs(np.sin(np.pi * t / period + phase))
+    elif motion == "nod":  # shake, vertically
+        period = float(rng.uniform(3.5, 5.5))
+        cy = 0.07 * size * np.sin(2 * np.pi * t / period + phase)
     elif motion == "teleport":
         hold = int(rng.integers(4, 7))
         spots = rng.uniform(0, size, (frames // hold + 1, 2))

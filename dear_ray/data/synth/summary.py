@@ -33,14 +33,15 @@ def check_bias(out_dir: str | Path) -> dict:
 
     Returns:
         ``{split: rate}`` for train/val/test/test_shifted: the fraction of videos whose scene is
-        their class's scene; ``unknown``: the fraction whose scene is their class's paired known
-        scene; ``test_scuba`` / ``test_scufo``: the same as the known splits, 0 by construction
+        their class's scene; ``unknown``, ``val_unknown``: the fraction whose scene is their
+        class's paired known scene; ``test_scuba`` / ``test_scufo``: the same as the known splits, 0 by construction
         (held-out scene types); ``chance``: 1/P (P scene types), the rate of a scene drawn
         independently of the class; ``bias``: the generator's parameter.
     """
     root = Path(out_dir)
     manifest = _manifest(root)
-    own = {**manifest["class_scene"], **manifest["unknown_scene"]}
+    own = {**manifest["class_scene"], **manifest["unknown_scene"],
+           **manifest.get("val_unknown_scene", {})}
     hits = {s: [0, 0] for s in SPLITS}  # a data set of an older version lacks the last splits
     for row in _metadata(root):
         h = hits[row["split"]]
@@ -92,6 +93,7 @@ def summarize_dataset(out_dir: str | Path) -> str:
         f"synthetic biased actions ({m['generator']} v{m['version']}, seed {m['seed']}) in {root}",
         f"  known classes ({len(known)}): {', '.join(known)}",
         f"  unknown classes ({len(unknown)}): {', '.join(unknown) or '-'}",
+        f"  validation unknown classes: {', '.join(m.get('val_unknown_classes', [])) or '-'}",
         f"  scene types: {len(m['scenes'])} (known class i's own: type i); unknown classes' paired scenes: "
         + (", ".join(f"{c}->{m['scenes'][s]}" for c, s in m["unknown_scene"].items()) or "-"),
         f"  held-out scene types (test_scuba; test_scufo = one frame of each, repeated): "
@@ -103,7 +105,7 @@ def summarize_dataset(out_dir: str | Path) -> str:
     per_class = m["videos_per_class"]
     empty = [s for s in SPLITS if m["counts"].get(s) == 0]
     for split in (s for s in SPLITS if m["counts"].get(s)):
-        what = {"unknown": "paired scene", "test_scuba": "held-out scenes",
+        what = {"unknown": "paired scene", "val_unknown": "paired scene", "test_scuba": "held-out scenes",
                 "test_scufo": "held-out scenes, still"}.get(split, "own scene")
         lines.append(f"  {split:<14} {m['counts'][split]:>6}  {per_class[split]:>9}  "
                      f"{100 * rates[split]:5.1f}% ({what})")
