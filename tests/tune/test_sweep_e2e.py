@@ -167,7 +167,7 @@ def test_failed_trial_is_reported_and_finished_trials_still_aggregated(synth, tm
         r"TooManyBadVideosError: [12] of 18 videos in train \(rank 0\) could not be decoded "
         r"\((5\.6|11\.1)%; max_bad_fraction=5\.0%\) \(the videos: "
         + re.escape(str(spec.sweep_dir / "bad_videos" / "broken")) + r"\)", cause), cause
-    assert list(result.table["trial"]) == ["ok"]
+    assert set(result.table["trial"]) == {"ok"}  # its method and post-hoc rows
     out, err = capfd.readouterr()
     assert f"[broken] FAILED: {cause} (2/2 trials done; error file: " in out
     assert "Traceback" not in out + err and "Trial task failed" not in out + err
