@@ -13,7 +13,8 @@ A stage has a `name`, a `grid` and/or `cases` (the syntax of a sweep's own), an 
 (overrides of the sweep's base for this stage's trials, nested or dotted) and an optional
 `max_concurrent_trials`. `model.pretrained: {from: <stage>/<trial>}` (in a case, a grid value or a
 stage's base) starts a trial from the last checkpoint of a trial of an EARLIER stage; it is
-resolved to that checkpoint's path when the stage starts (`dear_ray.tune.stage_runner`). Trial
+resolved to that checkpoint's path when the stage starts (`dear_ray.tune.stage_runner`); `{axis}`
+fields in it take the trial's grid values (`pretrain/p_seed-{seed}`). Trial
 names are unique across the stages (they name the run folders). docs/sweeps.md.
 """
 
