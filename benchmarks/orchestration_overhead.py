@@ -188,7 +188,8 @@ def ray_train_phases(sweep_dir: Path, trial: str) -> list[tuple[str, float]]:
 def train_sweep(cfg_dict: dict, name: str = "bench_sweep") -> tuple[float, dict[str, float], list]:
     """The same config as a one-trial sweep through `run_sweep`; returns seconds, the runner's
     parts and the trial's timeline breakdown."""
-    from dear_ray.tune.sweep import parse_sweep, run_sweep
+    from dear_ray.tune import run_sweep
+    from dear_ray.tune.sweep import parse_sweep
 
     # two trials, one at a time: the first pays every cold start, the second shows the steady
     # state of a sweep (Tune reuses the finished trial's driver process)

@@ -477,10 +477,11 @@ def _refuse_sweep_file(path: Path) -> None:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return  # load_config reports it
-    if isinstance(raw, dict) and "base" in raw and ({"grid", "cases", "search"} & set(raw)):
-        raise CliError(f"{path} is a sweep file (it has 'base' and "
-                       f"{'/'.join(sorted({'grid', 'cases', 'search'} & set(raw)))}): run it with "
-                       f"`dear-ray sweep {path}`; `dear-ray train` takes one experiment config")
+    keys = {"grid", "cases", "search", "stages"} & set(raw) if isinstance(raw, dict) else set()
+    if keys and "base" in raw:
+        raise CliError(f"{path} is a sweep file (it has 'base' and {'/'.join(sorted(keys))}): "
+                       f"run it with `dear-ray sweep {path}`; `dear-ray train` takes one "
+                       "experiment config")
 
 
 def _run_name(cfg, *, resume: bool, suffix: str = "") -> str:
@@ -624,9 +625,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         protocol = args.protocol or spec.base.eval.protocol
         notes = sweep_notes(spec)
+        from dear_ray.tune import expand_trials
+        from dear_ray.tune.stage_runner import report_trials
+
         table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
                              experiment=experiment_name(spec), protocol=protocol, notes=notes,
-                             posthoc_tune=args.posthoc_tune, **_exclusions(args.exclude_classes, spec.base))
+                             posthoc_tune=args.posthoc_tune, trials=report_trials(spec, expand_trials(spec)),
+                             **_exclusions(args.exclude_classes, spec.base))
         print(_results_text(table, args.columns))
         for note in notes:
             print(f"dear-ray: warning: {note}", file=sys.stderr)

@@ -39,14 +39,15 @@ def test_sweep_set_and_trials_restrict_the_sweep(tmp_path, capsys):
     args = ["sweep", "--dry-run", str(REPO / "jobs/sweeps/demo.yaml"), "--trials", "edl, softmax",
             "--set", "resources.cpus_per_worker=0.5"]
     assert main(args) == 0
-    rows = capsys.readouterr().out.splitlines()[1:-1]
-    # file order is kept, whatever the order given; the override reaches every trial
-    assert [r.split()[0] for r in rows] == ["softmax", "edl"]
-    assert [r.split()[2] for r in rows] == ["0.5", "0.5"]
+    rows = capsys.readouterr().out.split("\n\n")[-1].splitlines()[1:-1]  # after the stage graph
+    # file order is kept, whatever the order given, with the pretraining trial they start from;
+    # the override reaches every trial but the pretraining stage's, which sets the field itself
+    assert [r.split()[0] for r in rows] == ["pretrain", "softmax", "edl"]
+    assert [r.split()[2] for r in rows] == ["1.75", "0.5", "0.5"]
 
     spec = restrict_sweep(load_sweep(REPO / "jobs/sweeps/demo.yaml"), trials=["sdn"],
                           overrides={"tracking.run_dir": str(tmp_path), "model.head": "edl"})
-    (plan,) = expand_trials(spec)
+    _, plan = expand_trials(spec)
     # the case's own model.head wins over the base override; the run folder follows --set
     assert plan.config.model.head == "sdn" and spec.sweep_dir == tmp_path / "demo"
 

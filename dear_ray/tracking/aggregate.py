@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -136,7 +137,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
                  num_trials: int = 10, seed: int = 0, merged_unknown: bool = False,
                  resamples: int = DEFAULT_RESAMPLES, curve_resamples: int = DEFAULT_CURVE_RESAMPLES,
                  protocol: str = "dear", notes: tuple[str, ...] | list[str] = (),
-                 **evaluate_options) -> pd.DataFrame:
+                 trials: Collection[str] | None = None, **evaluate_options) -> pd.DataFrame:
     """Evaluate every trial of a sweep, write `<sweep_dir>/report/`, and log it all to MLflow.
 
     Args:
@@ -162,7 +163,9 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         their intervals and `*_diff_sig`). Empty when no trial left complete score stores.
     """
     sweep_dir = Path(sweep_dir).resolve()
-    usable, skipped = complete_trials(find_trial_stores(sweep_dir))
+    found = find_trial_stores(sweep_dir)
+    usable, skipped = complete_trials({t: paths for t, paths in found.items()
+                                       if trials is None or t in trials})
     for trial, reason in skipped.items():
         log.warning("report %s: trial %s left out: %s", sweep_dir.name, trial, reason)
     if not usable:

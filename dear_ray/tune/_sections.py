@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SWEEP_KEYS = {"name", "base", "grid", "cases", "search", "num_samples", "scheduler",
-              "max_concurrent_trials", "trial_resources", "max_failures", "ray"}
+              "max_concurrent_trials", "trial_resources", "max_failures", "ray", "stages"}
 _SEARCH_TYPES = {"uniform": ("low", "high"), "loguniform": ("low", "high"),
                  "randint": ("low", "high"), "choice": ("values",)}
 _SCHEDULER_KEYS = {"type", "metric", "mode", "grace_period", "max_t", "reduction_factor"}
@@ -140,6 +140,23 @@ def parse_search(search: Any, src: str, grid: Mapping[str, Any]) -> dict[str, Se
                              f"got low={low!r} high={high!r}")
         parsed[axis] = SearchDim(dim["type"], low=low, high=high)
     return parsed
+
+
+def parse_ray_and_resources(raw: Mapping, src: str) -> tuple[Mapping, Mapping]:
+    """The `ray` section and `trial_resources` of a sweep file."""
+    ray_section = raw.get("ray") or {}
+    if not isinstance(ray_section, Mapping) or set(ray_section) - {"address", "num_cpus"}:
+        raise SweepError(f"{src}: ray: expected a mapping with keys address, num_cpus; "
+                         f"got {ray_section!r}")
+    resources = raw.get("trial_resources", {"CPU": 0.5})
+    if not isinstance(resources, Mapping) or not resources or \
+            not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
+        raise SweepError(f"{src}: trial_resources: expected a mapping like {{CPU: 0.5}}, "
+                         f"got {resources!r}")
+    if not float(resources.get("CPU", 0)) > 0:
+        raise SweepError(f"{src}: trial_resources.CPU must be > 0 (Ray rejects a 0-CPU driver); "
+                         f"a fraction such as 0.5 keeps trials from deadlocking, got {resources!r}")
+    return ray_section, resources
 
 
 def parse_scheduler(raw: Any, src: str) -> SchedulerSpec | None:

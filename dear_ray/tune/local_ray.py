@@ -4,7 +4,7 @@
 (the Train placement-group cleaner's state-API calls) then look for "the" local cluster and log
 `ConnectionError: Found multiple active Ray instances` when another user's Ray runs on the same
 machine. A SIGKILLed driver also leaves Ray's DashboardAgent and RuntimeEnvAgent behind,
-re-parented to PID 1 (PLATFORM.md). So a sweep's local Ray here:
+re-parented to PID 1 (seen with Ray 2.60). So a sweep's local Ray here:
 
 - lives in its own temp dir, `/tmp/dear_ray-<uid>/<hash of the sweep folder>` (short: Ray's Unix
   socket paths must stay under ~107 bytes), with a `driver.pid` file naming the process that owns it;

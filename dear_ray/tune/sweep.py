@@ -21,15 +21,19 @@ A sweep file:
     max_failures: 0                   # Tune retries of a failed trial
     ray: {num_cpus: 2, address: null} # local cluster size, or a cluster to join
 
+Instead of `grid` and `cases`, a sweep may list `stages` (`dear_ray.tune._stages`): grids run one
+after the other, a later stage's trials starting from an earlier stage's trial's last checkpoint
+(`model.pretrained: {from: <stage>/<trial>}`), as pretraining and fine-tuning; docs/sweeps.md.
+
 Every trial's config is validated by `expand_trials` before anything starts; errors name the sweep
 file, the axis and the value. Post-hoc methods (MC dropout, OpenMax) are evaluated from a softmax
-trial's score stores by the aggregator, never as separate trials.
+trial's score stores by the aggregator, never as separate trials. This module only parses and
+expands (no Ray); `dear_ray.tune.runner.run_sweep` runs a sweep.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -40,28 +44,42 @@ from typing import Any
 import yaml
 
 from dear_ray.config import ExperimentConfig, load_config
-from dear_ray.models.cost import cost_summary
-from dear_ray.scores import methods_for_head
+from dear_ray.tune._listing import (  # noqa: F401 - part of this module's interface
+    auto_concurrency,
+    format_trials,
+    trial_resources_summary,
+    tune_trial_resources,
+)
 from dear_ray.tune._sections import (
     SWEEP_KEYS,
     SchedulerSpec,
     SearchDim,
     SweepError,
-    fidelity_summary,
     nonnegative_int,
     parse_cases,
     parse_grid,
+    parse_ray_and_resources,
     parse_scheduler,
     parse_search,
     positive_int,
     slug,
+)
+from dear_ray.tune._stages import (
+    SOURCE_FIELD,
+    StageSpec,
+    check_sources,
+    is_source,
+    parse_stages,
+    pop_source,
+    rebase_stage,
 )
 
 
 @dataclass(frozen=True)
 class SweepSpec:
     """A parsed sweep file. `base` is the validated base config; `only` (when not empty) keeps
-    just the trials of these names (`restrict_sweep`, the CLI's `--trials`)."""
+    just the trials of these names and the trials they start from (`restrict_sweep`, the CLI's
+    `--trials`). `stages` (a sweep with stages: then `grid` and `cases` are empty) in run order."""
 
     name: str
     base: ExperimentConfig
@@ -77,6 +95,7 @@ class SweepSpec:
     ray_num_cpus: int | None = None
     path: Path | None = None
     only: tuple[str, ...] = ()
+    stages: tuple[StageSpec, ...] = ()
 
     @property
     def source(self) -> str:
@@ -95,11 +114,16 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """One grid point: its name, the overrides it applies to the base, and the validated config."""
+    """One grid point: its name, the overrides it applies to the base, and the validated config.
+
+    In a sweep with stages, `stage` names its stage and `source` the `<stage>/<trial>` whose last
+    checkpoint starts it (`config.model.pretrained` is then unset until that stage starts)."""
 
     name: str
     overrides: dict[str, Any]
     config: ExperimentConfig
+    stage: str = ""
+    source: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,22 +161,18 @@ def parse_sweep(raw: Any, *, path: Path | None = None, name: str | None = None) 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", sweep_name):
         raise SweepError(f"{src}: name {sweep_name!r} must be letters, digits, '_', '.', '-'")
     base = _load_base(raw.get("base"), src, path)
-    grid = parse_grid(raw.get("grid"), src, has_cases=bool(raw.get("cases")))
+    stages: tuple[StageSpec, ...] = ()
+    if raw.get("stages") is not None:
+        inside = sorted({"grid", "cases", "search"} & set(raw))
+        if inside or raw.get("num_samples", 1) != 1:
+            raise SweepError(f"{src}: stages: {inside or ['num_samples']} cannot sit beside "
+                             "stages: grid and cases go inside each stage; search and "
+                             "num_samples are not supported with stages")
+        stages = parse_stages(raw["stages"], src, base)
+    grid = parse_grid(raw.get("grid"), src, has_cases=bool(raw.get("cases")) or bool(stages))
     cases = parse_cases(raw.get("cases"), src, grid)
     search = parse_search(raw.get("search"), src, grid)
-    ray_section = raw.get("ray") or {}
-    if not isinstance(ray_section, Mapping) or set(ray_section) - {"address", "num_cpus"}:
-        raise SweepError(f"{src}: ray: expected a mapping with keys address, num_cpus; "
-                         f"got {ray_section!r}")
-    resources = raw.get("trial_resources", {"CPU": 0.5})
-    if not isinstance(resources, Mapping) or not resources or \
-            not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
-        raise SweepError(f"{src}: trial_resources: expected a mapping like {{CPU: 0.5}}, "
-                         f"got {resources!r}")
-    if not float(resources.get("CPU", 0)) > 0:
-        raise SweepError(f"{src}: trial_resources.CPU must be > 0 (Ray rejects a 0-CPU driver); "
-                         f"a fraction such as 0.5 keeps trials from deadlocking, got {resources!r}")
-
+    ray_section, resources = parse_ray_and_resources(raw, src)
     return SweepSpec(
         name=sweep_name,
         base=base,
@@ -170,6 +190,7 @@ def parse_sweep(raw: Any, *, path: Path | None = None, name: str | None = None) 
         ray_num_cpus=(None if ray_section.get("num_cpus") is None else
                       positive_int(ray_section["num_cpus"], src, "ray.num_cpus")),
         path=path.resolve() if path else None,
+        stages=stages,
     )
 
 
@@ -197,30 +218,72 @@ def _load_base(base: Any, src: str, path: Path | None) -> ExperimentConfig:
 
 
 def expand_trials(spec: SweepSpec) -> list[TrialPlan]:
-    """Every grid point (cases x grid axes, in file order) with its validated config.
+    """Every grid point (cases x grid axes, in file order) with its validated config; in a sweep
+    with stages, every stage's in run order.
 
-    Each trial's config is the base with `name` set to the sweep name, then the case's overrides,
-    then the grid values. Search axes are validated at their bounds (every choice).
+    Each trial's config is the base (a stage's: the sweep's base with the stage's overrides) with
+    `name` set to the sweep name, then the case's overrides, then the grid values. Search axes are
+    validated at their bounds (every choice). A `{from: <stage>/<trial>}` value of
+    `model.pretrained` becomes the plan's `source`.
 
     Raises:
-        SweepError: naming the sweep file, the axis and the value that fails validation.
+        SweepError: naming the sweep file, the axis and the value that fails validation; a trial
+            name used in two stages; a `from` that names no trial of an earlier stage.
     """
-    base = _override(spec, spec.base, {"name": spec.name}, "name", spec.name)
+    if not spec.stages:
+        plans = _expand_stage(spec, spec.base, spec.grid, spec.cases, stage="", where="")
+    else:
+        plans = []
+        for i, stage in enumerate(spec.stages):
+            where = f"stages[{i}] ({stage.name}), "
+            stage_plans = _expand_stage(spec, stage.base, stage.grid, stage.cases,
+                                        stage=stage.name, where=where, source=stage.source)
+            taken = {p.name: p.stage for p in plans}
+            for plan in stage_plans:
+                if plan.name in taken:
+                    raise SweepError(f"{spec.source}: {where}trial {plan.name!r}: the name is also "
+                                     f"a trial of stage {taken[plan.name]!r}; trial names must be "
+                                     "unique across stages (they name the run folders)")
+            plans += stage_plans
+        index = {s.name: i for i, s in enumerate(spec.stages)}
+        check_sources(spec.stages, {s.name: [p.name for p in plans if p.stage == s.name]
+                                    for s in spec.stages},
+                      {p.name: (index[p.stage], p.source) for p in plans if p.source},
+                      spec.source)
+    if spec.only:
+        missing = sorted(set(spec.only) - {p.name for p in plans})
+        if missing:
+            raise SweepError(f"{spec.source}: no trial named {missing}; the trials are "
+                             f"{[p.name for p in plans]}")
+        keep = set(spec.only)
+        for plan in reversed(plans):  # and the trials they start from, stage by stage
+            if plan.name in keep and plan.source:
+                keep.add(plan.source.split("/")[1])
+        plans = [p for p in plans if p.name in keep]
+    return plans
+
+
+def _expand_stage(spec: SweepSpec, base: ExperimentConfig, grid: dict[str, list[Any]],
+                  cases: list[tuple[str, dict[str, Any]]], *, stage: str, where: str,
+                  source: str | None = None) -> list[TrialPlan]:
+    """The trials of one grid (a sweep's, or a stage's with `where` naming the stage)."""
+    base = _override(spec, base, {"name": spec.name}, f"{where}name", spec.name)
     # each value alone first, so an error points at one axis and one value
-    for axis, values in spec.grid.items():
+    for axis, values in grid.items():
         for value in values:
-            _override(spec, base, {axis: value}, f"grid axis {axis!r}", value)
+            if not is_source(value):
+                _override(spec, base, {axis: value}, f"{where}grid axis {axis!r}", value)
     for axis, dim in spec.search.items():
         for value in dim.probe_values():
             _override(spec, base, {axis: value}, f"search axis {axis!r}", value)
-    for case_name, overrides in spec.cases:
-        _override(spec, base, overrides, f"case {case_name!r}", overrides)
+    for case_name, overrides in cases:
+        rest, _ = pop_source(overrides, f"{spec.source}: {where}case {case_name!r}")
+        _override(spec, base, rest, f"{where}case {case_name!r}", overrides)
 
-    cases = spec.cases or [("", {})]
-    axes = list(spec.grid)
+    axes = list(grid)
     plans, used = [], set()
     for (case_name, case_overrides), values in itertools.product(
-            cases, itertools.product(*(spec.grid[a] for a in axes))):
+            cases or [("", {})], itertools.product(*(grid[a] for a in axes))):
         overrides = {**case_overrides, **dict(zip(axes, values, strict=True))}
         parts = ([case_name] if case_name else []) + [
             f"{_short_axis(a, axes)}-{v}" for a, v in zip(axes, values, strict=True)]
@@ -228,14 +291,16 @@ def expand_trials(spec: SweepSpec) -> list[TrialPlan]:
         if name in used:
             name = f"{name}_{len(plans)}"
         used.add(name)
-        config = _override(spec, base, overrides, f"trial {name!r}", overrides)
-        plans.append(TrialPlan(name=name, overrides=overrides, config=config))
-    if spec.only:
-        missing = sorted(set(spec.only) - {p.name for p in plans})
-        if missing:
-            raise SweepError(f"{spec.source}: no trial named {missing}; the trials are "
-                             f"{[p.name for p in plans]}")
-        plans = [p for p in plans if p.name in spec.only]
+        own_path = not is_source(overrides.get(SOURCE_FIELD, {"from": None}))
+        overrides, own = pop_source(overrides, f"{spec.source}: {where}trial {name!r}")
+        own = own or (None if own_path else source)  # a trial's own path wins over its stage's
+        if own and not stage:
+            raise SweepError(f"{spec.source}: trial {name!r}: model.pretrained: {{from: ...}} "
+                             "names a trial of an earlier stage: it needs a sweep with stages")
+        config = _override(spec, base, overrides, f"{where}trial {name!r}", overrides)
+        fields = {_short_axis(a, axes): v for a, v in zip(axes, values, strict=True)}
+        plans.append(TrialPlan(name=name, overrides=overrides, config=config, stage=stage,
+                               source=_fill(own, fields, f"{where}trial {name!r}", spec)))
     return plans
 
 
@@ -256,7 +321,8 @@ def restrict_sweep(spec: SweepSpec, *, overrides: Mapping[str, Any] | None = Non
             base = base.override(dict(overrides))
         except (ValueError, TypeError, KeyError) as err:
             raise SweepError(f"{spec.source}: --set {dict(overrides)!r}: {err}") from err
-    restricted = replace(spec, base=base, only=tuple(trials or ()) or spec.only)
+    stages = tuple(rebase_stage(s, base, spec.source, i) for i, s in enumerate(spec.stages))
+    restricted = replace(spec, base=base, only=tuple(trials or ()) or spec.only, stages=stages)
     expand_trials(restricted)  # validates the overrides against every trial, and the names
     return restricted
 
@@ -303,98 +369,20 @@ def _override(spec: SweepSpec, cfg: ExperimentConfig, overrides: dict, where: st
         raise SweepError(f"{spec.source}: {where}, value {value!r}: {err}") from err
 
 
+def _fill(source: str | None, fields: dict[str, Any], where: str, spec: SweepSpec) -> str | None:
+    """A `from` with `{axis}` fields (e.g. `pretrain/pretrain_seed-{seed}`) filled with the
+    trial's values of its stage's grid axes (by the names its trial names use)."""
+    if source is None or "{" not in source:
+        return source
+    try:
+        return source.format_map(fields)
+    except (KeyError, ValueError, IndexError) as err:
+        raise SweepError(f"{spec.source}: {where}: model.pretrained.from {source!r}: {{...}} takes "
+                         f"a grid axis of the stage ({sorted(fields) or 'none'}), got {err}"
+                         ) from err
+
+
 def _short_axis(axis: str, axes: list[str]) -> str:
     leaf = axis.rsplit(".", 1)[-1]
     clash = sum(a.rsplit(".", 1)[-1] == leaf for a in axes) > 1
     return axis.replace(".", "-") if clash else leaf
-
-
-def trial_resources_summary(cfg: ExperimentConfig) -> tuple[int, float, float]:
-    """(workers, CPUs, GPUs) one trial's Ray Train workers reserve; with `num_workers: 0` the
-    loop runs in the trial's own process (no worker group), which then holds one
-    worker's `cpus_per_worker` (and `gpus_per_worker`) on top of the trial driver's share."""
-    res = cfg.resources
-    gpus = float(res.gpus_per_worker) if res.use_gpu else 0.0
-    slots = max(res.num_workers, 1)
-    return res.num_workers, slots * float(res.cpus_per_worker), slots * gpus
-
-
-def tune_trial_resources(spec: SweepSpec, cfg: ExperimentConfig) -> dict[str, float]:
-    """What Tune reserves for one trial's own process: `trial_resources`, plus the loop's CPUs
-    and GPUs when the loop runs in it (`resources.num_workers: 0`, `trial_resources_summary`);
-    the workers of a worker-group trial reserve theirs themselves."""
-    out = dict(spec.trial_resources)
-    workers, cpus, gpus = trial_resources_summary(cfg)
-    if workers == 0:
-        out["CPU"] = out.get("CPU", 0.0) + cpus
-        if gpus:
-            out["GPU"] = out.get("GPU", 0.0) + gpus
-    return out
-
-
-def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str:
-    """The `dear-ray sweep --dry-run` listing: one line per trial (its resources, the methods its
-    model is reported as, its overrides, then after ` | ` the resolved fidelity settings of
-    `fidelity_summary`, one `key=value` per entry of `_sections.FIDELITY_FIELDS` that applies),
-    and after another ` | ` the model's parameters, trainable parameters and GFLOPs of one clip
-    (`dear_ray.models.cost.cost_summary`), then the totals."""
-    width = max((len(t.name) for t in trials), default=5)
-    methods = [",".join(methods_for_head(t.config.model.head,
-                                         stochastic_passes=t.config.eval.stochastic_passes))
-               for t in trials]
-    mwidth = max((len(m) for m in methods), default=7)
-    overrides = [", ".join(f"{k}={v}" for k, v in t.overrides.items()) or "(base)" for t in trials]
-    owidth = max((len(o) for o in overrides), default=9)
-    lines = [f"{'trial':<{width}}  workers  CPUs  GPUs  {'methods':<{mwidth}}  "
-             f"{'overrides':<{owidth}} | fidelity | cost"]
-    for t, method, over in zip(trials, methods, overrides, strict=True):
-        workers, cpus, gpus = trial_resources_summary(t.config)
-        lines.append(f"{t.name:<{width}}  {workers:>7}  {cpus:>4g}  {gpus:>4g}  {method:<{mwidth}}  "
-                     f"{over:<{owidth}} | {fidelity_summary(t.config)} | {cost_summary(t.config)}")
-    if spec is not None:
-        samples = spec.num_samples
-        if spec.search:
-            lines.append("search: " + ", ".join(f"{a} ~ {d.describe()}"
-                                                for a, d in spec.search.items()))
-        total = len(trials) * samples
-        lines.append(f"{total} trial(s) = {len(trials)} grid point(s) x {samples} sample(s); "
-                     f"driver per trial {spec.trial_resources}; "
-                     f"max concurrent {spec.max_concurrent_trials or 'auto'}; "
-                     f"scheduler {spec.scheduler.type if spec.scheduler else 'none'}")
-    else:
-        lines.append(f"{len(trials)} trial(s)")
-    return "\n".join(lines)
-
-
-def auto_concurrency(spec: SweepSpec, trials: list[TrialPlan],
-                     cluster: Mapping[str, float]) -> int:
-    """How many trials fit in `cluster` (`ray.cluster_resources()`) at once.
-
-    A trial holds its driver's `trial_resources` plus its workers' CPUs and GPUs; the largest
-    trial sets the pace. Always at least 1.
-    """
-    per_trial = [trial_resources_summary(t.config) for t in trials]
-    cpu = max(c for _, c, _ in per_trial) + spec.trial_resources.get("CPU", 0.0)
-    gpu = max(g for _, _, g in per_trial) + spec.trial_resources.get("GPU", 0.0)
-    fits = [cluster.get("CPU", 0.0) / cpu]
-    if gpu > 0:
-        fits.append(cluster.get("GPU", 0.0) / gpu)
-    return max(1, math.floor(min(fits) + 1e-9))
-
-
-def run_sweep(spec: SweepSpec, *, resume: bool = False, restart_changed: bool = False):
-    """Run the sweep with Ray Tune (Train inside Tune), log it to MLflow, then aggregate.
-
-    Local Ray is started (and stopped) unless a cluster address is given (`ray.address`,
-    `RAY_ADDRESS`) or Ray is already initialised. Failed trials do not stop the sweep: they are
-    listed in the result, their MLflow runs end FAILED, and the finished trials are aggregated.
-    With `resume`, a sweep continues per trial and reuses its MLflow parent run: finished trials
-    are reused, new, unfinished (from their last checkpoint) and failed ones run; a trial whose
-    resolved config changed is refused with the diff unless `restart_changed`.
-
-    Returns:
-        `dear_ray.tune.runner.SweepResult` (table, failed trials, MLflow ids).
-    """
-    from dear_ray.tune.runner import execute_sweep  # imports Ray: not needed for --dry-run
-
-    return execute_sweep(spec, resume=resume, restart_changed=restart_changed)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from dear_ray.data.synth import (
     MOTIONS,
@@ -199,22 +197,3 @@ def test_the_demo_keeps_a_pretraining_set_of_the_same_parameters(tmp_path):
     assert manifest["version"] == "1.4" and manifest["params"]["classes"] == list(SMALL["classes"])
     reordered = {**small, "classes": SMALL["classes"][::-1]}
     assert "other parameters" in ensure_dataset(root, workers=1, **reordered)
-
-
-def test_the_demo_stage_sweeps_use_the_demo_data_and_hand_on_the_checkpoint():
-    """jobs/sweeps/demo_pretrain.yaml trains on the pretraining set; demo_finetune.yaml starts from
-    its last checkpoint folder and fine-tunes on the biased set and the unbiased copy."""
-    sweeps = Path(__file__).resolve().parents[2] / "jobs" / "sweeps"
-    pre = yaml.safe_load((sweeps / "demo_pretrain.yaml").read_text())
-    fine = yaml.safe_load((sweeps / "demo_finetune.yaml").read_text())
-    assert pre["base"]["data"]["data_root"] == "data/synth_pretrain"
-    epochs = pre["base"]["optim"]["epochs"]
-    assert epochs % pre["base"]["checkpoint"]["every_n_epochs"] == 0
-    run = f"{pre['base']['tracking']['run_dir']}/{pre['name']}"
-    folder = f"{run}/ray/pretrain/checkpoint_epoch_{epochs - 1:04d}"
-    assert fine["base"]["model"]["pretrained"] == folder
-    roots = {fine["base"]["data"]["data_root"]} | {c["data.data_root"] for c in fine["cases"]
-                                                   if "data.data_root" in c}
-    assert roots == {"data/synth" + suffix for suffix in DEMO_DATA if suffix != "_pretrain"}
-    assert {c["name"] for c in fine["cases"]} == {"softmax", "bnn", "rpl", "edl", "edl_avu", "dear",
-                                                   "sdn", "psl", "softmax_control"}

@@ -17,7 +17,8 @@ from nbclient.exceptions import CellExecutionError
 
 from dear_ray.tracking.aggregate import metric_name
 from dear_ray.tracking.mlflow_runs import ROLE_TAG
-from dear_ray.tune.sweep import parse_sweep, run_sweep
+from dear_ray.tune import run_sweep
+from dear_ray.tune.sweep import parse_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "compare_methods.ipynb"

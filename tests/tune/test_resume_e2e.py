@@ -19,7 +19,8 @@ from mlflow import MlflowClient
 
 from dear_ray.cli import main
 from dear_ray.tune.local_ray import INSTANCE_VARIABLE, own_processes, private_temp_dir
-from dear_ray.tune.sweep import SweepError, parse_sweep, restrict_sweep, run_sweep
+from dear_ray.tune import run_sweep
+from dear_ray.tune.sweep import SweepError, parse_sweep, restrict_sweep
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

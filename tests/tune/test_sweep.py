@@ -476,9 +476,9 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
 
 
 def _dry_run(sweep: str) -> dict[str, str]:
-    """The fidelity part of each trial's dry-run line."""
+    """The fidelity part of each trial's dry-run line (after a sweep's stage graph, if any)."""
     plans = expand_trials(load_sweep(SWEEPS / f"{sweep}.yaml"))
-    lines = format_trials(plans).splitlines()[1:-1]
+    lines = format_trials(plans).split("\n\n")[-1].splitlines()[1:-1]
     return {t.name: line.split(" | ")[1] for t, line in zip(plans, lines, strict=True)}
 
 

@@ -12,7 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from dear_ray.tracking.aggregate import metric_name
-from dear_ray.tune.sweep import SweepError, parse_sweep, run_sweep
+from dear_ray.tune import run_sweep
+from dear_ray.tune.sweep import SweepError, parse_sweep
 
 pytestmark = pytest.mark.slow
 
