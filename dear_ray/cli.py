@@ -35,7 +35,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="data sets: the synthetic generator, annotation lists, checks")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
-    synth = dsub.add_parser("synth", help="generate the synthetic biased-actions data set (SPEC 5)")
+    synth = dsub.add_parser("synth", help="generate the synthetic biased-actions data set "
+                                          "(docs/synthetic_data.md)")
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--known-classes", type=_positive_int, default=None)

@@ -31,7 +31,8 @@ from dear_ray.config._base import Section as _Section
 from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
 from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
 
-STOCHASTIC_HEADS = ("softmax", "bnn")  # heads whose T stochastic passes are stored (SPEC 1.1, 1.6)
+# heads whose T stochastic passes are stored (docs/methods.md: mc_dropout, bnn)
+STOCHASTIC_HEADS = ("softmax", "bnn")
 
 
 class ConfigError(ValueError):
@@ -106,7 +107,7 @@ class ModelConfig(_Section):
 
 
 class OptimConfig(_Section):
-    """Optimiser and learning-rate schedule (SPEC section 3).
+    """Optimiser and learning-rate schedule (docs/fidelity.md rows 11-14).
 
     The schedule is evaluated per iteration (`step_per: iteration`, fractional epochs) or once per
     epoch; `warmup_epochs` ramps the lr linearly from `warmup_start * lr` to the schedule's value.
@@ -237,7 +238,7 @@ class ExperimentConfig(_Section):
 
     `eval_only`: no training; the Ray Train workers load `model.pretrained` (required: ours, an
     MMAction2, released DEAR or SDN checkpoint, which must provide every tensor of the model) and
-    run the evaluation of `eval.splits` (SPEC section 2) as a trained trial's last epoch does.
+    run the evaluation of `eval.splits` (docs/metrics.md) as a trained trial's last epoch does.
     `dear-ray test CONFIG --checkpoint PATH` sets both; in a sweep, a case sets them (the released
     model zoo, jobs/sweeps/dear_ucf101_zoo.yaml). The `optim` section is then unused (`epochs`
     keeps its meaning: the store meta names `epoch_<epochs - 1>` of a trained trial only).

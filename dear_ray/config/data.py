@@ -39,7 +39,7 @@ class MultiScaleCropConfig(_Section):
 
 
 class StaticBiasLists(_Section):
-    """`data.static_bias`: SCUBA- and SCUFO-style test lists (StillMix, ICCV 2023; issue 12).
+    """`data.static_bias`: SCUBA- and SCUFO-style test lists (StillMix, ICCV 2023; docs/static_bias.md).
 
     MMAction2 lists of KNOWN-class videos (``path label`` or ``path num_frames label``, labels in
     [0, K), paths relative to `data_root` unless absolute), scored as the splits `test_scuba` and

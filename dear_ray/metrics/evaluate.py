@@ -1,4 +1,4 @@
-"""`dear-ray evaluate`: score stores in, results table and plots out (SPEC 2).
+"""`dear-ray evaluate`: score stores in, results table and plots out (docs/metrics.md).
 
 Stores are grouped by model (`dear_ray.metrics.groups`: `StoreMeta.run`, `StoreMeta.method`);
 each group needs one `train` store, one known test store (`test`, else `val`), one or more

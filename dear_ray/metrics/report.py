@@ -1,4 +1,4 @@
-"""One row of the results table from the score stores of one model on one unknown set (SPEC 2).
+"""One row of the results table from the score stores of one model on one unknown set (docs/metrics.md).
 
 The metric keys are stable and double as MLflow metric names across methods (the aggregator puts
 the unknown set in the name of those in `UNKNOWN_SET_KEYS`); values are fractions in [0, 1] except
@@ -220,14 +220,15 @@ def open_set_report(*, train: ScoreStore | None, known: ScoreStore,
                     decide: Decide | None = None, mean_class: str = "mmaction2",
                     scuba: ScoreStore | None = None, scufo: ScoreStore | None = None,
                     threshold_print: str = "released") -> OpenSetReport:
-    """Every metric of SPEC 2 for one model under one score, on one unknown set.
+    """Every metric of docs/metrics.md for one model under one score, on one unknown set.
 
     Args:
         train: the known training split's store (sets the threshold); None for imported stores,
             whose threshold comes with them (`StoreMeta.threshold`).
         known: the known test split's store.
         unknown: the unknown split's store; a sequence of several is evaluated MERGED (class ids
-            made distinct with `combine_unknown_classes`, `unknown_set` = `all`): SPEC 2 reports each
+            made distinct with `combine_unknown_classes`, `unknown_set` = `all`): docs/metrics.md
+            reports each
             unknown data set on its own, so pass several only for an explicitly named merged row.
         score: the uncertainty score to evaluate (a column of every store).
         shifted: optional `test_shifted` store (static-bias check).

@@ -62,12 +62,12 @@ ScoreFn = Callable[..., np.ndarray]
 SCORES: Registry[Callable[..., ScoreFn]] = Registry("score")
 register_score = SCORES.register
 
-# heads whose outputs are Dirichlet evidence (SPEC 1.1)
+# heads whose outputs are Dirichlet evidence (docs/methods.md#edl)
 EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
 # Dirichlet scores computed post hoc from an evidential head's stored logits (report rows)
 EVIDENTIAL_POSTHOC = ("mpu", "diff_entropy", "mutual_info")
 HEADS = ("softmax", "bnn", "rpl", "sdn", "psl") + EVIDENTIAL_HEADS
-# the score each method is reported with (SPEC section 1's table)
+# the score each method is reported with (docs/methods.md's table)
 DEFAULT_SCORES = {"softmax": "msp", "mc_dropout": "bald", "bnn": "bald", "rpl": "rpl", "openmax": "openmax",
                   "sdn": "msp", "psl": "psl", **{h: "vacuity" for h in EVIDENTIAL_HEADS}}
 

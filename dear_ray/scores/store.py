@@ -1,4 +1,4 @@
-"""The score store: one model's outputs on one split, saved once as parquet (SPEC 2).
+"""The score store: one model's outputs on one split, saved once as parquet (docs/metrics.md).
 
 Columns: `video_id` (string), `label` (int64), `pred` (int64, argmax of the logits), `logits`
 (fixed_size_list<float32>[K]), optional `features` (fixed_size_list<float32>[F]), optional

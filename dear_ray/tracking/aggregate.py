@@ -143,7 +143,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         sweep_dir: `<run_dir>/<sweep name>`, holding `stores/<trial>/<split>.parquet`.
         tracking_uri: the MLflow tracking URI of the sweep.
         experiment: the sweep's MLflow experiment name.
-        num_trials: unknown-class subsets per openness point (SPEC 2: R = 10).
+        num_trials: unknown-class subsets per openness point (docs/metrics.md: R = 10).
         seed: seed of those subsets; the same subsets serve every method.
         merged_unknown: also a row on all unknown sets merged (`unknown_set` = `all`).
         resamples, curve_resamples: bootstrap resamples of the intervals (`evaluate_stores`).
@@ -179,7 +179,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown_with_trial(out_dir / "results.md", table))
-    if protocol == "dear":  # DEAR's model-zoo table, with the published numbers (SPEC section 4)
+    if protocol == "dear":  # DEAR's model-zoo table, with the published numbers (its Tables 1-2)
         from dear_ray.tracking.zoo import write_zoo_report
 
         write_zoo_report(table, out_dir)

@@ -152,7 +152,7 @@ def prepare_sqlite_store(tracking_uri: str, db_path: Path, *, attempts: int = 5)
     """Make sure the SQLite store at `db_path` can be written, creating its schema if new.
 
     MLflow's table creation is not locked: two processes creating the same new store at once make
-    one of them die with `table runs already exists` (PLATFORM.md). The first use is therefore
+    one of them die with `table runs already exists` (seen with MLflow 3). The first use is therefore
     done here under an exclusive `fcntl` lock on `<db>.lock`, retried a few times.
 
     Raises:

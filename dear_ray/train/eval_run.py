@@ -7,7 +7,7 @@ matrix). Here one run does all of it: `run_test(cfg)` (a config with `eval_only:
 checkpoint and score every evaluation split in shards (`dear_ray.train.evaluation`), then
 `report_run` reports the run exactly as `dear-ray train` reports a trained one
 (`dear_ray.tracking.aggregate.report_run`: the stores evaluated as the sweep aggregator evaluates
-a trial's, SPEC section 2's table with one row per method and unknown set, the openness curves,
+a trial's, the table of docs/metrics.md with one row per method and unknown set, the openness curves,
 histograms, reliability diagrams and confusion matrices under the run's `report/` artifacts, each
 method's metrics under the aggregator's names such as `closed_top1`, `<unknown set>/open_maf1`,
 post-hoc methods (a softmax model's `mc_dropout`, `openmax`) in runs `<trial>/<method>` nested

@@ -36,7 +36,7 @@ When the logits and the passes of a split need different averaging (softmax test
 `eval.stochastic_passes > 1`), the split is predicted twice.
 
 Precision (`eval.precision`): stores are computed in fp32 unless `amp`, whatever
-`resources.amp` says for training (bf16 autocast moves vacuity by ~1%, SPEC section 2).
+`resources.amp` says for training (bf16 autocast moves vacuity by ~1%, docs/metrics.md).
 Validation during training keeps the training autocast (its top-1 is not a stored score).
 """
 

@@ -166,7 +166,7 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         scheduler: stepped once per batch (also for skipped all-bad batches, so the schedule is a
             function of the batch position).
         epoch: 0-based, for messages.
-        anneal: SPEC 1.1's lambda_t (`dear_ray.losses.annealing_coefficient`).
+        anneal: docs/methods.md#edl's lambda_t (`dear_ray.losses.annealing_coefficient`).
         global_step: scheduler steps before this epoch; `iteration` of `training_loss`.
         grad_clip: max global L2 norm of the gradients, or None.
         amp: bf16 autocast (CUDA only).

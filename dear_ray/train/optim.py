@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule built from `OptimConfig` (SPEC section 3).
+"""Optimiser and learning-rate schedule built from `OptimConfig` (docs/fidelity.md rows 11-14).
 
 - Parameter groups (`optim.param_groups`), each with its own lr and weight decay:
   `default`: the classifier's parameters (named by `model.classifier_parameter_names()`, e.g. TSM's
