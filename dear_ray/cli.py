@@ -791,7 +791,7 @@ def _add_scores_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_scores_import(args: argparse.Namespace) -> int:
-    from dear_ray.scores.released import import_scores, import_summary
+    from dear_ray.scores.importing import import_scores, import_summary
 
     written = import_scores(args.files, fmt=args.format, method=args.method, unknown_set=args.unknown_set,
                             out_dir=args.out, threshold=args.threshold, known_set=args.known_set,

@@ -29,7 +29,8 @@ from dear_ray.metrics.literature import (
 )
 from dear_ray.metrics.literature_spec import LiteratureSpec, load_literature_spec
 from dear_ray.scores import read_score_store
-from dear_ray.scores.released import ScoreImportError, import_scores
+from dear_ray.scores.importing import import_scores
+from dear_ray.scores.released import ScoreImportError
 from dear_ray.scores.store import ScoreStoreError
 
 

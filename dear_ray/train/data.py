@@ -31,9 +31,9 @@ from dear_ray.config import DataConfig, ExperimentConfig
 from dear_ray.data.annotations import read_annotation_list, read_class_names
 from dear_ray.data.dataset import VideoDataset, collate_skip_bad, prepare_loading_process
 from dear_ray.data.decode import VideoDecodeError, open_video
+from dear_ray.data.presets import build_test_transform, build_train_transform
 from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
 from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_eligible
-from dear_ray.data.transforms import build_test_transform, build_train_transform
 
 
 def num_known_classes(data: DataConfig) -> int:
