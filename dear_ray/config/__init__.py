@@ -25,14 +25,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
 from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
 from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
+from dear_ray.methods import STOCHASTIC_HEADS
+from dear_ray.splits import KNOWN_SPLITS
 
-# heads whose T stochastic passes are stored (docs/methods.md: mc_dropout, bnn)
-STOCHASTIC_HEADS = ("softmax", "bnn")
 
 
 class ConfigError(ValueError):

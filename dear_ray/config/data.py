@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_serializer, field_validator, model_validator
 
-from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
+from dear_ray.splits import KNOWN_SPLITS
 
 
 class TestViews(_Section):

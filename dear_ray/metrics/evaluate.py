@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dear_ray.methods import HEAD_SPECS
 from dear_ray.metrics.bootstrap import (
     CI_KEYS,
     DEFAULT_CURVE_RESAMPLES,
@@ -163,12 +164,14 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                          f"(common scores: {', '.join(sorted(have)) or 'none'}): "
                          + ", ".join(str(s.path) for s in group.all))
     rows = [Plan(group.method, default, group)]
-    if group.train.meta.head == "softmax":
-        if "bald" in have and group.method != "mc_dropout":
-            rows.append(Plan("mc_dropout", "bald", group))
-        fitted = _with_openmax(group, openmax_decision)
-        if fitted:
-            rows.append(fitted)
+    spec = HEAD_SPECS.get(group.train.meta.head)
+    for derived in spec.derived if spec else ():  # a softmax model's MC dropout and OpenMax rows
+        if derived.name == "openmax":
+            fitted = _with_openmax(group, openmax_decision)
+            if fitted:
+                rows.append(fitted)
+        elif derived.score in have and group.method != derived.name:
+            rows.append(Plan(derived.name, derived.score, group))
     if posthoc:
         fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k)
         rows += fitted

@@ -30,11 +30,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dear_ray.splits import KNOWN_SPLITS, UNKNOWN_SPLIT
+
 STORE_FORMAT = 1
 META_KEY = b"dear_ray"
 SCORE_PREFIX = "score."
-KNOWN_SPLITS = ("train", "val", "test", "test_shifted", "test_scuba", "test_scufo")
-UNKNOWN_SPLIT = "unknown"
 _REQUIRED = ("video_id", "label", "pred")
 IMPORTED_KEY = "imported_from"  # StoreMeta.extra key of an imported store's source file
 

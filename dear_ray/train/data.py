@@ -87,7 +87,7 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
 
 def split_is_known(split: str) -> bool:
     """A split of known classes (labels in [0, K)); any other split is an unknown set."""
-    from dear_ray.config._base import KNOWN_SPLITS
+    from dear_ray.splits import KNOWN_SPLITS
 
     return split in KNOWN_SPLITS
 

@@ -51,13 +51,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dear_ray.config import STOCHASTIC_HEADS, ExperimentConfig
-from dear_ray.config._base import KNOWN_SPLITS, STATIC_BIAS_SPLITS
+from dear_ray.config import ExperimentConfig
+from dear_ray.methods import HEAD_SPECS, head_spec, released_average_clips
+from dear_ray.splits import KNOWN_SPLITS, STATIC_BIAS_SPLITS
 from dear_ray.train.loop import Predictions, predict
 
 AVERAGE_CLIPS_SETTINGS = ("released", "score", "prob")
-EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
-_PROB_HEADS = ("bnn", "rpl", "sdn")
 # SDN's network: only SDN's code trains it, and its test (libs/test.py) averages the per-clip
 # softmax for every model it trains (the baseline classifier too)
 SDN_BACKBONES = ("r3d18_a",)
@@ -81,17 +80,12 @@ def average_clips_for(head: str, split: str, setting: str, *, backbone: str,
         raise ValueError(f"eval.average_clips must be one of {AVERAGE_CLIPS_SETTINGS}, got {setting!r}")
     if setting != "released":
         return setting
-    if head == "softmax" and backbone in SDN_BACKBONES:
+    spec = HEAD_SPECS.get(head)
+    if spec is None:
+        raise ValueError(f"average_clips_for: no released view averaging known for head {head!r}")
+    if spec.average_clips == "by_split" and backbone in SDN_BACKBONES:
         return "prob"
-    if head in EVIDENTIAL_HEADS:
-        return "score"
-    if head in _PROB_HEADS:
-        return "prob"
-    if head == "softmax":
-        return "prob" if stochastic or split == "train" else "score"
-    if head == "psl":  # PSL tests one clip x one crop (tools/test_net_open.py): nothing to average
-        return "score"
-    raise ValueError(f"average_clips_for: no released view averaging known for head {head!r}")
+    return released_average_clips(head, split, stochastic=stochastic)
 
 
 def eval_autocast(cfg: ExperimentConfig, amp: bool) -> bool:
@@ -123,7 +117,7 @@ def predict_split(model, loader, cfg: ExperimentConfig, split: str, *, device, a
     """One split's predictions with the head's stochastic passes and view averaging; bnn logits
     are the passes' mean probability (`mean_probability_logits`)."""
     head, setting = cfg.model.head, cfg.eval.average_clips
-    passes = cfg.eval.stochastic_passes if head in STOCHASTIC_HEADS else 1
+    passes = cfg.eval.stochastic_passes if head_spec(head).stochastic else 1
     how = average_clips_for(head, split, setting, backbone=cfg.model.backbone)
     how_passes = average_clips_for(head, split, setting, backbone=cfg.model.backbone,
                                    stochastic=True)
@@ -139,7 +133,7 @@ def predict_split(model, loader, cfg: ExperimentConfig, split: str, *, device, a
     else:
         preds = predict(model, loader, device=device, stochastic_passes=passes, amp=amp,
                         bad_report=bad_report, average_clips=how)
-    if head == "bnn":  # DEAR's BNN prediction: the mean over weight samples of their softmax
+    if head_spec(head).logits_from_passes:  # DEAR's BNN: the mean over weight draws of their softmax
         preds.logits = mean_probability_logits(preds.sample_logits)
     return preds
 
@@ -428,11 +422,10 @@ def write_classifier_file(model, cfg: ExperimentConfig, out_dir: Path) -> str | 
     `logits = features @ W.T + b` holds for the score-averaged splits of every backbone (TSM too:
     fc is linear, so fc per segment then the mean equals fc of the segment-mean feature).
     """
-    from dear_ray.scores import POSTHOC_HEADS
     from dear_ray.scores.classifier import CLASSIFIER_FILE, write_classifier
 
     fc = getattr(getattr(model, "cls_head", None), "fc_cls", None)
-    if cfg.model.head not in POSTHOC_HEADS or not isinstance(fc, torch.nn.Linear):
+    if not head_spec(cfg.model.head).posthoc or not isinstance(fc, torch.nn.Linear):
         return None
     bias = None if fc.bias is None else fc.bias.detach().float().cpu().numpy()
     write_classifier(out_dir, fc.weight.detach().float().cpu().numpy(), bias)
@@ -447,7 +440,7 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
     `unknown.parquet` (the set named `unknown`) or `unknown_<name>.parquet`. The meta records the
     view averaging and precision used (`average_clips`, `precision`).
     """
-    from dear_ray.scores import EVIDENTIAL_HEADS, compute_scores
+    from dear_ray.scores import compute_scores
     from dear_ray.scores.store import StoreMeta, write_score_store
 
     # the evidence function of an evidential head (its `head_options`, `exp` by default): the
@@ -471,7 +464,7 @@ def write_store(path: Path, preds: Predictions, *, cfg: ExperimentConfig, split:
                                        # which videos: two data sets may share a name and ids
                                        "data_root": str(cfg.data.data_root),
                                        "precision": cfg.eval.precision,
-                                       **({"evidence": evidence} if head in EVIDENTIAL_HEADS else {}),
+                                       **({"evidence": evidence} if head_spec(head).evidential else {}),
                                        **({"classifier": classifier} if classifier else {})})
     write_score_store(path, video_ids=preds.video_ids, labels=preds.labels, logits=preds.logits,
                       features=preds.features, sample_logits=preds.sample_logits, scores=scores,

@@ -32,14 +32,14 @@ import numpy as np
 
 from dear_ray.data.synth.motions import MOTIONS, actor_boxes, render_actor, sample_actor, trajectory
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, render_scene
+from dear_ray.splits import KNOWN_SPLITS, STATIC_BIAS_SPLITS
 
 GENERATOR = "dear_ray.data.synth"
 # 1.1: actor/palette knobs, 2x rotation, tighter orbits; 1.2: test_scuba / test_scufo; 1.3: classes
 # by name, more scene types than classes, the pretraining motion families
 GENERATOR_VERSION = "1.3"
-STATIC_BIAS_SPLITS: tuple[str, ...] = ("test_scuba", "test_scufo")
+# every split the generator writes, in the order whose index keys the random streams
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS)
-KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
 SCUFO_DIR = "videos_scufo"  # test_scufo files: same ids as their test_scuba clips, another folder
 VIDEO_DIRS: tuple[str, ...] = ("videos", SCUFO_DIR)
 IN_PROGRESS = ".synth_in_progress"  # marker file of a generation under way (or interrupted)
