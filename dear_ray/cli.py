@@ -393,7 +393,8 @@ def _report_single_run(cfg, name: str, result: dict) -> None:
 
     out_dir = cfg.run_root() / "report" / name
     table = report_run(result["stores"], out_dir, tracking_uri=resolve_tracking_uri(cfg),
-                       experiment=cfg.experiment_name(), run_id=result["run_id"], run_name=name)
+                       experiment=cfg.experiment_name(), run_id=result["run_id"], run_name=name,
+                       **cfg.eval.report_options())
     _print_finished(cfg, "run", name, result, table, out_dir)
 
 
@@ -512,14 +513,16 @@ def _refuse_changed_settings(cfg, name: str, config_path: Path) -> None:
     starts (the run's resolved config is saved as `configs/<name>.yaml` when it opens)."""
     import yaml
 
+    from dear_ray.config import ExperimentConfig
+    from dear_ray.config.diff import config_diff, field_defaults, format_changes
     from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
-    from dear_ray.tune.runner import config_diff, format_changes
 
     saved = cfg.run_root() / "configs" / f"{name}.yaml"
     if not saved.is_file():
         return
     now = cfg.override({"tracking.uri": resolve_tracking_uri(cfg)}).to_dict()
-    diff = config_diff(yaml.safe_load(saved.read_text()) or {}, now)
+    diff = config_diff(yaml.safe_load(saved.read_text()) or {}, now,
+                       field_defaults(ExperimentConfig))
     if diff:
         raise CliError(f"--resume: the resolved config of run {name} changed since it started:\n"
                        f"{format_changes({name: diff})}\nrestore the old settings to continue "
@@ -596,7 +599,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         protocol = args.protocol or spec.base.eval.protocol
         notes = sweep_notes(spec)
         table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                             experiment=experiment_name(spec), protocol=protocol, notes=notes)
+                             experiment=experiment_name(spec), protocol=protocol, notes=notes,
+                             **spec.base.eval.report_options())
         print(_results_text(table, args.columns))
         for note in notes:
             print(f"dear-ray: warning: {note}", file=sys.stderr)
@@ -618,7 +622,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from dear_ray.metrics.evaluate import evaluate_stores
 
     table = evaluate_stores(paths, Path(out), run_labels=labels,
-                            protocol=args.protocol or specs[0].base.eval.protocol)
+                            protocol=args.protocol or specs[0].base.eval.protocol,
+                            **specs[0].base.eval.report_options())
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {out}")
     return 0

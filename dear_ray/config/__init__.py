@@ -32,6 +32,10 @@ from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, 
 from dear_ray.methods import STOCHASTIC_HEADS
 from dear_ray.splits import KNOWN_SPLITS
 
+# PSL's MiT-v2 known block (`dear_ray.metrics.protocols.PSL_MIT_KNOWN_ROWS`; not imported here so
+# that the config stays free of the metrics' dependencies)
+PSL_MIT_KNOWN_ROWS = 3783
+
 
 
 class ConfigError(ValueError):
@@ -230,6 +234,21 @@ class EvalConfig(_Section):
     # slices, threshold-free metrics only); `dear-ray report SWEEP --protocol` re-reports finished
     # stores under the other one, beside the first
     protocol: Literal["dear", "psl"] = "dear"
+    # the report's released-code choices (docs/fidelity.md, docs/importing.md): `threshold_print`
+    # `released` rounds a get_threshold.py threshold to the 6 decimals its `%lf` prints, `exact`
+    # keeps it; `subset_draws` `shared` gives every method the same seeded unknown-class subsets,
+    # `dear_stream` replays compare_openness.py's one numpy stream across the methods;
+    # `mit_known_rows` is the known block of PSL's MiT-v2 slices (3783 rows: UCF-101's test list,
+    # `dear_ray.metrics.protocols.PSL_MIT_KNOWN_ROWS`), null for the known store's own size
+    threshold_print: Literal["released", "exact"] = "released"
+    subset_draws: Literal["shared", "dear_stream"] = "shared"
+    mit_known_rows: int | None = Field(PSL_MIT_KNOWN_ROWS, ge=1)
+
+    def report_options(self) -> dict[str, Any]:
+        """The keyword arguments of `dear_ray.metrics.evaluate.evaluate_stores` these fields set
+        (the protocol apart: the callers choose it)."""
+        return {"threshold_print": self.threshold_print, "subset_draws": self.subset_draws,
+                "mit_known_rows": self.mit_known_rows}
 
 
 class ExperimentConfig(_Section):

@@ -91,7 +91,8 @@ def report_run(cfg: ExperimentConfig, trial: str, *, run_id: str, tracking_uri: 
     out_dir = cfg.run_root() / REPORT_ARTIFACTS / trial
     table = report_trained_run(stores_dir(cfg, trial), out_dir, tracking_uri=tracking_uri,
                                experiment=cfg.experiment_name(), run_id=run_id, run_name=trial,
-                               resamples=resamples, curve_resamples=curve_resamples)
+                               resamples=resamples, curve_resamples=curve_resamples,
+                               **cfg.eval.report_options())
     if table is None or table.empty:
         return None
     zoo = write_zoo_report(table, out_dir)
