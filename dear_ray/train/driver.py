@@ -302,6 +302,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     _seed_everything(cfg.seed + 1000 * rank)
     device = session.device()
     on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.backends.cudnn.benchmark = cfg.resources.cudnn_benchmark
     amp = cfg.resources.amp and on_gpu
     layout = cfg.resources.channels_last_3d  # "gpu": on GPU workers only
     channels_last = layout is True or (layout == "gpu" and on_gpu)
@@ -328,11 +330,11 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     handover = "uint8" if on_gpu else "float"
     train_loader, dist_sampler = build_train_loader(
         cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs,
-        handover=handover)
+        handover=handover, pin_memory=on_gpu)
     # SDN's separate mask step: an independent loader of masked clips (None otherwise)
     masked_loader, masked_sampler = build_masked_loader(
         cfg, num_classes=num_classes, rank=rank, world_size=world, side_inputs=side_inputs,
-        handover=handover)
+        handover=handover, pin_memory=on_gpu)
     dataset, generator = train_loader.dataset, train_loader.generator
     shard_size = len(dist_sampler) if dist_sampler is not None else len(dataset)
     iters_per_epoch = len(train_loader)
@@ -399,7 +401,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
                                      anneal=anneal, global_step=global_step, device=device,
                                      grad_clip=cfg.optim.grad_clip, amp=amp,
                                      channels_last=channels_last, bad_report=report,
-                                     masked_loader=masked_loader)
+                                     masked_loader=masked_loader,
+                                     check_every_n_steps=cfg.resources.check_every_n_steps)
         except TooManyBadVideosError:  # the list the error message points to
             append_bad_videos(bad_list, report.bad, split="train", epoch=epoch, rank=rank)
             raise

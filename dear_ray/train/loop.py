@@ -141,10 +141,61 @@ def _vote(n: int, distributed: bool) -> bool:
     return bool(flag.item())
 
 
-def _sgd_step(loss: torch.Tensor, stats: dict, optimizer, params, grad_clip, *, epoch: int,
-              step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch}, step {step}: loss is {loss.item()} (stats {stats})")
+class _LossWatch:
+    """The epoch's loss sums and the NaN/inf check without a host synchronisation every step.
+
+    Each step's loss is added on its device (float64, the arithmetic of Python floats) and its
+    finiteness folded into a device flag; the host reads them every `check_every` steps and at
+    the epoch's end. With `check_every=1` a bad loss is refused before its optimiser step (and
+    the error names it), as a step-by-step check would.
+    """
+
+    def __init__(self, check_every: int, epoch: int) -> None:
+        self.check_every, self.epoch = check_every, epoch
+        self.sums: dict[str, torch.Tensor] = {}
+        self.bad: torch.Tensor | None = None
+        self.first = self.last = None
+
+    def add(self, key: str, loss: torch.Tensor, n: int, *, step: int, stats: dict) -> None:
+        value = loss.detach()
+        if self.check_every == 1:
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"epoch {self.epoch}, step {step}: loss is "
+                                         f"{value.item()} (stats {stats})")
+        else:
+            finite = torch.isfinite(value)
+            self.bad = ~finite if self.bad is None else self.bad | ~finite
+            self.first = step if self.first is None else self.first
+            self.last = step
+        total = value.to(torch.float64) * n
+        self.sums[key] = total if key not in self.sums else self.sums[key] + total
+
+    def check(self, step: int, *, final: bool = False) -> None:
+        """Raise if a loss since the last check was NaN or infinite (every `check_every` steps)."""
+        if self.bad is None or not (final or (step + 1) % self.check_every == 0):
+            return
+        bad, self.bad = bool(self.bad), None
+        first, self.first = self.first, None
+        if bad:
+            raise FloatingPointError(f"epoch {self.epoch}, steps {first}-{self.last}: a loss was "
+                                     "NaN or infinite (set resources.check_every_n_steps: 1 to "
+                                     "stop at the first one)")
+
+    def totals(self) -> dict[str, float]:
+        return {key: float(value) for key, value in self.sums.items()}
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int | None) -> None:
+    """Labels in [0, K), checked on the host before they move to the device (no device sync)."""
+    if num_classes is None or labels.device.type != "cpu" or labels.numel() == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"training_loss: labels must be in [0, {num_classes}), got values "
+                         f"in [{lo}, {hi}]")
+
+
+def _sgd_step(loss: torch.Tensor, optimizer, params, grad_clip) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -157,7 +208,7 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
                     epoch: int, anneal: float, global_step: int, device: torch.device,
                     grad_clip: float | None = None, amp: bool = False,
                     channels_last: bool = False, bad_report=None,
-                    masked_loader=None) -> EpochResult:
+                    masked_loader=None, check_every_n_steps: int = 1) -> EpochResult:
     """Train one epoch.
 
     Args:
@@ -176,14 +227,19 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         masked_loader: SDN's separate masked batches (`clip` = masked clips): after each step on
             `loader`'s batch, a second optimizer step on the next masked batch with the
             mask-confusion loss alone (stats under `mask_step_*`, averaged over masked clips).
+        check_every_n_steps: how often the host reads the losses (their sums and the NaN/inf
+            check, `resources.check_every_n_steps`); 1 checks every step before its update.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (naming epoch, step and stats).
+        FloatingPointError: the loss became NaN or infinite (naming epoch and step, or the steps
+            since the last check).
     """
     distributed, _ = _world()
     step_module.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     sums: dict[str, float] = defaultdict(float)
+    watch = _LossWatch(check_every_n_steps, epoch)
+    num_classes = getattr(recognizer_of(step_module), "num_classes", None)
     clips_seen = skipped = masked_seen = 0
     bad: list = []
     start = time.perf_counter()
@@ -197,15 +253,18 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         n = 0 if labels is None else int(len(labels))
         if _vote(n, distributed):
             norm = batch.get("clip_norm")
+            _check_labels(labels, num_classes)
             clips = _to_device(batch["clip"], device, channels_last, norm)
             with autocast(device, amp):
                 loss, stats = step_module(
-                    clips, labels.to(device), anneal=anneal, iteration=global_step,
-                    scene=_to_device(batch.get("scene"), device, False),
+                    clips, labels.to(device, non_blocking=True), anneal=anneal,
+                    iteration=global_step, scene=_to_device(batch.get("scene"), device, False),
                     masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
-            _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch, step=global_step)
-            for key, value in {**stats, "loss": float(loss.detach())}.items():
-                sums[key] += float(value) * n
+            watch.add("loss", loss, n, step=global_step, stats=stats)
+            _sgd_step(loss, optimizer, params, grad_clip)
+            for key, value in stats.items():
+                if key != "loss":
+                    sums[key] += float(value) * n
             clips_seen += n
         else:
             skipped += 1
@@ -215,14 +274,18 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
                 with autocast(device, amp):
                     loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
                                                          masked.get("clip_norm")), mode="mask")
-                _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch,
-                          step=global_step)
-                for key, value in {**stats, "loss": float(loss.detach())}.items():
-                    sums[f"_mask_step_{key}"] += float(value) * m
+                watch.add("_mask_step_loss", loss, m, step=global_step, stats=stats)
+                _sgd_step(loss, optimizer, params, grad_clip)
+                for key, value in stats.items():
+                    if key != "loss":
+                        sums[f"_mask_step_{key}"] += float(value) * m
                 masked_seen += m
         if scheduler is not None:
             scheduler.step()
+        watch.check(global_step)
         global_step += 1
+    watch.check(global_step - 1, final=True)
+    sums.update(watch.totals())
     elapsed = time.perf_counter() - start
     totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped, "_masked": masked_seen,
                            "_bad": len(bad), "_time": elapsed}, distributed)
