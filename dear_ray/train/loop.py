@@ -306,6 +306,16 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
     return EpochResult(metrics=metrics, global_step=global_step, bad=bad)
 
 
+def epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> dict[str, float]:
+    """An epoch's metrics as reported and logged: loss terms get a `train_` prefix; lr, timing
+    and bad-video counts keep their names."""
+    plain = {"lr", "epoch_time_s", "clips_per_s", "bad_videos", "skipped_batches", "train_top1"}
+    out = {"epoch": epoch, "anneal": anneal}
+    for key, value in values.items():
+        out[key if key in plain else f"train_{key}"] = float(value)
+    return out
+
+
 def _reduce_sums(sums: dict[str, float], distributed: bool) -> dict[str, float]:
     """Sum every key over the ranks (the max for `_time`); keys may differ between ranks."""
     if not distributed:
