@@ -12,7 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-LAYER = ("dear_ray/train/", "dear_ray/tune/", "dear_ray/tracking/", "dear_ray/cli.py")
+LAYER = ("dear_ray/train/", "dear_ray/tune/", "dear_ray/tracking/", "dear_ray/cli.py",
+         "dear_ray/commands/")
 OUTSIDE = re.compile(r"\bSPEC\b(?!_)|PLATFORM|\bissue \d|\.\./shared")
 
 

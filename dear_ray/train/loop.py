@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dear_ray.train.optim import unwrap_model
+from dear_ray.train.tally import EpochTally, world
 
 
 class TrainingStep(nn.Module):
@@ -110,9 +110,7 @@ def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool
 
 
 def _world() -> tuple[bool, int]:
-    if dist.is_available() and dist.is_initialized():
-        return True, dist.get_world_size()
-    return False, 1
+    return world()
 
 
 @dataclass
@@ -139,50 +137,6 @@ def _vote(n: int, distributed: bool) -> bool:
     flag = torch.tensor([1 if n > 0 else 0], dtype=torch.int32)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
-
-
-class _LossWatch:
-    """The epoch's loss sums and the NaN/inf check without a host synchronisation every step.
-
-    Each step's loss is added on its device (float64, the arithmetic of Python floats) and its
-    finiteness folded into a device flag; the host reads them every `check_every` steps and at
-    the epoch's end. With `check_every=1` a bad loss is refused before its optimiser step (and
-    the error names it), as a step-by-step check would.
-    """
-
-    def __init__(self, check_every: int, epoch: int) -> None:
-        self.check_every, self.epoch = check_every, epoch
-        self.sums: dict[str, torch.Tensor] = {}
-        self.bad: torch.Tensor | None = None
-        self.first = self.last = None
-
-    def add(self, key: str, loss: torch.Tensor, n: int, *, step: int, stats: dict) -> None:
-        value = loss.detach()
-        if self.check_every == 1:
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"epoch {self.epoch}, step {step}: loss is "
-                                         f"{value.item()} (stats {stats})")
-        else:
-            finite = torch.isfinite(value)
-            self.bad = ~finite if self.bad is None else self.bad | ~finite
-            self.first = step if self.first is None else self.first
-            self.last = step
-        total = value.to(torch.float64) * n
-        self.sums[key] = total if key not in self.sums else self.sums[key] + total
-
-    def check(self, step: int, *, final: bool = False) -> None:
-        """Raise if a loss since the last check was NaN or infinite (every `check_every` steps)."""
-        if self.bad is None or not (final or (step + 1) % self.check_every == 0):
-            return
-        bad, self.bad = bool(self.bad), None
-        first, self.first = self.first, None
-        if bad:
-            raise FloatingPointError(f"epoch {self.epoch}, steps {first}-{self.last}: a loss was "
-                                     "NaN or infinite (set resources.check_every_n_steps: 1 to "
-                                     "stop at the first one)")
-
-    def totals(self) -> dict[str, float]:
-        return {key: float(value) for key, value in self.sums.items()}
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int | None) -> None:
@@ -227,83 +181,67 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         masked_loader: SDN's separate masked batches (`clip` = masked clips): after each step on
             `loader`'s batch, a second optimizer step on the next masked batch with the
             mask-confusion loss alone (stats under `mask_step_*`, averaged over masked clips).
-        check_every_n_steps: how often the host reads the losses (their sums and the NaN/inf
-            check, `resources.check_every_n_steps`); 1 checks every step before its update.
+        check_every_n_steps: how often the host reads the losses back (`EpochTally`).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (naming epoch and step, or the steps
-            since the last check).
+        FloatingPointError: the loss became NaN or infinite (naming epoch and step or steps).
     """
     distributed, _ = _world()
     step_module.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    sums: dict[str, float] = defaultdict(float)
-    watch = _LossWatch(check_every_n_steps, epoch)
+    tally = EpochTally(check_every_n_steps, epoch)
     num_classes = getattr(recognizer_of(step_module), "num_classes", None)
-    clips_seen = skipped = masked_seen = 0
-    bad: list = []
+    on_device = dict(device=device, channels_last=channels_last)
     start = time.perf_counter()
     pairs = zip(loader, masked_loader) if masked_loader is not None else ((b, None) for b in loader)
     for batch, masked in pairs:
-        batch_bad = list(batch.get("bad") or [])
-        bad.extend(batch_bad)
-        if bad_report is not None and batch_bad:
-            bad_report.update(batch_bad)
+        tally.add_bad(batch, bad_report)
         labels = batch.get("label")
         n = 0 if labels is None else int(len(labels))
         if _vote(n, distributed):
-            norm = batch.get("clip_norm")
             _check_labels(labels, num_classes)
-            clips = _to_device(batch["clip"], device, channels_last, norm)
             with autocast(device, amp):
-                loss, stats = step_module(
-                    clips, labels.to(device, non_blocking=True), anneal=anneal,
-                    iteration=global_step, scene=_to_device(batch.get("scene"), device, False),
-                    masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
-            watch.add("loss", loss, n, step=global_step, stats=stats)
+                loss, stats = _step_loss(step_module, batch, anneal=anneal, iteration=global_step,
+                                         **on_device)
+            tally.record("", loss, stats, n, step=global_step)
             _sgd_step(loss, optimizer, params, grad_clip)
-            for key, value in stats.items():
-                if key != "loss":
-                    sums[key] += float(value) * n
-            clips_seen += n
         else:
-            skipped += 1
+            tally.skipped += 1
         if masked is not None:
-            m = int(len(masked.get("label", ())))
-            if _vote(m, distributed):
-                with autocast(device, amp):
-                    loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
-                                                         masked.get("clip_norm")), mode="mask")
-                watch.add("_mask_step_loss", loss, m, step=global_step, stats=stats)
-                _sgd_step(loss, optimizer, params, grad_clip)
-                for key, value in stats.items():
-                    if key != "loss":
-                        sums[f"_mask_step_{key}"] += float(value) * m
-                masked_seen += m
+            _mask_step(step_module, masked, tally, optimizer, params, grad_clip, amp=amp,
+                       step=global_step, distributed=distributed, **on_device)
         if scheduler is not None:
             scheduler.step()
-        watch.check(global_step)
+        tally.watch.check(global_step)
         global_step += 1
-    watch.check(global_step - 1, final=True)
-    sums.update(watch.totals())
-    elapsed = time.perf_counter() - start
-    totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped, "_masked": masked_seen,
-                           "_bad": len(bad), "_time": elapsed}, distributed)
-    clips_total, masked_total = totals.pop("_clips"), totals.pop("_masked")
-    metrics = {k: v / clips_total for k, v in totals.items() if not k.startswith("_")
-               and clips_total > 0}
-    metrics.update({k[1:]: v / masked_total for k, v in totals.items()
-                    if k.startswith("_mask_step_") and masked_total > 0})
-    if "acc" in metrics:
-        metrics["train_top1"] = metrics.pop("acc")
-    metrics.update({
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "epoch_time_s": elapsed,
-        "clips_per_s": clips_total / elapsed if elapsed > 0 else math.nan,
-        "bad_videos": totals["_bad"],
-        "skipped_batches": totals["_skipped"] / max(_world()[1], 1),
-    })
-    return EpochResult(metrics=metrics, global_step=global_step, bad=bad)
+    tally.watch.check(global_step - 1, final=True)
+    metrics = tally.metrics(optimizer, time.perf_counter() - start, distributed)
+    return EpochResult(metrics=metrics, global_step=global_step, bad=tally.bad)
+
+
+def _mask_step(step_module: nn.Module, masked: dict, tally: EpochTally, optimizer, params,
+               grad_clip, *, amp: bool, step: int, distributed: bool, device,
+               channels_last: bool) -> None:
+    """SDN's second optimiser step, on the masked batch with the mask-confusion loss alone."""
+    m = int(len(masked.get("label", ())))
+    if not _vote(m, distributed):
+        return
+    with autocast(device, amp):
+        loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
+                                             masked.get("clip_norm")), mode="mask")
+    tally.record("_mask_step_", loss, stats, m, step=step)
+    _sgd_step(loss, optimizer, params, grad_clip)
+
+
+def _step_loss(step_module: nn.Module, batch: dict, *, anneal: float, iteration: int, device,
+               channels_last: bool):
+    """The training step's `(loss, stats)` on one batch moved to `device`."""
+    norm = batch.get("clip_norm")
+    return step_module(
+        _to_device(batch["clip"], device, channels_last, norm),
+        batch["label"].to(device, non_blocking=True), anneal=anneal, iteration=iteration,
+        scene=_to_device(batch.get("scene"), device, False),
+        masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
 
 
 def epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> dict[str, float]:
@@ -314,19 +252,6 @@ def epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> dic
     for key, value in values.items():
         out[key if key in plain else f"train_{key}"] = float(value)
     return out
-
-
-def _reduce_sums(sums: dict[str, float], distributed: bool) -> dict[str, float]:
-    """Sum every key over the ranks (the max for `_time`); keys may differ between ranks."""
-    if not distributed:
-        return dict(sums)
-    gathered: list[dict[str, float]] = [None] * dist.get_world_size()  # type: ignore[list-item]
-    dist.all_gather_object(gathered, dict(sums))
-    out: dict[str, float] = defaultdict(float)
-    for part in gathered:
-        for key, value in part.items():
-            out[key] = max(out[key], value) if key == "_time" else out[key] + value
-    return dict(out)
 
 
 @dataclass
