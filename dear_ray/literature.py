@@ -1,4 +1,4 @@
-"""`dear-ray report SPEC --root DIR`: published tables reproduced from released score files.
+"""`dear-ray report LITERATURE.yaml --root DIR`: published tables reproduced from released score files.
 
 The spec (`jobs/literature/*.yaml`, `dear_ray.metrics.literature_spec`) names each released file
 relative to DIR, the method, unknown set and released threshold, and the published tables. This
@@ -29,7 +29,8 @@ from dear_ray.metrics.literature import (
 )
 from dear_ray.metrics.literature_spec import LiteratureSpec, load_literature_spec
 from dear_ray.scores import read_score_store
-from dear_ray.scores.released import ScoreImportError, import_scores
+from dear_ray.scores.importing import import_scores
+from dear_ray.scores.released import ScoreImportError
 from dear_ray.scores.store import ScoreStoreError
 
 
@@ -162,7 +163,8 @@ def _log_mlflow(spec: LiteratureSpec, spec_path: Path, root: Path, frame: pd.Dat
 
 
 def literature_command(args) -> int:
-    """`dear-ray report SPEC --root DIR`: print the tables; exit status 1 when a published number
+    """`dear-ray report LITERATURE.yaml --root DIR`: print the tables; exit status 1 when a
+    published number
     of a model with a file is not reproduced."""
     if args.root is None:
         raise ValueError(f"{args.sweep[0]} is a literature spec: give --root, the folder of the released "

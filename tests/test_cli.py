@@ -161,7 +161,8 @@ def test_train_refuses_a_sweep_file_with_a_pointer_to_sweep(capsys):
 
 
 def test_train_run_names_are_numbered_and_resume_takes_the_newest(tmp_path, capsys):
-    from dear_ray.cli import CliError, _run_name
+    from dear_ray.cli import CliError
+    from dear_ray.commands.run import _run_name
     from dear_ray.config import load_config
 
     cfg = load_config({"name": "exp", "eval": {"every_n_epochs": 0},

@@ -25,13 +25,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
 from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
 from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
+from dear_ray.methods import STOCHASTIC_HEADS
+from dear_ray.splits import KNOWN_SPLITS
 
-STOCHASTIC_HEADS = ("softmax", "bnn")  # heads whose T stochastic passes are stored (SPEC 1.1, 1.6)
+# PSL's MiT-v2 known block (`dear_ray.metrics.protocols.PSL_MIT_KNOWN_ROWS`; not imported here so
+# that the config stays free of the metrics' dependencies)
+PSL_MIT_KNOWN_ROWS = 3783
+
 
 
 class ConfigError(ValueError):
@@ -106,7 +110,7 @@ class ModelConfig(_Section):
 
 
 class OptimConfig(_Section):
-    """Optimiser and learning-rate schedule (SPEC section 3).
+    """Optimiser and learning-rate schedule (docs/fidelity.md rows 11-14).
 
     The schedule is evaluated per iteration (`step_per: iteration`, fractional epochs) or once per
     epoch; `warmup_epochs` ramps the lr linearly from `warmup_start * lr` to the schedule's value.
@@ -234,6 +238,21 @@ class EvalConfig(_Section):
     # the saved output of `dear-ray data overlap`): every unknown set holding one gets a second set
     # of rows `<set>-minus-<tag>` (dear_ray.metrics.exclusion, docs/overlap.md)
     exclude_classes: list[str] | str | None = None
+    # the report's released-code choices (docs/fidelity.md, docs/importing.md): `threshold_print`
+    # `released` rounds a get_threshold.py threshold to the 6 decimals its `%lf` prints, `exact`
+    # keeps it; `subset_draws` `shared` gives every method the same seeded unknown-class subsets,
+    # `dear_stream` replays compare_openness.py's one numpy stream across the methods;
+    # `mit_known_rows` is the known block of PSL's MiT-v2 slices (3783 rows: UCF-101's test list,
+    # `dear_ray.metrics.protocols.PSL_MIT_KNOWN_ROWS`), null for the known store's own size
+    threshold_print: Literal["released", "exact"] = "released"
+    subset_draws: Literal["shared", "dear_stream"] = "shared"
+    mit_known_rows: int | None = Field(PSL_MIT_KNOWN_ROWS, ge=1)
+
+    def report_options(self) -> dict[str, Any]:
+        """The keyword arguments of `dear_ray.metrics.evaluate.evaluate_stores` these fields set
+        (the protocol apart: the callers choose it)."""
+        return {"threshold_print": self.threshold_print, "subset_draws": self.subset_draws,
+                "mit_known_rows": self.mit_known_rows}
 
 
 class ExperimentConfig(_Section):
@@ -241,7 +260,7 @@ class ExperimentConfig(_Section):
 
     `eval_only`: no training; the Ray Train workers load `model.pretrained` (required: ours, an
     MMAction2, released DEAR or SDN checkpoint, which must provide every tensor of the model) and
-    run the evaluation of `eval.splits` (SPEC section 2) as a trained trial's last epoch does.
+    run the evaluation of `eval.splits` (docs/metrics.md) as a trained trial's last epoch does.
     `dear-ray test CONFIG --checkpoint PATH` sets both; in a sweep, a case sets them (the released
     model zoo, jobs/sweeps/dear_ucf101_zoo.yaml). The `optim` section is then unused (`epochs`
     keeps its meaning: the store meta names `epoch_<epochs - 1>` of a trained trial only).

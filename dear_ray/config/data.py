@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_serializer, field_validator, model_validator
 
-from dear_ray.config._base import KNOWN_SPLITS
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
+from dear_ray.splits import KNOWN_SPLITS
 
 
 class TestViews(_Section):
@@ -39,7 +39,7 @@ class MultiScaleCropConfig(_Section):
 
 
 class StaticBiasLists(_Section):
-    """`data.static_bias`: SCUBA- and SCUFO-style test lists (StillMix, ICCV 2023; issue 12).
+    """`data.static_bias`: SCUBA- and SCUFO-style test lists (StillMix, ICCV 2023; docs/static_bias.md).
 
     MMAction2 lists of KNOWN-class videos (``path label`` or ``path num_frames label``, labels in
     [0, K), paths relative to `data_root` unless absolute), scored as the splits `test_scuba` and

@@ -27,6 +27,13 @@ class ResourcesConfig(_Section):
     channels-last memory: `gpu` (default) on GPU workers only, `true` on CPU workers too (the
     demo's r3d18_tiny step at batch 16 x 16 x 40 x 40 measured 12-15% faster on this machine's
     CPU; i3d_tiny at 8 x 56 x 56 was no faster), `false` never.
+
+    `cudnn_benchmark`: let cuDNN pick its fastest convolution algorithms on GPU workers (faster
+    for fixed clip shapes, not bit-reproducible between runs); off by default.
+    `check_every_n_steps`: how often the training loop reads the loss back from the device (the
+    epoch's loss sums and the NaN/inf check): 1 (default) checks every step before its update;
+    N > 1 saves a device synchronisation a step and names the steps since the last check when a
+    loss went bad. The epoch's metrics are the same for every N.
     """
 
     num_workers: int = Field(1, ge=0)
@@ -36,6 +43,8 @@ class ResourcesConfig(_Section):
     amp: bool = True
     channels_last_3d: bool | Literal["gpu"] = "gpu"
     max_failures: int = Field(0, ge=-1)
+    cudnn_benchmark: bool = False
+    check_every_n_steps: int = Field(1, ge=1)
 
 
 class CheckpointConfig(_Section):

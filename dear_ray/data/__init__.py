@@ -30,16 +30,15 @@ from dear_ray.data.decode import (
     read_clip,
     read_sampled_clip,
 )
-from dear_ray.data.sampling import DenseSampleFrames, FrameSampler, SampleFrames, SegmentSampler
-from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_humans
-from dear_ray.data.transforms import (
-    MEAN_RGB,
-    STD_RGB,
+from dear_ray.data.presets import (
     ClipNormalizer,
     VideoTransform,
     build_test_transform,
     build_train_transform,
 )
+from dear_ray.data.sampling import DenseSampleFrames, FrameSampler, SampleFrames, SegmentSampler
+from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_humans
+from dear_ray.data.transforms import MEAN_RGB, STD_RGB
 
 __all__ = [
     "AnnotationError",

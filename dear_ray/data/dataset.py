@@ -31,9 +31,9 @@ from dear_ray.data.decode import (
     check_decoder,
     read_clip,
 )
+from dear_ray.data.presets import VideoTransform
 from dear_ray.data.sampling import FrameSampler
 from dear_ray.data.sdn_inputs import mask_humans
-from dear_ray.data.transforms import VideoTransform
 
 
 @dataclass(frozen=True)

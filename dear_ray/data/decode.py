@@ -7,7 +7,7 @@ reader with ``len(reader)`` frames and `get_frames(reader, indices)` decodes uin
 indices from either.
 
 - ``decord`` (pip wheel, bundles its own FFmpeg; last release 2021). It fails in several ways
-  (PLATFORM.md): `RuntimeError` at `VideoReader(...)` for files it cannot open,
+  (measured with decord 0.6): `RuntimeError` at `VideoReader(...)` for files it cannot open,
   `decord.DECORDError` (a plain `Exception`) at open or at `get_batch` for corrupt packets, and a
   container with no frames either fails at open or reports zero frames.
 - ``torchcodec`` (PyTorch's maintained decoder, optional: the ``[torchcodec]`` extra, and FFmpeg

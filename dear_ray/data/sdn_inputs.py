@@ -1,4 +1,4 @@
-"""SDN side inputs: scene pseudo-labels, human detections, and human masking (SPEC 1.7).
+"""SDN side inputs: scene pseudo-labels, human detections, and human masking (docs/methods.md#sdn).
 
 Two on-disk layouts are read, chosen by the file suffix:
 

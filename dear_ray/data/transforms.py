@@ -3,8 +3,8 @@
 Each op takes uint8 numpy frames ``(N, H, W, 3)`` RGB (N = num_clips * T frames, clips
 concatenated as the samplers return them) and returns frames of the same kind; multi-crop ops
 return a list of them. The pipeline that chains them and normalises (`VideoTransform`,
-`ClipNormalizer`) and the train/test presets live in `dear_ray.data.presets` and are re-exported
-here.
+`ClipNormalizer`) and the train/test presets live in `dear_ray.data.presets`, which imports this
+module (never the reverse).
 
 Every random choice comes from the numpy Generator passed in, and one choice (crop box, flip) is
 applied to all frames of all clips of a call.
@@ -398,13 +398,3 @@ def _crops(op: ThreeCrop | TenCrop, frames: np.ndarray) -> list[np.ndarray]:
     crops = [(frames[:, t : t + s, l : l + s], f) for t, l, f in op.boxes(*frames.shape[1:3])]
     return [c[:, :, ::-1] if f else c for c, f in crops]
 
-
-# the pipeline and the presets live in dear_ray.data.presets; re-exported here for old imports
-from dear_ray.data.presets import (  # noqa: E402
-    HANDOVERS,
-    TRAIN_KINDS,
-    ClipNormalizer,
-    VideoTransform,
-    build_test_transform,
-    build_train_transform,
-)

@@ -1,4 +1,4 @@
-"""Pure loss functions on tensors (SPEC 1.1-1.7). Each loss returns `(loss, stats)`: the tensor to
+"""Pure loss functions on tensors (docs/methods.md). Each loss returns `(loss, stats)`: the tensor to
 optimise and a dict of python floats for logging; estimators (`hsic_*`) and `grad_reverse` return
 tensors."""
 

@@ -1,4 +1,5 @@
-"""The accuracy-versus-uncertainty calibration loss, DEAR's "EUC": SPEC 1.2."""
+"""The accuracy-versus-uncertainty calibration loss, DEAR's "EUC" (DEAR paper Sec. 3.2;
+docs/methods.md#edl_avu)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def avu_loss(
     Args:
         alpha: (B, K) Dirichlet parameters.
         labels: (B,) class indices.
-        anneal: lambda_t of SPEC 1.1, in [0, 1].
+        anneal: lambda_t of docs/methods.md#edl, in [0, 1].
         disentangle: use the disentangled variant.
         eps: inside the logarithms.
 

@@ -1,4 +1,4 @@
-"""Bayes-by-backprop (Blundell et al. 2015) for the BNN baseline's last layer: SPEC 1.6.
+"""Bayes-by-backprop (Blundell et al. 2015) for the BNN baseline's last layer (docs/methods.md#bnn).
 
 Factorised Gaussian posterior q(w) = N(mu, sigma^2), sigma = softplus(rho); scale-mixture prior
 p(w) = pi N(0, sigma1^2) + (1 - pi) N(0, sigma2^2), pi = 0.5, sigma1 = 1, sigma2 = e^-6. The

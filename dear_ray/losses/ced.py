@@ -1,4 +1,4 @@
-"""The contrastive evidential debias (CED) losses of DEAR: SPEC 1.3.
+"""The contrastive evidential debias (CED) losses of DEAR (docs/methods.md#dear, #dear_alt).
 
 Branch 1 (f1) is the "unbiased" model; branches 2 and 3 are the biased ones (shuffled-time input,
 per-frame 2D network). Both modes include the three branches' EDL losses (`log` form).
@@ -67,7 +67,8 @@ def ced_alternating_loss(
     Odd `iteration`: + hsic_weight [HSIC_u(z1, sg z2) + HSIC_u(z1, sg z3)] (minimise w.r.t. f1);
     even `iteration`: - hsic_weight [HSIC_u(sg z1, z2) + HSIC_u(sg z1, z3)] (maximise w.r.t. f2, f3);
     sg = stop-gradient. Plus the three EDL terms; everything times `weight`. HSIC_u is normalised by
-    N(N-3) as in SPEC 1.3 (`hsic_normalised=True`); the released DEAR code leaves that factor out
+    N(N-3) as Song et al. 2012 define it (`hsic_normalised=True`); the released DEAR code leaves
+    that factor out
     in this mode (`DebiasHead.hsic_loss`: `hsic if self.alternative else hsic / (N * (N - 3))`):
     `hsic_normalised=False` reproduces it (the HSIC terms N(N-3) times larger).
 

@@ -1,4 +1,4 @@
-"""Evidential deep learning (Sensoy et al. 2018) as used by DEAR: SPEC 1.1.
+"""Evidential deep learning (Sensoy et al. 2018) as used by DEAR (docs/methods.md#edl).
 
 Logits z (B, K) become evidence e >= 0, Dirichlet parameters alpha = e + 1, strength S = sum_k alpha_k,
 expected probabilities p = alpha / S and vacuity u = K / S.
@@ -70,7 +70,7 @@ def edl_loss(
     loss_type: str = "log",
     kl_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The evidential loss, averaged over the batch (SPEC 1.1).
+    """The evidential loss, averaged over the batch (docs/methods.md#edl).
 
     - `log` (DEAR's default): log S - log alpha_y;
     - `digamma`: psi(S) - psi(alpha_y);

@@ -1,4 +1,5 @@
-"""Gradient reversal (Ganin & Lempitsky 2015), used by SDN's scene-adversarial head: SPEC 1.7."""
+"""Gradient reversal (Ganin & Lempitsky 2015), used by SDN's scene-adversarial head
+(docs/methods.md#sdn)."""
 
 from __future__ import annotations
 

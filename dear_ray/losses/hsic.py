@@ -1,4 +1,4 @@
-"""Hilbert-Schmidt independence criterion with RBF kernels: SPEC 1.3.
+"""Hilbert-Schmidt independence criterion with RBF kernels (docs/methods.md#dear, #dear_alt).
 
 Both estimators return a scalar tensor (an estimate, not a loss; the CED losses in
 `dear_ray.losses.ced` decide the sign). They return 0 when N < 4, where the unbiased estimator is
@@ -83,7 +83,8 @@ def hsic_unbiased_from_kernels(k: torch.Tensor, lk: torch.Tensor) -> torch.Tenso
 
         [tr(Kt Lt) + (1^T Kt 1)(1^T Lt 1) / ((N-1)(N-2)) - 2 (Kt 1)^T (Lt 1) / (N-2)] / (N (N-3))
 
-    with Kt = K - diag(diag(K)) and Lt likewise. DEAR issue #4 wrote `K - diag(K)`, which subtracts
+    with Kt = K - diag(diag(K)) and Lt likewise. DEAR's GitHub issue #4 (Cogito2012/DEAR) wrote `K
+    - diag(K)`, which subtracts
     the diagonal broadcast over every row. For kernels with a constant unit diagonal (the RBF
     kernel) that only shifts the off-diagonal entries by -1, to which the estimator is invariant, so
     the bug changes nothing there; it does for other kernels (see the tests).

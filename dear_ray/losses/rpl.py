@@ -1,7 +1,7 @@
-"""Reciprocal point learning (Chen et al. 2020), the RPL baseline of DEAR: SPEC 1.4.
+"""Reciprocal point learning (Chen et al. 2020), the RPL baseline of DEAR (docs/methods.md#rpl).
 
 Two metrics:
-- `dot` (DEAR's variant, SPEC 1.4): logits_k = f . p_k (no bias);
+- `dot` (DEAR's variant, mmaction/models/heads/rpl_dist.py): logits_k = f . p_k (no bias);
   L = CE(logits / T, y) + weight * 0.5 * MSE(f, r), the MSE over every feature element against a
   learnable scalar r.
 - `l2` (the canonical ARPL/RPL form): logits_k = ||f - p_k||^2 / D (a sample far from class k's

@@ -1,10 +1,11 @@
-"""The annealing coefficient of SPEC 1.1, computed by the training loop and passed in by name."""
+"""The annealing coefficient of docs/methods.md#edl, computed by the training loop and passed in by
+name."""
 
 from __future__ import annotations
 
 
 def annealing_coefficient(epoch: int, total_epochs: int, lambda0: float = 0.01) -> float:
-    """lambda_t = lambda0 ** (1 - epoch / total_epochs) (SPEC 1.1, DEAR's `exp` annealing).
+    """lambda_t = lambda0 ** (1 - epoch / total_epochs) (docs/methods.md#edl, DEAR's `exp` annealing).
 
     Weights the EDL KL term and the two halves of the AvU loss. The value grows from `lambda0` at
     the first epoch to `lambda0 ** (1 / total_epochs)` at the last one; it never reaches 1.

@@ -1,4 +1,4 @@
-"""SDN's scene-adversarial and human-mask confusion losses (Choi et al. 2019): SPEC 1.7."""
+"""SDN's scene-adversarial and human-mask confusion losses (Choi et al. 2019; docs/methods.md#sdn)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Open-set evaluation on score arrays (SPEC 2): a documented, stable API for notebooks.
+"""Open-set evaluation on score arrays (docs/metrics.md): a documented, stable API for notebooks.
 
 Conventions: `scores` are uncertainties (higher = more likely unknown); unknown is the positive
 class of every detection metric; known predictions are class ids in [0, K) and "unknown" is class

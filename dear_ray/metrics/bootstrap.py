@@ -1,4 +1,5 @@
-"""95% intervals of the results table: a seeded, vectorised bootstrap over test videos (SPEC 2).
+"""95% intervals of the results table: a seeded, vectorised bootstrap over test videos
+(docs/metrics.md).
 
 One run's metrics vary with the sample of videos it was tested on. Each resample draws, with
 replacement, as many known test videos, unknown videos and `test_shifted` videos as there are

@@ -1,4 +1,4 @@
-"""Expected calibration error and reliability-diagram bins (SPEC 2; Guo et al. 2017)."""
+"""Expected calibration error and reliability-diagram bins (docs/metrics.md; Guo et al. 2017)."""
 
 from __future__ import annotations
 

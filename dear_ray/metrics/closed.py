@@ -1,4 +1,4 @@
-"""Closed-set accuracy and the open-set confusion matrix (SPEC 2)."""
+"""Closed-set accuracy and the open-set confusion matrix (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`dear-ray evaluate`: score stores in, results table and plots out (SPEC 2).
+"""`dear-ray evaluate`: score stores in, results table and plots out (docs/metrics.md).
 
 Stores are grouped by model (`dear_ray.metrics.groups`: `StoreMeta.run`, `StoreMeta.method`);
 each group needs one `train` store, one known test store (`test`, else `val`), one or more
@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dear_ray.methods import HEAD_SPECS
 from dear_ray.metrics.bootstrap import (
     CI_KEYS,
     DEFAULT_CURVE_RESAMPLES,
@@ -166,12 +167,14 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                          f"(common scores: {', '.join(sorted(have)) or 'none'}): "
                          + ", ".join(str(s.path) for s in group.all))
     rows = [Plan(group.method, default, group)]
-    if group.train.meta.head == "softmax":
-        if "bald" in have and group.method != "mc_dropout":
-            rows.append(Plan("mc_dropout", "bald", group))
-        fitted = _with_openmax(group, openmax_decision)
-        if fitted:
-            rows.append(fitted)
+    spec = HEAD_SPECS.get(group.train.meta.head)
+    for derived in spec.derived if spec else ():  # a softmax model's MC dropout and OpenMax rows
+        if derived.name == "openmax":
+            fitted = _with_openmax(group, openmax_decision)
+            if fitted:
+                rows.append(fitted)
+        elif derived.score in have and group.method != derived.name:
+            rows.append(Plan(derived.name, derived.score, group))
     if posthoc:
         fitted, skipped = posthoc_plans(group, posthoc, knn_k=knn_k, tune=tune)
         rows += fitted

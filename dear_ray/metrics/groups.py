@@ -1,4 +1,4 @@
-"""A model's score stores grouped by split, and the rows (`Plan`s) a model yields (SPEC 2).
+"""A model's score stores grouped by split, and the rows (`Plan`s) a model yields (docs/metrics.md).
 
 Stores are grouped by model (`StoreMeta.run`, `StoreMeta.method`); each group needs one `train`
 store (not imported stores: their threshold comes with them), one known test store (`test`, else `val`), one or more `unknown` stores and optionally a

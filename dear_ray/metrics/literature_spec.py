@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dear_ray.metrics.report import METRIC_KEYS
 
-SPEC_KEY = "literature"
+LITERATURE_KEY = "literature"
 
 
 class _Strict(BaseModel):
@@ -117,7 +117,7 @@ def is_literature_spec(path: str | Path) -> bool:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(raw, dict) and SPEC_KEY in raw
+    return isinstance(raw, dict) and LITERATURE_KEY in raw
 
 
 def load_literature_spec(path: str | Path) -> LiteratureSpec:

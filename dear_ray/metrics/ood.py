@@ -1,4 +1,4 @@
-"""Threshold-free and thresholded unknown detection (SPEC 2); unknown is the positive class.
+"""Threshold-free and thresholded unknown detection (docs/metrics.md); unknown is the positive class.
 
 `scores` are uncertainties: higher = more likely unknown.
 """

@@ -1,4 +1,4 @@
-"""Open-set macro-F1 and the openness curve (SPEC 2; DEAR's Fig. 1 and "Open maF1").
+"""Open-set macro-F1 and the openness curve (docs/metrics.md; DEAR's Fig. 1 and "Open maF1").
 
 Predictions whose uncertainty exceeds the threshold become class K ("unknown"); macro-F1 is taken
 over the K+1 classes, exactly as scikit-learn's `f1_score(average='macro')` does it (over the union

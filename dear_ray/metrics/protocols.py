@@ -1,4 +1,5 @@
-"""Open-set evaluation protocols (`eval.protocol`): `dear` and `psl` (issue 12).
+"""Open-set evaluation protocols (`eval.protocol`): `dear` and `psl` (docs/metrics.md,
+docs/importing.md).
 
 - `dear` (DEAR's `compare_openness_new.py`, the default): every unknown set on its own, the
   threshold from the training split, open maF1 over the openness curve, binarised AUC, plus the

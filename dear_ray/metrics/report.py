@@ -1,4 +1,4 @@
-"""One row of the results table from the score stores of one model on one unknown set (SPEC 2).
+"""One row of the results table from the score stores of one model on one unknown set (docs/metrics.md).
 
 The metric keys are stable and double as MLflow metric names across methods (the aggregator puts
 the unknown set in the name of those in `UNKNOWN_SET_KEYS`); values are fractions in [0, 1] except
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dear_ray.methods import default_prediction_rule, default_threshold_rank, is_evidential
 from dear_ray.metrics.calibration import ece
 from dear_ray.metrics.closed import closed_set_accuracy, confusion_of_decisions
 from dear_ray.metrics.ood import (
@@ -30,9 +31,8 @@ from dear_ray.metrics.ood import (
 )
 from dear_ray.metrics.openset import OpennessCurve, open_macro_f1, open_set_f1_curve_from_decisions
 from dear_ray.metrics.static_bias import pair_by_video_id, static_bias_metrics
-from dear_ray.scores import EVIDENTIAL_HEADS
 from dear_ray.scores.evidential import expected_probability
-from dear_ray.scores.predictions import class_probabilities, closed_predictions, default_prediction_rule
+from dear_ray.scores.predictions import class_probabilities, closed_predictions
 from dear_ray.scores.softmax import softmax_probs
 from dear_ray.scores.store import KNOWN_SPLITS, UNKNOWN_SPLIT, ScoreStore
 
@@ -58,13 +58,6 @@ THRESHOLD_PRINTS = ("released", "exact")
 PRINTED_DECIMALS = 6  # get_threshold.py prints the threshold with `%lf`
 # scores that are 1 - a confidence in [0, 1]; ECE uses 1 - score for them and the MSP otherwise
 ONE_MINUS_CONFIDENCE = ("msp", "vacuity", "rpl", "openmax", "temp_msp")
-
-
-def default_threshold_rank(head: str, score: str) -> str:
-    """DEAR's threshold rank: SoftMax and RPL threshold the max softmax (`baseline_softmax.py`,
-    `baseline_rpl.py`): `baseline_softmax` for the `msp` / `rpl` score of a non-evidential head;
-    EDL/DEAR vacuity and BALD go through `get_threshold.py`, as does every other score."""
-    return "baseline_softmax" if score in ("msp", "rpl") and head not in EVIDENTIAL_HEADS else "get_threshold"
 
 
 Decide = Callable[[ScoreStore], np.ndarray]
@@ -203,7 +196,7 @@ def _confidence(store: ScoreStore, score: str) -> np.ndarray:
         return np.clip(1.0 - store.score(score), 0.0, 1.0)
     if store.logits is None:
         return np.full(len(store), np.nan)
-    probs = expected_probability(store.logits) if store.meta.head in EVIDENTIAL_HEADS \
+    probs = expected_probability(store.logits) if is_evidential(store.meta.head) \
         else softmax_probs(store.logits)
     return probs.max(axis=1)
 
@@ -220,14 +213,15 @@ def open_set_report(*, train: ScoreStore | None, known: ScoreStore,
                     decide: Decide | None = None, mean_class: str = "mmaction2",
                     scuba: ScoreStore | None = None, scufo: ScoreStore | None = None,
                     threshold_print: str = "released") -> OpenSetReport:
-    """Every metric of SPEC 2 for one model under one score, on one unknown set.
+    """Every metric of docs/metrics.md for one model under one score, on one unknown set.
 
     Args:
         train: the known training split's store (sets the threshold); None for imported stores,
             whose threshold comes with them (`StoreMeta.threshold`).
         known: the known test split's store.
         unknown: the unknown split's store; a sequence of several is evaluated MERGED (class ids
-            made distinct with `combine_unknown_classes`, `unknown_set` = `all`): SPEC 2 reports each
+            made distinct with `combine_unknown_classes`, `unknown_set` = `all`): docs/metrics.md
+            reports each
             unknown data set on its own, so pass several only for an explicitly named merged row.
         score: the uncertainty score to evaluate (a column of every store).
         shifted: optional `test_shifted` store (static-bias check).

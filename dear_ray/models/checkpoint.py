@@ -1,6 +1,7 @@
 """Loading MMAction2 / DEAR model-zoo checkpoints, and dear_ray's own, into dear_ray modules.
 
-Backbone keys follow MMAction2's naming (SPEC section 3), so a checkpoint loads after prefix mapping
+Backbone keys follow MMAction2's naming (DEAR's mmaction/models/backbones/), so a checkpoint loads
+after prefix mapping
 only: `module.` (DataParallel) is stripped, and a leading `backbone.` is added or removed to match
 the target (a full Recognizer has `backbone.*`/`cls_head.*` keys, a bare backbone has neither).
 The released DEAR checkpoints keep a few modules elsewhere; `DEAR_KEY_MAP` renames them:
@@ -12,7 +13,8 @@ SDN's checkpoints (vt-vl-lab/SDN models/resnet.py: the whole 3D-ResNet is one mo
 libs/train_epoch.py as {'state_dict': DataParallel(model).state_dict(), ...}) keep the action
 classifier as `fc.*` and the scene-adversarial MLP as `place_mlp.<i>.fc/bn.*` and
 `place_mlp.p_last_fc.*`; `SDN_KEY_MAP` puts them under `cls_head.`. SDN's human-mask adversarial
-head `hm_mlp.*` (its `--is_mask_adv` GRL head) has no counterpart here (SPEC 1.7: the mask-confusion
+head `hm_mlp.*` (its `--is_mask_adv` GRL head) has no counterpart here (docs/methods.md#sdn: the
+mask-confusion
 loss acts on fc_cls), so those keys are listed as `ignored`, not silently dropped. DEAR's TPN BNN and
 RPL heads (mmaction/models/heads/tpn_bnn_head.py, tpn_rpl_head.py) derive from MMAction2's
 `TSNHead`, whose constructor builds a plain `fc_cls` that their forward never reads: when a
@@ -69,7 +71,7 @@ SDN_KEY_MAP = (
 # checkpoint key prefixes with no place in dear_ray by design: reported as `ignored`
 IGNORED_KEY_PREFIXES = {
     "hm_mlp.": "SDN's human-mask adversarial head (--is_mask_adv); dear_ray's mask-confusion loss "
-               "acts on fc_cls (SPEC 1.7)",
+               "acts on fc_cls (docs/methods.md#sdn)",
 }
 # TSNHead's classifier in DEAR's TPN BNN / RPL checkpoints: ignored when the checkpoint has the
 # layer those heads use instead (and the model has no plain fc_cls), see the module docstring

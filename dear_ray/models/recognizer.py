@@ -185,7 +185,7 @@ class Recognizer(nn.Module):
         Args:
             clips: (B, 3, T, H, W).
             labels: (B,) class indices in [0, K).
-            anneal: lambda_t of SPEC 1.1 (`dear_ray.losses.annealing_coefficient`).
+            anneal: lambda_t of docs/methods.md#edl (`dear_ray.losses.annealing_coefficient`).
             iteration: global iteration (CED alternating parity).
             scene: (B, P) soft scene labels; required by `sdn`, ignored by other heads.
             masked_clips: (B, 3, T, H, W) human-masked clips; used by `sdn` in the `joint` mask
@@ -203,7 +203,10 @@ class Recognizer(nn.Module):
         """
         if labels.dim() != 1 or labels.shape[0] != clips.shape[0]:
             raise ValueError(f"training_loss: labels must be ({clips.shape[0]},), got {tuple(labels.shape)}")
-        lo, hi = int(labels.min()), int(labels.max())
+        # checked on the host only: on a GPU `labels.min()` would wait for the device every step
+        # (the training loop checks each batch's labels before moving them)
+        lo, hi = (int(labels.min()), int(labels.max())) if labels.device.type == "cpu" \
+            else (0, 0)
         if lo < 0 or hi >= self.num_classes:
             raise ValueError(f"training_loss: labels must be in [0, {self.num_classes}), got values "
                              f"in [{lo}, {hi}]")
@@ -238,7 +241,7 @@ class Recognizer(nn.Module):
 
     def mask_confusion_loss(self, masked_clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """SDN's mask-confusion term alone, for its separate second SGD step on an independent
-        masked batch (vt-vl-lab/SDN libs/train_epoch.py; SPEC 1.7).
+        masked batch (vt-vl-lab/SDN libs/train_epoch.py; docs/methods.md#sdn).
 
         The masked clips go through the backbone and the recognizer's dropout as in training, then
         `fc_cls`; the loss is `mask_weight * (-H(softmax(z_masked)))`, averaged over the batch. In

@@ -26,6 +26,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dear_ray.methods import (
+    DEFAULT_SCORES,
+    EVIDENTIAL_HEADS,
+    HEADS,
+    POSTHOC_HEADS,
+    head_spec,
+)
 from dear_ray.registry import Registry
 from dear_ray.scores import bald as _bald
 from dear_ray.scores import evidential as _evidential
@@ -62,14 +69,8 @@ ScoreFn = Callable[..., np.ndarray]
 SCORES: Registry[Callable[..., ScoreFn]] = Registry("score")
 register_score = SCORES.register
 
-# heads whose outputs are Dirichlet evidence (SPEC 1.1)
-EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")
 # Dirichlet scores computed post hoc from an evidential head's stored logits (report rows)
 EVIDENTIAL_POSTHOC = ("mpu", "diff_entropy", "mutual_info")
-HEADS = ("softmax", "bnn", "rpl", "sdn", "psl") + EVIDENTIAL_HEADS
-# the score each method is reported with (SPEC section 1's table)
-DEFAULT_SCORES = {"softmax": "msp", "mc_dropout": "bald", "bnn": "bald", "rpl": "rpl", "openmax": "openmax",
-                  "sdn": "msp", "psl": "psl", **{h: "vacuity" for h in EVIDENTIAL_HEADS}}
 
 
 def _logit_score(fn: Callable[[np.ndarray], np.ndarray]) -> ScoreFn:
@@ -259,57 +260,40 @@ def list_scores() -> list[str]:
     return SCORES.names()
 
 
-def _check_head(head: str) -> None:
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; heads with scores: {', '.join(HEADS)}")
-
-
 def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = False) -> list[str]:
-    """The scores a trained head supports.
+    """The scores a trained head supports (its row of `dear_ray.methods.HEAD_SPECS`).
 
     Args:
         head: the trained head's registry name.
         sample_logits: whether stochastic passes exist (adds `bald` to `softmax`; `bnn` needs them).
         openmax: whether an OpenMax model was fitted (adds `openmax` to `softmax`).
     """
-    _check_head(head)
-    if head == "softmax":
-        return ["msp", "entropy", "energy", "maxlogit"] + ["bald"] * sample_logits + ["openmax"] * openmax
-    if head == "bnn":
-        return ["bald", "msp"]
-    if head == "rpl":
-        return ["rpl", "msp"]
-    if head == "sdn":
-        return ["msp", "entropy", "energy", "maxlogit"]
-    if head == "psl":  # + `psl` (Mahalanobis), fitted on the train store by the report
-        return ["msp"]
-    return ["vacuity", "msp"]
-
-
-# heads with a plain linear softmax classifier: the post-hoc detector rows (dear_ray.metrics.posthoc)
-POSTHOC_HEADS = ("softmax", "sdn")
+    spec = head_spec(head)
+    derived = {d.name for d in spec.derived}
+    return list(spec.scores) + list(spec.pass_scores) * sample_logits \
+        + ["openmax"] * (openmax and "openmax" in derived)
 
 
 def methods_for_head(head: str, *, stochastic_passes: int = 1, posthoc=()) -> list[str]:
     """The methods (result rows) a model trained with `head` is reported as by `dear-ray evaluate`.
 
     A `softmax` model also yields MC Dropout (its stored `bald`, which needs `stochastic_passes`
-    > 1) and OpenMax (fitted post hoc on its train store); every other head is its own method.
-    `posthoc`: the post-hoc rows evaluated (`dear_ray.metrics.posthoc.POSTHOC_SCORES` by
-    `evaluate_stores`' default): each detector a row `<head>+<detector>` of a `softmax` or `sdn`
-    model (those that need the classifier file only when the trial has it), each of
-    `EVIDENTIAL_POSTHOC` a row `<head>+<score>` of an evidential model.
+    > 1) and OpenMax (fitted post hoc on its train store): the row's `derived` methods; every other
+    head is its own method. `posthoc`: the post-hoc rows evaluated
+    (`dear_ray.metrics.posthoc.POSTHOC_SCORES` by `evaluate_stores`' default): each detector a row
+    `<head>+<detector>` of a `softmax` or `sdn` model (those that need the classifier file only
+    when the trial has it), each of `EVIDENTIAL_POSTHOC` a row `<head>+<score>` of an evidential
+    model.
     """
-    _check_head(head)
-    if head in POSTHOC_HEADS:
+    spec = head_spec(head)
+    if spec.posthoc:
         extra = [f"{head}+{name}" for name in posthoc if name not in EVIDENTIAL_POSTHOC]
-    elif head in EVIDENTIAL_HEADS:
+    elif spec.evidential:
         extra = [f"{head}+{name}" for name in posthoc if name in EVIDENTIAL_POSTHOC]
     else:
         extra = []
-    if head == "softmax":
-        return ["softmax"] + ["mc_dropout"] * (stochastic_passes > 1) + ["openmax"] + extra
-    return [head] + extra
+    derived = [d.name for d in spec.derived if not d.needs_passes or stochastic_passes > 1]
+    return [head] + derived + extra
 
 
 def compute_scores(head: str, logits, *, sample_logits=None, evidence: str = "exp") -> dict[str, np.ndarray]:
@@ -325,12 +309,14 @@ def compute_scores(head: str, logits, *, sample_logits=None, evidence: str = "ex
         name -> `(N,)` uncertainty. For evidential heads `msp` is `1 - max alpha / S`. OpenMax is
         not included: it needs a fit on the training store (see `OpenMax`).
     """
+    spec = head_spec(head)
     names = [s for s in scores_for_head(head, sample_logits=sample_logits is not None) if s != "openmax"]
-    if head == "bnn" and sample_logits is None:
-        raise ValueError("head 'bnn' needs sample_logits (S, N, K) for its 'bald' score")
+    if spec.passes_required and sample_logits is None:
+        raise ValueError(f"head {head!r} needs sample_logits (S, N, K) for its "
+                         f"{spec.default_score!r} score")
     builders = {"msp": lambda: create_score("msp", probability="dirichlet", evidence=evidence),
                 "vacuity": lambda: create_score("vacuity", evidence=evidence)} \
-        if head in EVIDENTIAL_HEADS else {}
+        if spec.evidential else {}
     out = {}
     for name in names:
         fn = builders.get(name, lambda n=name: create_score(n))()

@@ -1,4 +1,5 @@
-"""BALD, the mutual information of T stochastic passes (MC dropout, BNN; SPEC 1, Houlsby 2011).
+"""BALD, the mutual information of T stochastic passes (MC dropout, BNN; docs/methods.md, Houlsby
+et al. 2011).
 
 BALD = H[mean_t p_t] - mean_t H[p_t] >= 0 (Jensen): the part of the predictive entropy that comes
 from disagreement between the passes. Higher = more likely unknown.

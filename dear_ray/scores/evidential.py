@@ -1,6 +1,7 @@
-"""Scores of evidential heads (SPEC 1.1: `edl`, `edl_avu`, `dear`, `dear_alt`).
+"""Scores of evidential heads (docs/methods.md#edl: `edl`, `edl_avu`, `dear`, `dear_alt`).
 
-The logits are the view-averaged logits `(N, K)` (SPEC 1.1: average the logits over views first,
+The logits are the view-averaged logits `(N, K)` (docs/methods.md#edl: average the logits over
+views first,
 then apply the evidence function). alpha = evidence + 1, S = sum_k alpha_k.
 
 Scores (higher = more unknown, shape `(N,)`): `vacuity` K / S, `evidential_msp` 1 - max alpha / S,

@@ -1,4 +1,5 @@
-"""OpenMax (Bendale & Boult 2016) as DEAR ran it (SPEC 1.5), post hoc on stored logits/features.
+"""OpenMax (Bendale & Boult 2016) as DEAR ran it (docs/methods.md#openmax; DEAR's
+experiments/baseline_openmax.py), post hoc on stored logits/features.
 
 Fit, per known class k, on the correctly classified TRAINING videos: the mean activation vector
 (MAV) and a Weibull model of the largest distances to it. At test time the top `alpha_rank` logits

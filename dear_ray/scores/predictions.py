@@ -20,24 +20,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import softmax
 
+from dear_ray.methods import default_prediction_rule
 from dear_ray.scores.evidential import expected_probability
 from dear_ray.scores.store import ScoreStore
 
 PREDICTION_RULES = ("logits", "dirichlet", "mean_passes")
-_EVIDENTIAL_HEADS = ("edl", "edl_avu", "dear", "dear_alt")  # as dear_ray.scores.EVIDENTIAL_HEADS
-
-
-def default_prediction_rule(head: str, score: str) -> str:
-    """The rule DEAR's scripts use for a model trained with `head` and reported under `score`.
-
-    Evidential heads -> `dirichlet`; a `bald` score (MC dropout, BNN) -> `mean_passes`; otherwise
-    `logits`.
-    """
-    if head in _EVIDENTIAL_HEADS:
-        return "dirichlet"
-    if score == "bald":
-        return "mean_passes"
-    return "logits"
 
 
 def class_probabilities(store: ScoreStore, rule: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Scores of a softmax classifier's logits (SPEC 1, `softmax`, `rpl`, `sdn` heads).
+"""Scores of a softmax classifier's logits (docs/methods.md: `softmax`, `rpl`, `sdn` heads).
 
 Every function maps logits `(N, K)` to uncertainties `(N,)` with one sign convention: higher means
 more likely unknown.
@@ -40,5 +40,6 @@ def maxlogit(logits) -> np.ndarray:
 
 
 def rpl(logits) -> np.ndarray:
-    """RPL's score: `1 - MSP` of the softmax over the reciprocal-point logits (SPEC 1.4), `(N,)`."""
+    """RPL's score: `1 - MSP` of the softmax over the reciprocal-point logits
+    (docs/methods.md#rpl), `(N,)`."""
     return msp(logits)

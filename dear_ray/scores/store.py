@@ -1,4 +1,4 @@
-"""The score store: one model's outputs on one split, saved once as parquet (SPEC 2).
+"""The score store: one model's outputs on one split, saved once as parquet (docs/metrics.md).
 
 Columns: `video_id` (string), `label` (int64), `pred` (int64, argmax of the logits), `logits`
 (fixed_size_list<float32>[K]), optional `features` (fixed_size_list<float32>[F]), optional
@@ -30,13 +30,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dear_ray.splits import KNOWN_SPLITS, UNKNOWN_SPLIT, VAL_UNKNOWN_SPLIT
+
 STORE_FORMAT = 1
 META_KEY = b"dear_ray"
 SCORE_PREFIX = "score."
-KNOWN_SPLITS = ("train", "val", "test", "test_shifted", "test_scuba", "test_scufo")
-UNKNOWN_SPLIT = "unknown"
-# held-out unknown videos on which the report chooses detector hyper-parameters (never a test set)
-VAL_UNKNOWN_SPLIT = "val_unknown"
 _REQUIRED = ("video_id", "label", "pred")
 IMPORTED_KEY = "imported_from"  # StoreMeta.extra key of an imported store's source file
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Collection
@@ -57,12 +56,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from dear_ray.metrics.bootstrap import CI_KEYS, DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
+from dear_ray.metrics.bootstrap import DEFAULT_CURVE_RESAMPLES, DEFAULT_RESAMPLES
 from dear_ray.metrics.evaluate import evaluate_stores, group_stores
 from dear_ray.metrics.protocols import check_protocol
-from dear_ray.metrics.report import METRIC_KEYS, UNKNOWN_SET_KEYS
 from dear_ray.metrics.seeds import seed_summary
 from dear_ray.scores import read_score_store
+from dear_ray.tracking.metric_names import metric_name, mlflow_metrics  # noqa: F401
 from dear_ray.tracking.mlflow_runs import (
     ROLE_TAG,
     TrialLogger,
@@ -144,7 +143,7 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         sweep_dir: `<run_dir>/<sweep name>`, holding `stores/<trial>/<split>.parquet`.
         tracking_uri: the MLflow tracking URI of the sweep.
         experiment: the sweep's MLflow experiment name.
-        num_trials: unknown-class subsets per openness point (SPEC 2: R = 10).
+        num_trials: unknown-class subsets per openness point (docs/metrics.md: R = 10).
         seed: seed of those subsets; the same subsets serve every method.
         merged_unknown: also a row on all unknown sets merged (`unknown_set` = `all`).
         resamples, curve_resamples: bootstrap resamples of the intervals (`evaluate_stores`).
@@ -158,9 +157,8 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
             (`sweep_exclusion`).
 
     Returns:
-        One row per (trial, method, unknown set): `trial`, then the columns of `evaluate_stores`
-        (`method`, `score`, `run`, `head`, `known`, `unknown_set`, `backbone`, `seed`, the metrics,
-        their intervals and `*_diff_sig`). Empty when no trial left complete score stores.
+        One row per (trial, method, unknown set): `trial`, then the columns of `evaluate_stores`;
+        empty when no trial left complete score stores.
     """
     sweep_dir = Path(sweep_dir).resolve()
     found = find_trial_stores(sweep_dir)
@@ -172,7 +170,6 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
         log.warning("report %s: no trial has complete score stores under %s", sweep_dir.name,
                     sweep_dir / "stores")
         return pd.DataFrame()
-
     out_dir = report_dir(sweep_dir, protocol)
     if "exclude_classes" not in evaluate_options:
         evaluate_options["exclude_classes"] = sweep_exclusion(sweep_dir)
@@ -182,25 +179,31 @@ def report_sweep(sweep_dir: str | os.PathLike, *, tracking_uri: str, experiment:
                             resamples=resamples, curve_resamples=curve_resamples, protocol=protocol,
                             data_of=_data_roots(sweep_dir), **evaluate_options)
     table.insert(0, "trial", table["run"].map(run_to_trial))
-    # rewrite the tables with the trial column (the plots stay as evaluate_stores drew them)
+    _write_sweep_tables(table, out_dir, sweep_dir, trials=list(usable), skipped=skipped,
+                        protocol=protocol)
+    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment, report_artifacts(protocol),
+                notes=notes)
+    return table
+
+
+def _write_sweep_tables(table: pd.DataFrame, out_dir: Path, sweep_dir: Path, *, trials: list[str],
+                        skipped: dict[str, str], protocol: str) -> None:
+    """The results tables again with the trial column (the plots stay as `evaluate_stores` drew
+    them), DEAR's model-zoo table, the per-seed summary and the list of skipped trials."""
     table.to_csv(out_dir / "results.csv", index=False)
     table.to_parquet(out_dir / "results.parquet", index=False)
     (out_dir / "results.md").write_text(_markdown_with_trial(out_dir / "results.md", table))
-    if protocol == "dear":  # DEAR's model-zoo table, with the published numbers (SPEC section 4)
+    if protocol == "dear":  # DEAR's model-zoo table, with the published numbers (its Tables 1-2)
         from dear_ray.tracking.zoo import write_zoo_report
 
         write_zoo_report(table, out_dir)
-    by_seed = seed_summary(table, trial_settings(sweep_dir / "configs", list(usable)))
+    by_seed = seed_summary(table, trial_settings(sweep_dir / "configs", trials))
     if not by_seed.empty and (by_seed["num_seeds"] > 1).any():
         by_seed.to_csv(out_dir / "results_by_seed.csv", index=False)
         by_seed.to_parquet(out_dir / "results_by_seed.parquet", index=False)
     if skipped:
         (out_dir / "skipped_trials.txt").write_text(
             "".join(f"{trial}: {reason}\n" for trial, reason in skipped.items()))
-
-    _log_report(table, out_dir, sweep_dir.name, tracking_uri, experiment, report_artifacts(protocol),
-                notes=notes)
-    return table
 
 
 def trial_settings(configs_dir: Path, trials: list[str]) -> dict[str, str]:
@@ -400,34 +403,6 @@ def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tra
     _log_method_rows(client, client.get_run(run_id).info.experiment_id, table, run_name,
                      lambda trial, head: run_id)
     return table
-
-
-def metric_name(key: str, unknown_set: str, protocol: str = "dear") -> str:
-    """The MLflow name of table column `key` of a row about `unknown_set` under `protocol`:
-    `<set>/<key>` for the metrics about an unknown set (and their `_ci_low`, `_ci_high`,
-    `_diff_sig`), `key` otherwise; a protocol other than `dear` prefixes every name
-    (`psl/hmdb51/auroc`, `psl/closed_top1`). Characters MLflow refuses in a name (e.g. `=`) become `_`."""
-    base = re.sub(r"_(ci_low|ci_high|diff_sig)$", "", key)
-    name = f"{unknown_set}/{key}" if base in UNKNOWN_SET_KEYS else key
-    if protocol != "dear":
-        name = f"{protocol}/{name}"
-    return re.sub(r"[^\w./\- :]", "_", name)
-
-
-def mlflow_metrics(row: dict) -> dict[str, float]:
-    """The finite metrics of a table row under their MLflow names (`metric_name`, the row's
-    `protocol`, `dear` when absent); `*_diff_sig` as 1.0 / 0.0 where a baseline exists."""
-    out = {}
-    protocol = str(row.get("protocol") or "dear")
-    keys = [*METRIC_KEYS, *(f"{k}_{side}" for k in CI_KEYS for side in ("ci_low", "ci_high", "diff_sig"))]
-    for key in keys:
-        value = row.get(key)
-        if value is None or value is pd.NA:
-            continue
-        value = float(value)
-        if not math.isnan(value):
-            out[metric_name(key, str(row["unknown_set"]), protocol)] = value
-    return out
 
 
 def _inherited_tags(client: MlflowClient, run_id: str) -> dict[str, str]:

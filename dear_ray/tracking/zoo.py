@@ -1,4 +1,5 @@
-"""DEAR's model-zoo table: our results beside the published numbers (SPEC section 4) and the gap.
+"""DEAR's model-zoo table: our results beside the published numbers (DEAR paper, Tables 1-2) and
+the gap.
 
 DEAR's README lays out its model zoo as Model | Open maF1 (%) HMDB / MiT | Open Set AUC (%) HMDB /
 MiT | Closed Set ACC (%). `zoo_table(results)` builds that table from a results table (the
@@ -7,7 +8,7 @@ aggregator's or `evaluate_stores`' rows, one per trial, method and unknown set) 
 (`BACKBONES`) and OpenMax, MC Dropout, BNN, SoftMax, RPL, DEAR, with HMDB-51 (`hmdb51`) and MiT-v2
 (`mit_v2`) as unknown sets. Each metric gets three columns: ours, `paper_*` and `diff_*` (ours
 minus published), all in percent. "Open-set AUC" is the paper's binarised AUC at the 95% training
-threshold (`binarized_auc`, SPEC section 2), never AUROC. The paper gives closed-set accuracy for
+threshold (`binarized_auc`, docs/metrics.md), never AUROC. The paper gives closed-set accuracy for
 DEAR only; the other rows show ours and leave the published cell empty.
 
 `write_zoo_report(results, out_dir)` writes `zoo.csv` and `zoo.md` when any row matches
@@ -21,14 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-# dear_ray backbone preset -> the paper's name (SPEC section 3)
+# dear_ray backbone preset -> the paper's name (DEAR paper, Sec. 4)
 BACKBONES = {"i3d_r50": "I3D", "tsm_r50": "TSM", "tpn_slowonly_r50": "TPN",
              "slowfast_r50_8x8": "SlowFast"}
 # results-table method -> the paper's column, in the paper's order
 METHODS = {"openmax": "OpenMax", "mc_dropout": "MC Dropout", "bnn": "BNN", "softmax": "SoftMax",
            "rpl": "RPL", "dear": "DEAR"}
 UNKNOWN_SETS = {"hmdb51": "HMDB", "mit_v2": "MiT"}
-# SPEC section 4 (DEAR, ICCV 2021, Tables 1/2): (backbone, unknown set) -> method -> (Open maF1,
+# DEAR (ICCV 2021), Tables 1/2: (backbone, unknown set) -> method -> (Open maF1,
 # open-set AUC), percent, in METHODS order
 _OPEN = {
     ("I3D", "hmdb51"): ((67.85, 74.34), (71.13, 75.07), (71.57, 74.66), (73.19, 75.68),
@@ -134,7 +135,7 @@ def format_zoo_markdown(zoo: pd.DataFrame) -> str:
         cells = [_cell(row[n], row[f"paper_{n}"], row[f"diff_{n}"]) for n in names]
         lines.append("| " + " | ".join([row["model"], str(row["trial"]), *cells]) + " |")
     lines.append("")
-    lines.append("Cells: ours / published in SPEC section 4 (ours - published), percent. Open-set "
+    lines.append("Cells: ours / published in DEAR's Tables 1-2 (ours - published), percent. Open-set "
                  "AUC = binarised AUC at the 95% training threshold. The paper gives closed-set "
                  "accuracy for DEAR only.")
     return "\n".join(lines) + "\n"

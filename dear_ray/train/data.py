@@ -31,9 +31,9 @@ from dear_ray.config import DataConfig, ExperimentConfig
 from dear_ray.data.annotations import read_annotation_list, read_class_names
 from dear_ray.data.dataset import VideoDataset, collate_skip_bad, prepare_loading_process
 from dear_ray.data.decode import VideoDecodeError, open_video
+from dear_ray.data.presets import build_test_transform, build_train_transform
 from dear_ray.data.sampling import DenseSampleFrames, SampleFrames, SegmentSampler
 from dear_ray.data.sdn_inputs import load_detections, load_scene_labels, mask_eligible
-from dear_ray.data.transforms import build_test_transform, build_train_transform
 
 
 def num_known_classes(data: DataConfig) -> int:
@@ -87,7 +87,7 @@ def build_transform(data: DataConfig, *, test_mode: bool, handover: str = "float
 
 def split_is_known(split: str) -> bool:
     """A split of known classes (labels in [0, K)); any other split is an unknown set."""
-    from dear_ray.config._base import KNOWN_SPLITS
+    from dear_ray.splits import KNOWN_SPLITS
 
     return split in KNOWN_SPLITS
 
@@ -197,12 +197,14 @@ def _worker_init(worker_id: int) -> None:
 
 
 def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=None,
-                drop_last: bool = False, seed: int = 0) -> DataLoader:
+                drop_last: bool = False, seed: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader with `collate_skip_bad`; worker processes (if any) start by forkserver/spawn.
     Every process that loads clips is set up by `prepare_loading_process` (one OpenCV thread,
     malloc keeping freed clip buffers): each worker, or this process with ``num_workers: 0``.
 
     Workers are not persistent: each epoch's workers get the dataset after its `set_epoch`.
+    `pin_memory` (GPU workers): batches in page-locked memory, so the step's `non_blocking`
+    copies overlap the transfer with compute.
     """
     if data.num_workers == 0:
         prepare_loading_process()
@@ -212,12 +214,14 @@ def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=Non
         dataset, batch_size=data.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
         num_workers=data.num_workers, collate_fn=collate_skip_bad, drop_last=drop_last,
         multiprocessing_context=data.multiprocessing_context if data.num_workers > 0 else None,
-        worker_init_fn=_worker_init if data.num_workers > 0 else None, generator=generator)
+        worker_init_fn=_worker_init if data.num_workers > 0 else None, generator=generator,
+        pin_memory=pin_memory)
 
 
 def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
                        world_size: int = 1, side_inputs: dict | None = None,
-                       handover: str = "float") -> tuple[DataLoader, DistributedSampler | None]:
+                       handover: str = "float",
+                       pin_memory: bool = False) -> tuple[DataLoader, DistributedSampler | None]:
     """The training loader (this rank's shard) and its DistributedSampler (call `set_epoch`).
 
     The last incomplete batch is dropped when a full batch remains (a tiny last batch gives noisy
@@ -232,7 +236,8 @@ def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0
                                      seed=cfg.seed)
     per_rank = -(-len(dataset) // world_size)
     loader = make_loader(dataset, cfg.data, shuffle=True, sampler=sampler,
-                         drop_last=per_rank > cfg.data.batch_size, seed=cfg.seed)
+                         drop_last=per_rank > cfg.data.batch_size, seed=cfg.seed,
+                         pin_memory=pin_memory)
     if len(loader) == 0:
         raise ValueError(f"the training list {cfg.data.split_lists()['train']} gives no batch "
                          f"({len(dataset)} videos, batch_size {cfg.data.batch_size})")
@@ -250,7 +255,7 @@ def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int,
 
 def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
                         world_size: int = 1, side_inputs: dict | None = None,
-                        handover: str = "float"
+                        handover: str = "float", pin_memory: bool = False
                         ) -> tuple[DataLoader | None, DistributedSampler | None]:
     """SDN's separate masked loader (items: ``clip`` = the masked clip, masked with probability
     `data.mask_ratio`) and its DistributedSampler, or ``(None, None)`` without the separate step.
@@ -275,5 +280,6 @@ def build_masked_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 
                                           shuffle=True, seed=cfg.seed + 1)
     per_rank = -(-len(dataset) // world_size)
     loader = make_loader(dataset, data, shuffle=True, sampler=dist_sampler,
-                         drop_last=per_rank > data.batch_size, seed=cfg.seed + 1)
+                         drop_last=per_rank > data.batch_size, seed=cfg.seed + 1,
+                         pin_memory=pin_memory)
     return loader, dist_sampler

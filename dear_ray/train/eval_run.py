@@ -7,7 +7,7 @@ matrix). Here one run does all of it: `run_test(cfg)` (a config with `eval_only:
 checkpoint and score every evaluation split in shards (`dear_ray.train.evaluation`), then
 `report_run` reports the run exactly as `dear-ray train` reports a trained one
 (`dear_ray.tracking.aggregate.report_run`: the stores evaluated as the sweep aggregator evaluates
-a trial's, SPEC section 2's table with one row per method and unknown set, the openness curves,
+a trial's, the table of docs/metrics.md with one row per method and unknown set, the openness curves,
 histograms, reliability diagrams and confusion matrices under the run's `report/` artifacts, each
 method's metrics under the aggregator's names such as `closed_top1`, `<unknown set>/open_maf1`,
 post-hoc methods (a softmax model's `mc_dropout`, `openmax`) in runs `<trial>/<method>` nested
@@ -91,7 +91,8 @@ def report_run(cfg: ExperimentConfig, trial: str, *, run_id: str, tracking_uri: 
     out_dir = cfg.run_root() / REPORT_ARTIFACTS / trial
     table = report_trained_run(stores_dir(cfg, trial), out_dir, tracking_uri=tracking_uri,
                                experiment=cfg.experiment_name(), run_id=run_id, run_name=trial,
-                               resamples=resamples, curve_resamples=curve_resamples)
+                               resamples=resamples, curve_resamples=curve_resamples,
+                               **cfg.eval.report_options())
     if table is None or table.empty:
         return None
     zoo = write_zoo_report(table, out_dir)

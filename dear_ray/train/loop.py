@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dear_ray.train.optim import unwrap_model
+from dear_ray.train.tally import EpochTally, world
 
 
 class TrainingStep(nn.Module):
@@ -110,9 +110,7 @@ def _to_device(x: torch.Tensor | None, device: torch.device, channels_last: bool
 
 
 def _world() -> tuple[bool, int]:
-    if dist.is_available() and dist.is_initialized():
-        return True, dist.get_world_size()
-    return False, 1
+    return world()
 
 
 @dataclass
@@ -141,10 +139,17 @@ def _vote(n: int, distributed: bool) -> bool:
     return bool(flag.item())
 
 
-def _sgd_step(loss: torch.Tensor, stats: dict, optimizer, params, grad_clip, *, epoch: int,
-              step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch}, step {step}: loss is {loss.item()} (stats {stats})")
+def _check_labels(labels: torch.Tensor, num_classes: int | None) -> None:
+    """Labels in [0, K), checked on the host before they move to the device (no device sync)."""
+    if num_classes is None or labels.device.type != "cpu" or labels.numel() == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"training_loss: labels must be in [0, {num_classes}), got values "
+                         f"in [{lo}, {hi}]")
+
+
+def _sgd_step(loss: torch.Tensor, optimizer, params, grad_clip) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -157,7 +162,7 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
                     epoch: int, anneal: float, global_step: int, device: torch.device,
                     grad_clip: float | None = None, amp: bool = False,
                     channels_last: bool = False, bad_report=None,
-                    masked_loader=None) -> EpochResult:
+                    masked_loader=None, check_every_n_steps: int = 1) -> EpochResult:
     """Train one epoch.
 
     Args:
@@ -166,7 +171,7 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         scheduler: stepped once per batch (also for skipped all-bad batches, so the schedule is a
             function of the batch position).
         epoch: 0-based, for messages.
-        anneal: SPEC 1.1's lambda_t (`dear_ray.losses.annealing_coefficient`).
+        anneal: docs/methods.md#edl's lambda_t (`dear_ray.losses.annealing_coefficient`).
         global_step: scheduler steps before this epoch; `iteration` of `training_loss`.
         grad_clip: max global L2 norm of the gradients, or None.
         amp: bf16 autocast (CUDA only).
@@ -176,84 +181,77 @@ def train_one_epoch(step_module: nn.Module, loader, optimizer: torch.optim.Optim
         masked_loader: SDN's separate masked batches (`clip` = masked clips): after each step on
             `loader`'s batch, a second optimizer step on the next masked batch with the
             mask-confusion loss alone (stats under `mask_step_*`, averaged over masked clips).
+        check_every_n_steps: how often the host reads the losses back (`EpochTally`).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (naming epoch, step and stats).
+        FloatingPointError: the loss became NaN or infinite (naming epoch and step or steps).
     """
     distributed, _ = _world()
     step_module.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    sums: dict[str, float] = defaultdict(float)
-    clips_seen = skipped = masked_seen = 0
-    bad: list = []
+    tally = EpochTally(check_every_n_steps, epoch)
+    num_classes = getattr(recognizer_of(step_module), "num_classes", None)
+    on_device = dict(device=device, channels_last=channels_last)
     start = time.perf_counter()
     pairs = zip(loader, masked_loader) if masked_loader is not None else ((b, None) for b in loader)
     for batch, masked in pairs:
-        batch_bad = list(batch.get("bad") or [])
-        bad.extend(batch_bad)
-        if bad_report is not None and batch_bad:
-            bad_report.update(batch_bad)
+        tally.add_bad(batch, bad_report)
         labels = batch.get("label")
         n = 0 if labels is None else int(len(labels))
         if _vote(n, distributed):
-            norm = batch.get("clip_norm")
-            clips = _to_device(batch["clip"], device, channels_last, norm)
+            _check_labels(labels, num_classes)
             with autocast(device, amp):
-                loss, stats = step_module(
-                    clips, labels.to(device), anneal=anneal, iteration=global_step,
-                    scene=_to_device(batch.get("scene"), device, False),
-                    masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
-            _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch, step=global_step)
-            for key, value in {**stats, "loss": float(loss.detach())}.items():
-                sums[key] += float(value) * n
-            clips_seen += n
+                loss, stats = _step_loss(step_module, batch, anneal=anneal, iteration=global_step,
+                                         **on_device)
+            tally.record("", loss, stats, n, step=global_step)
+            _sgd_step(loss, optimizer, params, grad_clip)
         else:
-            skipped += 1
+            tally.skipped += 1
         if masked is not None:
-            m = int(len(masked.get("label", ())))
-            if _vote(m, distributed):
-                with autocast(device, amp):
-                    loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
-                                                         masked.get("clip_norm")), mode="mask")
-                _sgd_step(loss, stats, optimizer, params, grad_clip, epoch=epoch,
-                          step=global_step)
-                for key, value in {**stats, "loss": float(loss.detach())}.items():
-                    sums[f"_mask_step_{key}"] += float(value) * m
-                masked_seen += m
+            _mask_step(step_module, masked, tally, optimizer, params, grad_clip, amp=amp,
+                       step=global_step, distributed=distributed, **on_device)
         if scheduler is not None:
             scheduler.step()
+        tally.watch.check(global_step)
         global_step += 1
-    elapsed = time.perf_counter() - start
-    totals = _reduce_sums({**sums, "_clips": clips_seen, "_skipped": skipped, "_masked": masked_seen,
-                           "_bad": len(bad), "_time": elapsed}, distributed)
-    clips_total, masked_total = totals.pop("_clips"), totals.pop("_masked")
-    metrics = {k: v / clips_total for k, v in totals.items() if not k.startswith("_")
-               and clips_total > 0}
-    metrics.update({k[1:]: v / masked_total for k, v in totals.items()
-                    if k.startswith("_mask_step_") and masked_total > 0})
-    if "acc" in metrics:
-        metrics["train_top1"] = metrics.pop("acc")
-    metrics.update({
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "epoch_time_s": elapsed,
-        "clips_per_s": clips_total / elapsed if elapsed > 0 else math.nan,
-        "bad_videos": totals["_bad"],
-        "skipped_batches": totals["_skipped"] / max(_world()[1], 1),
-    })
-    return EpochResult(metrics=metrics, global_step=global_step, bad=bad)
+    tally.watch.check(global_step - 1, final=True)
+    metrics = tally.metrics(optimizer, time.perf_counter() - start, distributed)
+    return EpochResult(metrics=metrics, global_step=global_step, bad=tally.bad)
 
 
-def _reduce_sums(sums: dict[str, float], distributed: bool) -> dict[str, float]:
-    """Sum every key over the ranks (the max for `_time`); keys may differ between ranks."""
-    if not distributed:
-        return dict(sums)
-    gathered: list[dict[str, float]] = [None] * dist.get_world_size()  # type: ignore[list-item]
-    dist.all_gather_object(gathered, dict(sums))
-    out: dict[str, float] = defaultdict(float)
-    for part in gathered:
-        for key, value in part.items():
-            out[key] = max(out[key], value) if key == "_time" else out[key] + value
-    return dict(out)
+def _mask_step(step_module: nn.Module, masked: dict, tally: EpochTally, optimizer, params,
+               grad_clip, *, amp: bool, step: int, distributed: bool, device,
+               channels_last: bool) -> None:
+    """SDN's second optimiser step, on the masked batch with the mask-confusion loss alone."""
+    m = int(len(masked.get("label", ())))
+    if not _vote(m, distributed):
+        return
+    with autocast(device, amp):
+        loss, stats = step_module(_to_device(masked["clip"], device, channels_last,
+                                             masked.get("clip_norm")), mode="mask")
+    tally.record("_mask_step_", loss, stats, m, step=step)
+    _sgd_step(loss, optimizer, params, grad_clip)
+
+
+def _step_loss(step_module: nn.Module, batch: dict, *, anneal: float, iteration: int, device,
+               channels_last: bool):
+    """The training step's `(loss, stats)` on one batch moved to `device`."""
+    norm = batch.get("clip_norm")
+    return step_module(
+        _to_device(batch["clip"], device, channels_last, norm),
+        batch["label"].to(device, non_blocking=True), anneal=anneal, iteration=iteration,
+        scene=_to_device(batch.get("scene"), device, False),
+        masked_clips=_to_device(batch.get("masked_clip"), device, channels_last, norm))
+
+
+def epoch_metrics(values: dict[str, float], *, epoch: int, anneal: float) -> dict[str, float]:
+    """An epoch's metrics as reported and logged: loss terms get a `train_` prefix; lr, timing
+    and bad-video counts keep their names."""
+    plain = {"lr", "epoch_time_s", "clips_per_s", "bad_videos", "skipped_batches", "train_top1"}
+    out = {"epoch": epoch, "anneal": anneal}
+    for key, value in values.items():
+        out[key if key in plain else f"train_{key}"] = float(value)
+    return out
 
 
 @dataclass

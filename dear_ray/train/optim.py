@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule built from `OptimConfig` (SPEC section 3).
+"""Optimiser and learning-rate schedule built from `OptimConfig` (docs/fidelity.md rows 11-14).
 
 - Parameter groups (`optim.param_groups`), each with its own lr and weight decay:
   `default`: the classifier's parameters (named by `model.classifier_parameter_names()`, e.g. TSM's
@@ -106,22 +106,28 @@ def tsm_fc_lr5_rules(model: nn.Module, *, target: str = "last") -> dict[str, Rul
             raise ValueError(f"tsm_fc_lr5: module {prefix or '(model)'} ({type(module).__name__}) "
                              f"holds parameters {own}; TSMOptimizerConstructor only knows conv, "
                              "Linear and norm layers (use optim.param_groups: default)")
-    if target == "last":
-        if not weights or not biases:
-            raise ValueError("tsm_fc_lr5: the model has no conv or Linear weight and bias after "
-                             "the first conv to give 5x / 10x")
-        promoted = {weights.pop(): rule("lr5_weight"), biases.pop(): rule("lr10_bias")}
-    else:
-        if any(n not in weights + biases for n in TSM_CLASSIFIER):
-            raise ValueError(f"tsm_fc_lr5_classifier: the model has no "
-                             f"{' / '.join(TSM_CLASSIFIER)} (a Linear with a bias) to give 5x / 10x")
-        weights.remove(TSM_CLASSIFIER[0])
-        biases.remove(TSM_CLASSIFIER[1])
-        promoted = {TSM_CLASSIFIER[0]: rule("lr5_weight"), TSM_CLASSIFIER[1]: rule("lr10_bias")}
+    weight, bias = _promoted(weights, biases, target)
+    promoted = {weight: rule("lr5_weight"), bias: rule("lr10_bias")}
     rules.update({n: rule("normal_weight") for n in weights})
     rules.update({n: rule("normal_bias") for n in biases})
     rules.update(promoted)
     return rules
+
+
+def _promoted(weights: list[str], biases: list[str], target: str) -> tuple[str, str]:
+    """The weight and bias that get 5x / 10x, taken out of the normal lists: the last ones
+    (`last`, as MMAction2 pops them) or `cls_head.fc_cls`'s (`classifier`)."""
+    if target == "last":
+        if not weights or not biases:
+            raise ValueError("tsm_fc_lr5: the model has no conv or Linear weight and bias after "
+                             "the first conv to give 5x / 10x")
+        return weights.pop(), biases.pop()
+    if any(n not in weights + biases for n in TSM_CLASSIFIER):
+        raise ValueError(f"tsm_fc_lr5_classifier: the model has no "
+                         f"{' / '.join(TSM_CLASSIFIER)} (a Linear with a bias) to give 5x / 10x")
+    weights.remove(TSM_CLASSIFIER[0])
+    biases.remove(TSM_CLASSIFIER[1])
+    return TSM_CLASSIFIER
 
 
 def _default_rules(model: nn.Module, cfg: OptimConfig) -> dict[str, Rule]:

@@ -152,26 +152,32 @@ def check_config(cfg: ExperimentConfig, *, seen: set | None = None) -> list[str]
     pretrained = cfg.model.pretrained
     if pretrained is not None and once(("pretrained", pretrained, cfg.model.backbone,
                                         cfg.model.head, cfg.eval_only)):
-        path = Path(pretrained)
-        if not path.exists():
-            from dear_ray.models.backbones.weights import weights_hint
-
-            hint = weights_hint(cfg.model.backbone)
-            problems.append(f"model.pretrained: {path} does not exist" + (f" ({hint})" if hint else ""))
-        elif path.is_file() and not os.access(path, os.R_OK):
-            problems.append(f"model.pretrained: {path} is not readable")
-        elif path.is_file():
-            try:
-                with path.open("rb") as fh:
-                    fh.read(1)
-            except OSError as err:
-                problems.append(f"model.pretrained: {path} cannot be read: {err.strerror or err}")
-        if path.exists() and not any(p.startswith("model.pretrained") for p in problems) \
-                and root.is_dir():
-            problems += _check_checkpoint_keys(cfg)
+        problems += _check_pretrained_file(cfg, Path(pretrained), data_ok=root.is_dir())
     run_dir = Path(cfg.tracking.run_dir)
     if once(("run_dir", run_dir)):
         _check_writable("tracking.run_dir", run_dir, problems)
+    return problems
+
+
+def _check_pretrained_file(cfg: ExperimentConfig, path: Path, *, data_ok: bool) -> list[str]:
+    """`model.pretrained`: the file exists and reads, and (with the data in place) its tensors
+    fit the model."""
+    problems: list[str] = []
+    if not path.exists():
+        from dear_ray.models.backbones.weights import weights_hint
+
+        hint = weights_hint(cfg.model.backbone)
+        problems.append(f"model.pretrained: {path} does not exist" + (f" ({hint})" if hint else ""))
+    elif path.is_file() and not os.access(path, os.R_OK):
+        problems.append(f"model.pretrained: {path} is not readable")
+    elif path.is_file():
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except OSError as err:
+            problems.append(f"model.pretrained: {path} cannot be read: {err.strerror or err}")
+    if path.exists() and not problems and data_ok:
+        problems += _check_checkpoint_keys(cfg)
     return problems
 
 

@@ -319,4 +319,8 @@ FIDELITY_FIELDS: list[tuple[str, Callable[[Any], str | None]]] = [
     ("precision", _precision_summary),
     ("mask_step", _training(_mask_step_summary)),
     ("new_layers_warmup", _training(_new_layers_warmup_summary)),
+    ("test_rounding", lambda cfg: cfg.data.test_rounding),
+    ("threshold_print", lambda cfg: cfg.eval.threshold_print),
+    ("subset_draws", lambda cfg: cfg.eval.subset_draws),
+    ("mit_known_rows", lambda cfg: str(cfg.eval.mit_known_rows) if cfg.eval.protocol == "psl" else None),
 ]

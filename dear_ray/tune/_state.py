@@ -12,7 +12,6 @@ from typing import Any
 from dear_ray.tune._sections import SweepError
 
 TRIALS_FILE = "trials.json"
-_MISSING = object()
 
 
 def read_trials_state(path: Path) -> dict[str, dict]:
@@ -44,19 +43,14 @@ def format_changes(changed: dict[str, list[str]]) -> str:
     return "\n".join(f"  {name}: " + "; ".join(diff) for name, diff in changed.items())
 
 
-def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted fields whose values differ between two resolved config dicts: `field: old -> new`."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += config_diff(old.get(key, _MISSING), new.get(key, _MISSING),
-                               f"{prefix}{key}." if prefix or key else "")
-        return out
-    if old == new:
-        return []
-    field_name = prefix.rstrip(".")
-    show = (lambda v: "(unset)" if v is _MISSING else repr(v))
-    return [f"{field_name}: {show(old)} -> {show(new)}"]
+def config_diff(old: Any, new: Any) -> list[str]:
+    """Dotted fields whose values differ between two resolved experiment config dicts:
+    `field: old -> new`; a field one config lacks while the other holds its default is no change
+    (a config recorded before the field existed; `dear_ray.config.diff`)."""
+    from dear_ray.config import ExperimentConfig
+    from dear_ray.config.diff import config_diff as diff, field_defaults
+
+    return diff(old, new, field_defaults(ExperimentConfig))
 
 
 def with_source(config: dict, source: str | None, sweep_dir: Path) -> dict:

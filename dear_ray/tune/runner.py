@@ -195,7 +195,7 @@ def _report(run: StageRun, plans: list[TrialPlan], timings: dict[str, float]) ->
         print(f"warning: {note}", flush=True)
     table = report_sweep(spec.sweep_dir, tracking_uri=run.tracking_uri, experiment=run.experiment,
                          protocol=spec.base.eval.protocol, notes=notes,
-                         trials=report_trials(spec, plans))
+                         trials=report_trials(spec, plans), **spec.base.eval.report_options())
     client = MlflowClient(run.tracking_uri)
     client.log_metric(run.parent_run_id, "failed_trials", float(len(failed)))
     if run.skipped:

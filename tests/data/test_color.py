@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dear_ray.data.color import EIG_VAL, EIG_VEC, GRAY, ColorJitter, frame_maps, hue_matrix
-from dear_ray.data.transforms import MEAN_RGB, STD_RGB, build_train_transform
+from dear_ray.data.presets import build_train_transform
+from dear_ray.data.transforms import MEAN_RGB, STD_RGB
 
 
 def mmaction_loop(imgs: list[np.ndarray], p) -> list[np.ndarray]:

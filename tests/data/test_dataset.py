@@ -11,8 +11,9 @@ from dear_ray.data.dataset import (
     VideoDataset,
     collate_skip_bad,
 )
+from dear_ray.data.presets import build_test_transform, build_train_transform
 from dear_ray.data.sampling import SampleFrames
-from dear_ray.data.transforms import MEAN_RGB, STD_RGB, build_test_transform, build_train_transform
+from dear_ray.data.transforms import MEAN_RGB, STD_RGB
 
 MEAN = torch.tensor(MEAN_RGB).view(3, 1, 1, 1)
 STD = torch.tensor(STD_RGB).view(3, 1, 1, 1)

@@ -13,8 +13,8 @@ from dear_ray.config import ConfigError, load_config
 from dear_ray.data.annotations import VideoRecord
 from dear_ray.data.dataset import VideoDataset
 from dear_ray.data.decode import DecodedFramesCache, read_sampled_clip
+from dear_ray.data.presets import build_train_transform
 from dear_ray.data.sampling import SampleFrames
-from dear_ray.data.transforms import build_train_transform
 
 @pytest.fixture(autouse=True)
 def _fresh_shared_caches(monkeypatch):

@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from dear_ray.data.presets import ClipNormalizer, VideoTransform
-from dear_ray.data.transforms import (
-    MEAN_RGB,
-    STD_RGB,
-    CenterCrop,
-    Flip,
-    ResizeShortSide,
-    build_test_transform,
-    build_train_transform,
-)
+from dear_ray.data.presets import build_test_transform, build_train_transform
+from dear_ray.data.transforms import MEAN_RGB, STD_RGB, CenterCrop, Flip, ResizeShortSide
 
 
 def _clip(n=6, h=40, w=53, seed=0):

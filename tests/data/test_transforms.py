@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from dear_ray.data.presets import build_test_transform, build_train_transform
 from dear_ray.data.transforms import (
     MEAN_RGB,
     STD_RGB,
@@ -12,8 +13,6 @@ from dear_ray.data.transforms import (
     RandomResizedCrop,
     ResizeShortSide,
     ThreeCrop,
-    build_test_transform,
-    build_train_transform,
     rescale_size,
     resize_frames,
 )

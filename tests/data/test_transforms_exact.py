@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from dear_ray.data.presets import build_train_transform
 from dear_ray.data.transforms import (
     MEAN_RGB,
     STD_RGB,
     MultiScaleCrop,
     RandomResizedCrop,
-    build_train_transform,
     resize_frames,
 )
 

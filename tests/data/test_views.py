@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dear_ray.data.transforms import build_test_transform, build_train_transform
+from dear_ray.data.presets import build_test_transform, build_train_transform
 from dear_ray.data.views import float_views, uint8_views
 
 

@@ -13,7 +13,7 @@ from dear_ray.metrics.openset import draw_dear_stream_subsets
 from dear_ray.metrics.protocols import psl_slices, psl_unknown
 from dear_ray.metrics.report import binarized_metrics, open_set_report, printed_threshold, report_threshold
 from dear_ray.scores import read_score_store
-from dear_ray.scores.released import import_scores
+from dear_ray.scores.importing import import_scores
 
 
 def _imported(tmp_path, name, *, known, known_labels, known_preds, unknown, unknown_labels, unknown_set="x",

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from dear_ray.scores import read_score_store
-from dear_ray.scores.released import ScoreImportError, detect_layout, import_scores, read_dear_npz
+from dear_ray.scores.importing import import_scores
+from dear_ray.scores.released import ScoreImportError, detect_layout, read_dear_npz
 
 
 def _unctt(path, **override):

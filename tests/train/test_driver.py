@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from dear_ray.config import load_config
 from dear_ray.models import build_recognizer
 from dear_ray.scores.store import read_score_store
-from dear_ray.train import driver
+from dear_ray.train import driver, worker
 from dear_ray.train.checkpointing import load_checkpoint
 from dear_ray.train.evaluation import stores_dir
 from dear_ray.train.data import build_eval_loader, num_known_classes
@@ -35,13 +35,13 @@ def _config(root, tmp_path, **overrides):
 def test_injected_fault_fires_once_on_rank_zero(synth_root, tmp_path, monkeypatch):
     cfg = _config(synth_root, tmp_path, **{"debug.fail_at_epoch": 1})
     exits = []
-    monkeypatch.setattr(driver.os, "_exit", exits.append)
-    driver._maybe_fail(cfg, "tr", 0, 0)
-    driver._maybe_fail(cfg, "tr", 1, 1)
+    monkeypatch.setattr(worker.os, "_exit", exits.append)
+    worker._maybe_fail(cfg, "tr", 0, 0)
+    worker._maybe_fail(cfg, "tr", 1, 1)
     assert exits == []                       # wrong epoch, then not rank 0
-    driver._maybe_fail(cfg, "tr", 1, 0)
+    worker._maybe_fail(cfg, "tr", 1, 0)
     assert exits == [1]
-    driver._maybe_fail(cfg, "tr", 1, 0)      # the restarted attempt sees the marker
+    worker._maybe_fail(cfg, "tr", 1, 0)      # the restarted attempt sees the marker
     assert exits == [1]
     assert (cfg.run_root() / "debug" / "tr.failed_at_epoch_1").exists()
 

@@ -10,7 +10,6 @@ import torch
 from dear_ray.config import load_config
 from dear_ray.models import build_recognizer
 from dear_ray.scores.store import read_score_store
-from dear_ray.train import evaluation
 from dear_ray.train.data import build_eval_loader, num_known_classes
 from dear_ray.train.evaluation import (
     Shard,
@@ -25,6 +24,14 @@ from dear_ray.train.evaluation import (
     stores_dir,
 )
 from dear_ray.train.loop import predict
+
+
+def _spy_predict(monkeypatch, spy) -> None:
+    """Replace `predict` where the evaluation calls it (per-split and sharded prediction)."""
+    from dear_ray.train import prediction, sharding
+
+    monkeypatch.setattr(prediction, "predict", spy)
+    monkeypatch.setattr(sharding, "predict", spy)
 
 
 def _config(root, tmp_path, **overrides):
@@ -97,7 +104,7 @@ def test_sdn_baseline_averages_the_clips_softmax_as_sdn_test_does(synth_root, tm
         calls.append((kw["average_clips"], kw.get("stochastic_passes", 1)))
         return predict(*args, **kw)
 
-    monkeypatch.setattr(evaluation, "predict", spy)
+    _spy_predict(monkeypatch, spy)
     predict_split(model, build_eval_loader(cfg, "test", num_classes=k), cfg, "test",
                   device=torch.device("cpu"), amp=False)
     assert calls == [("prob", 3)]
@@ -115,7 +122,7 @@ def test_stores_are_fp32_unless_eval_precision_amp(synth_root, tmp_path, monkeyp
         seen.append(kw["amp"])
         return predict(*args, **kw)
 
-    monkeypatch.setattr(evaluation, "predict", spy)
+    _spy_predict(monkeypatch, spy)
     k = num_known_classes(cfg.data)
     model = build_recognizer(backbone="i3d_tiny", head="edl", num_classes=k)
     evaluate_splits(model, cfg, "p", k, torch.device("cpu"), True)  # training autocast on
@@ -137,7 +144,7 @@ def test_softmax_test_split_averages_logits_by_score_and_passes_by_prob(synth_ro
         calls.append((kw["average_clips"], kw.get("stochastic_passes", 1)))
         return predict(*args, **kw)
 
-    monkeypatch.setattr(evaluation, "predict", spy)
+    _spy_predict(monkeypatch, spy)
     loader = build_eval_loader(cfg, "test", num_classes=k)
     preds = predict_split(model, loader, cfg, "test", device=torch.device("cpu"), amp=False)
     assert calls == [("score", 1), ("prob", 3)]

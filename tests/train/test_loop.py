@@ -275,3 +275,33 @@ def test_uint8_batches_are_normalised_after_the_move_as_the_float_ones():
                                          r"batch\['clip_norm'\]"):
         train_one_epoch(TrainingStep(_setup()[0]), raw[:1], opt, None, epoch=0, anneal=0.1,
                         global_step=0, device=torch.device("cpu"))
+
+
+def test_checking_the_loss_every_n_steps_gives_the_same_metrics_and_names_the_steps():
+    results = {}
+    for every in (1, 3, 50):
+        model, opt, cfg = _setup()
+        data = _batches(7)
+        result = train_one_epoch(TrainingStep(model), data, opt, None, epoch=0, anneal=0.1,
+                                 global_step=0, device=torch.device("cpu"),
+                                 check_every_n_steps=every)
+        results[every] = {k: v for k, v in result.metrics.items()
+                          if k not in ("epoch_time_s", "clips_per_s")}
+    assert results[1] == results[3] == results[50]  # bit for bit: float64 sums on the device
+    model, opt, _ = _setup()
+    data = _batches(5)
+    data[3]["clip"][0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"epoch 2, steps 12-13: a loss was NaN"):
+        train_one_epoch(TrainingStep(model), data, opt, None, epoch=2, anneal=0.1,
+                        global_step=10, device=torch.device("cpu"), check_every_n_steps=2)
+
+
+def test_labels_out_of_range_are_refused_on_the_host_before_the_step():
+    model, opt, _ = _setup()
+    model.num_classes = 3
+    data = _batches(2)
+    data[1]["label"][0] = 3
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got values in \[\d, 3\]"):
+        train_one_epoch(TrainingStep(model), data, opt, None, epoch=0, anneal=0.1,
+                        global_step=0, device=torch.device("cpu"))
+    assert len(model.calls) == 1  # the bad batch never reached the model

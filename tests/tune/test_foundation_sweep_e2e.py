@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dear_ray.tune.sweep import parse_sweep, run_sweep
+from dear_ray.tune import run_sweep
+from dear_ray.tune.sweep import parse_sweep
 
 pytestmark = pytest.mark.slow
 

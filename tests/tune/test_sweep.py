@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -421,8 +423,15 @@ def test_sdn_scene_adv_warm_up_lasts_sdns_four_epochs():
 def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
     """The dry run of the paper sweeps names, per trial, the settings that decide fidelity."""
     trials = expand_trials(load_sweep(SWEEPS / "dear_ucf101.yaml"))
-    dear = {t.name: line.split(" | ")[1] for t, line in
+    full = {t.name: line.split(" | ")[1] for t, line in
             zip(trials, format_trials(trials).splitlines()[1:-1], strict=True)}
+    # the report's settings close every line: the released rounding, thresholds and draws
+    assert all(v.endswith(" test_rounding=mmaction2 threshold_print=released subset_draws=shared")
+               for v in full.values())
+    assert all(v.endswith(" test_rounding=sdn threshold_print=released subset_draws=shared")
+               for v in _dry_run("sdn_minikinetics", core=False).values())
+    assert not any("mit_known_rows" in v for v in full.values())  # a PSL-protocol setting
+    dear = {name: _core(v) for name, v in full.items()}
     assert "dropout=0 nesterov=True" in dear["i3d_bnn"]
     assert "dropout=0.5 nesterov=True" in dear["tpn_softmax"]
     assert "groups=tsm_fc_lr5(5x/10x:cls_head.debias_head.f3_fc)" in dear["tsm_dear"]
@@ -460,7 +469,7 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
                         "grid": {"model.head": ["dear"]}})
     (line,) = format_trials(expand_trials(spec)).splitlines()[1:-1]
     assert "groups=tsm_fc_lr5_classifier(5x/10x:cls_head.fc_cls)" in line
-    assert line.split(" | ")[1].endswith("norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 "
+    assert _core(line.split(" | ")[1]).endswith("norm=mean[0.0, 0.0, 0.0]/std[1.0, 1.0, 1.0] flip=False resize=cv2 "
                          "views=prob precision=train:fp32,eval:fp32")  # CPU: no autocast
     spec = parse_sweep({"base": {**_base(tmp_path), "model": {"backbone": "r3d18_a"},
                                  "resources": {"use_gpu": True, "amp": True}},
@@ -471,15 +480,25 @@ def test_dry_run_shows_each_trials_fidelity_settings(tmp_path):
                                    "data.scene_labels": "s.npy", "data.detections": "d.npy"}]})
     amp, fp32 = format_trials(expand_trials(spec)).splitlines()[1:-1]
     assert "shortcut=A views=released->prob precision=train:bf16,eval:bf16" in amp
-    assert fp32.split(" | ")[1].endswith("shortcut=A/detached views=released->prob "
+    assert _core(fp32.split(" | ")[1]).endswith("shortcut=A/detached views=released->prob "
                          "precision=train:bf16,eval:fp32 mask_step=separate")
 
 
-def _dry_run(sweep: str) -> dict[str, str]:
-    """The fidelity part of each trial's dry-run line (after a sweep's stage graph, if any)."""
+_REPORT_FIELDS = re.compile(r" (test_rounding|threshold_print|subset_draws|mit_known_rows)=\S+")
+
+
+def _core(fidelity: str) -> str:
+    """A dry-run fidelity text without the report's settings that close it."""
+    return _REPORT_FIELDS.sub("", fidelity)
+
+
+def _dry_run(sweep: str, *, core: bool = True) -> dict[str, str]:
+    """The fidelity part of each trial's dry-run line (after a sweep's stage graph, if any),
+    without the report's settings unless `core` is False."""
     plans = expand_trials(load_sweep(SWEEPS / f"{sweep}.yaml"))
     lines = format_trials(plans).split("\n\n")[-1].splitlines()[1:-1]
-    return {t.name: line.split(" | ")[1] for t, line in zip(plans, lines, strict=True)}
+    text = {t.name: line.split(" | ")[1] for t, line in zip(plans, lines, strict=True)}
+    return {name: _core(v) if core else v for name, v in text.items()}
 
 
 def test_a_fidelity_field_is_one_entry(tmp_path, monkeypatch):

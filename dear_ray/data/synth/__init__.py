@@ -102,7 +102,7 @@ def generate_dataset(
         ValueError: a parameter out of range (the message names it and what is allowed).
         FileExistsError: `out_dir` holds a ``videos/`` folder that this generator did not write.
     """
-    from dear_ray.data.synth.generate import generate
+    from dear_ray.data.synth.build import generate
 
     params = SynthParams(
         seed=seed, known_classes=known_classes, unknown_classes=unknown_classes,

@@ -1,4 +1,5 @@
-"""The generator: parameters, the per-video plan, rendering + encoding workers.
+"""The generator: parameters, the per-video plan and rendering (`dear_ray.data.synth.build` encodes
+and writes).
 
 Reproducibility: the plan (which scene each video gets, which frame a `test_scufo` clip repeats)
 comes from streams keyed by ``(seed, split, class)``, and every video's pixels, boxes and
@@ -23,19 +24,12 @@ contrast accuracy pairs them; its file lies under ``videos_scufo/``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import multiprocessing
-import shutil
-import time
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from dear_ray.data.synth.encode import encode_mp4, encode_still_mp4
 from dear_ray.data.synth.motions import (
     MOTIONS,
     VAL_UNKNOWN_MOTIONS,
@@ -45,16 +39,15 @@ from dear_ray.data.synth.motions import (
     trajectory,
 )
 from dear_ray.data.synth.scenes import HELD_OUT_PATTERNS, render_scene
+from dear_ray.splits import KNOWN_SPLITS, STATIC_BIAS_SPLITS, VAL_UNKNOWN_SPLIT
 
 GENERATOR = "dear_ray.data.synth"
 # 1.1: actor/palette knobs, 2x rotation, tighter orbits; 1.2: test_scuba / test_scufo; 1.3: classes
 # by name, more scene types than classes, the pretraining motion families; 1.4: val_unknown
 GENERATOR_VERSION = "1.4"
-STATIC_BIAS_SPLITS: tuple[str, ...] = ("test_scuba", "test_scufo")
-VAL_UNKNOWN_SPLIT = "val_unknown"  # held-out unknown motions for choosing detector settings
+# every split the generator writes, in the order whose index keys the random streams
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", "unknown", *STATIC_BIAS_SPLITS,
                            VAL_UNKNOWN_SPLIT)
-KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_shifted", *STATIC_BIAS_SPLITS)
 SCUFO_DIR = "videos_scufo"  # test_scufo files: same ids as their test_scuba clips, another folder
 VIDEO_DIRS: tuple[str, ...] = ("videos", SCUFO_DIR)
 IN_PROGRESS = ".synth_in_progress"  # marker file of a generation under way (or interrupted)
@@ -392,83 +385,3 @@ def render_video(task: VideoTask, params: SynthParams):
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _make_video(task: VideoTask, params: SynthParams, root: Path) -> VideoResult:
-    path = root / task.rel_path
-    if task.still_frame is not None:  # test_scufo: from its test_scuba clip's file (written first)
-        encode_still_mp4(path, root / task.source_path, task.still_frame, frames=params.frames,
-                         fps=params.fps)
-        return VideoResult(task.video_id, [], np.zeros(0, np.float32), -1, sha256_file(path))
-    frames, boxes, probs, pred = render_video(task, params)
-    encode_mp4(path, frames, fps=params.fps, crf=params.crf)
-    return VideoResult(task.video_id, boxes, probs, pred, sha256_file(path))
-
-
-def _prepare_output(root: Path) -> None:
-    """Remove a previous synthetic data set's videos and manifest; refuse to touch anything else.
-
-    A data set of this generator is recognised by its manifest (complete) or by the `IN_PROGRESS`
-    marker written before the first video (an interrupted run), so an interrupted generation can be
-    started again in the same folder.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = root / "manifest.json"
-    marker = root / IN_PROGRESS
-    for videos in (root / name for name in VIDEO_DIRS):
-        if videos.exists() and not manifest.is_file() and not marker.is_file() \
-                and any(videos.iterdir()):
-            raise FileExistsError(f"{videos} exists but {manifest} does not: not a synthetic data set "
-                                  "written by this generator; choose an empty output folder")
-    for videos in (root / name for name in VIDEO_DIRS):
-        if videos.exists():
-            shutil.rmtree(videos)
-    manifest.unlink(missing_ok=True)  # written last: its presence means the data set is complete
-    marker.write_text(f"{GENERATOR} is writing this folder; removed when manifest.json is written\n",
-                      encoding="utf-8")
-
-
-def run_videos(tasks: list[VideoTask], params: SynthParams, root: Path, *, workers: int,
-               progress: bool) -> list[VideoResult]:
-    """Render and encode every task (in `workers` processes), results in task order.
-
-    Two passes: every clip but test_scufo, then test_scufo (made from test_scuba files)."""
-    for task in tasks:
-        (root / task.rel_path).parent.mkdir(parents=True, exist_ok=True)
-    work = partial(_make_video, params=params, root=root)
-    passes = [[i for i, t in enumerate(tasks) if t.still_frame is None],
-              [i for i, t in enumerate(tasks) if t.still_frame is not None]]
-    bar = tqdm(total=len(tasks), desc="synthetic videos", unit="video", disable=not progress)
-    results: dict[int, VideoResult] = {}
-    # spawn: safe when the caller already runs torch/OpenMP threads (fork could deadlock)
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else contextlib.nullcontext()
-    try:
-        with pool:
-            for indices in passes:
-                todo = [tasks[i] for i in indices]
-                done = pool.imap(work, todo, chunksize=8) if workers > 1 else map(work, todo)
-                for i, result in zip(indices, done, strict=True):
-                    results[i] = result
-                    bar.update()
-    finally:
-        bar.close()
-    return [results[i] for i in range(len(tasks))]
-
-
-def generate(params: SynthParams, out_dir: Path, *, workers: int, progress: bool) -> dict:
-    """Plan, render, encode and write everything; returns the manifest (see `generate_dataset`)."""
-    from dear_ray.data.synth.files import write_dataset_files
-
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"synthetic data set: workers={workers!r} is invalid; expected an integer >= 1")
-    root = Path(out_dir)
-    start = time.perf_counter()
-    _prepare_output(root)
-    tasks = plan_videos(params)
-    results = run_videos(tasks, params, root, workers=workers, progress=progress)
-    manifest = write_dataset_files(root, params, tasks, results, pairs=unknown_scene_pairs(params),
-                                   val_pairs=unknown_scene_pairs(params, validation=True))
-    (root / IN_PROGRESS).unlink(missing_ok=True)
-    if progress:
-        print(f"synthetic data set: {len(tasks)} videos in {root} ({time.perf_counter() - start:.1f} s)")
-    return manifest

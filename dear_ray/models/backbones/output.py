@@ -20,7 +20,8 @@ class BackboneOutput(NamedTuple):
             the classifier concatenates their pooled features (SlowFast: FAST, slow, as MMAction2's
             SlowFastHead and DEAR's heads); global-average-pooled and concatenated they give
             `(B, num_features)`.
-        debias_map: the 5-D map the CED head reads (SPEC 1.3): SlowFast's slow pathway, TSM's
+        debias_map: the 5-D map the CED head reads (docs/methods.md#dear): SlowFast's slow pathway,
+        TSM's
             `(B*T, C, H, W)` reshaped to `(B, C, T, H, W)`, TPN's layer 3; else `maps[0]`.
         aux_map: the 5-D map of the auxiliary head (TPN: layer 3, `(B, 1024, T, H, W)` at full size),
             None when the backbone has none (`aux_channels == 0`).

@@ -137,7 +137,7 @@ class ResNet3dTPN(ResNet3d):
     """A `ResNet3d` body (keys `layer1...` as MMAction2's backbone) with a `neck` (keys `neck.*`).
 
     `forward_features`: maps = (neck output `(B, C4, ceil(T/8), H/32, W/32)`,), debias_map = aux_map =
-    stage 3 `(B, C3, T, H/16, W/16)` (SPEC 1.3; C3 = 1024 at full size).
+    stage 3 `(B, C3, T, H/16, W/16)` (docs/methods.md#dear; C3 = 1024 at full size).
     """
 
     def __init__(self, *, neck: TPNNeck, **resnet_args: Any) -> None:

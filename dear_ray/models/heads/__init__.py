@@ -1,6 +1,6 @@
 """Classification heads, one method a file, behind one flat registry (`list_heads`, `create_head`).
 
-Names: `softmax`, `bnn`, `rpl`, `edl`, `edl_avu`, `dear`, `dear_alt`, `sdn` (SPEC 1) and `psl`
+Names: `softmax`, `bnn`, `rpl`, `edl`, `edl_avu`, `dear`, `dear_alt`, `sdn` (docs/methods.md) and `psl`
 (PSL, CVPR 2023). MC dropout and OpenMax are evaluation methods on a `softmax` model, not heads.
 """
 

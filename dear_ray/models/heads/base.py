@@ -64,7 +64,7 @@ class HeadInputs:
     Attributes:
         features: (B, F) pooled backbone features after the recognizer's dropout.
         labels: (B,) class indices in [0, K).
-        anneal: SPEC 1.1's lambda_t, computed by the training loop.
+        anneal: docs/methods.md#edl's lambda_t, computed by the training loop.
         iteration: global training iteration (CED alternating parity).
         debias_map: (B, C, T, H, W) backbone map for the CED branch, or None.
         scene: (B, P) soft scene pseudo-labels for SDN, or None.

@@ -1,4 +1,4 @@
-"""The BNN baseline: a Bayes-by-backprop last layer (SPEC 1.6).
+"""The BNN baseline: a Bayes-by-backprop last layer (docs/methods.md#bnn).
 
 Test passes as DEAR computes them (Cogito2012/DEAR b752998): `experiments/ood_detection.py` and
 `get_threshold.py` set `test_cfg.npass = 1` for BNN configs and run 10 seeded forward passes; in each,
@@ -54,7 +54,8 @@ class BayesianLinear(nn.Module):
 class BNNHead(Head):
     """Bayesian last layer. `forward` uses the posterior mean; `forward(sample=True)` is one test
     pass (see the module docstring). The loss averages the logits of `num_train_samples` draws and
-    adds `kl_weight` times the mean one-sample KL estimate of those draws (SPEC 1.6).
+    adds `kl_weight` times the mean one-sample KL estimate of those draws (Blundell et al. 2015;
+    docs/methods.md#bnn).
 
     Args:
         fc_cls: the Bayesian layer.

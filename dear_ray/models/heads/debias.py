@@ -1,4 +1,5 @@
-"""The contrastive evidential debias (CED) branch of DEAR (SPEC 1.3) and the `dear` / `dear_alt` heads.
+"""The contrastive evidential debias (CED) branch of DEAR (docs/methods.md#dear) and the `dear` /
+`dear_alt` heads.
 
 Training only. Reads the backbone's `debias_map` (B, C, T, H, W) and runs three branches, each
 conv -> BN -> ReLU -> global average pool -> dropout -> Linear(width, K) -> alpha = exp(clamp) + 1:
@@ -6,7 +7,8 @@ conv -> BN -> ReLU -> global average pool -> dropout -> Linear(width, K) -> alph
 - f2 "bias_input": a separate Conv3d of the same shape on the map with its frames shuffled in time;
 - f3 "bias_network": Conv2d 3x3, stride 2, padding 1, per frame.
 `temporal_kernel` k: 3 (the 2023 fix, default) or 1 (the original release with which the shuffle
-is a no-op, DEAR issue #9; the paper's numbers come from it). Child names follow DEAR's DebiasHead
+is a no-op, Cogito2012/DEAR GitHub issue #9; the paper's numbers come from it). Child names follow
+DEAR's DebiasHead
 (`f1_conv3d.conv`, `f1_conv3d.bn`, `f1_fc`, ...), so its checkpoints load.
 """
 
@@ -162,7 +164,7 @@ def dear(*, in_features: int, num_classes: int, debias_channels: int, evidence: 
          loss_type: str = "log", disentangle: bool = False, temporal_kernel: int = 3,
          width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01,
          ced_init_std: float = 0.01, ced_f3_init: str = "kaiming", mse_avu: bool = False) -> EDLHead:
-    """DEAR as released: `edl_avu` + CED in joint mode (SPEC 1.3).
+    """DEAR as released: `edl_avu` + CED in joint mode (docs/methods.md#dear).
 
     Options beyond `edl_avu`'s: `temporal_kernel` (1 = the head of the paper's numbers, 3 = the
     2023 fix), `width` (the CED convs' output channels, default 2C), `ced_weight` (0.1),
@@ -183,9 +185,10 @@ def dear_alt(*, in_features: int, num_classes: int, debias_channels: int, eviden
              width: int | None = None, ced_weight: float = CED_WEIGHT, init_std: float = 0.01,
              ced_init_std: float = 0.01, ced_f3_init: str = "kaiming",
              mse_avu: bool = False, hsic_normalised: bool = True) -> EDLHead:
-    """`edl_avu` + CED with the alternating HSIC min-max (parity of `iteration`, SPEC 1.3); the
-    options are `dear`'s plus `hsic_normalised`: divide the unbiased HSIC by N(N-3) (True, SPEC
-    1.3) or not (False: DEAR's released alternating mode, `DebiasHead.hsic_loss` at b752998)."""
+    """`edl_avu` + CED with the alternating HSIC min-max (parity of `iteration`,
+    docs/methods.md#dear_alt); the options are `dear`'s plus `hsic_normalised`: divide the unbiased
+    HSIC by N(N-3) (True, as Song et al. 2012 define it) or not (False: DEAR's released alternating
+    mode, `DebiasHead.hsic_loss` at b752998)."""
     return _dear("alternating", in_features=in_features, num_classes=num_classes,
                  debias_channels=debias_channels, evidence=evidence, loss_type=loss_type,
                  disentangle=disentangle, temporal_kernel=temporal_kernel, width=width,

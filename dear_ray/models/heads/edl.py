@@ -1,8 +1,8 @@
-"""Evidential heads: `edl` (SPEC 1.1), `edl_avu` (+ SPEC 1.2), and the classifier part of `dear` /
-`dear_alt` (+ the CED branch of SPEC 1.3, built in `debias.py`).
+"""Evidential heads: `edl`, `edl_avu` (+ AvU), and the classifier part of `dear` /
+`dear_alt` (+ the CED branch, built in `debias.py`).
 
 Logits are the raw scores z; the evidence function is applied by the loss here and, at test time,
-by the `vacuity` score after averaging logits over views (SPEC 1.1).
+by the `vacuity` score after averaging logits over views (docs/methods.md#edl).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class EDLHead(Head):
         debias_head: the CED branch (`DebiasHead`), or None.
         ced_mode: `joint` (`dear`) or `alternating` (`dear_alt`).
         ced_weight: the CED loss factor (0.1).
-        ced_hsic_normalised: alternating mode only: divide HSIC_u by N(N-3) (SPEC 1.3, default) or
+        ced_hsic_normalised: alternating mode only: divide HSIC_u by N(N-3)
+        (docs/methods.md#dear_alt, default) or
             not (False, the released DEAR alternating mode; see `ced_alternating_loss`).
         mse_avu: with `loss_type="mse"`, still add the AvU term. DEAR's EvidenceLoss.mse_loss
             (losses/edl_loss.py at b752998) computes none (its AvU lines there are a stub), so the
@@ -142,7 +143,8 @@ def edl(*, in_features: int, num_classes: int, evidence: str = "exp", loss_type:
 def edl_avu(*, in_features: int, num_classes: int, evidence: str = "exp", loss_type: str = "log",
             kl: bool = False, disentangle: bool = False, init_std: float = 0.01,
             mse_avu: bool = False) -> EDLHead:
-    """EDL + AvU calibration loss (`disentangle` picks SPEC 1.2's variant; with `loss_type: mse`
+    """EDL + AvU calibration loss (`disentangle` picks docs/methods.md#edl_avu's variant; with
+    `loss_type: mse`
     DEAR adds no AvU term unless `mse_avu`)."""
     return create_edl_head(in_features=in_features, num_classes=num_classes, evidence=evidence,
                            loss_type=loss_type, kl=kl, avu=True, disentangle=disentangle,

@@ -1,4 +1,4 @@
-"""The RPL baseline: reciprocal points (SPEC 1.4), `metric: dot` (DEAR) or `l2` (ARPL)."""
+"""The RPL baseline: reciprocal points (docs/methods.md#rpl), `metric: dot` (DEAR) or `l2` (ARPL)."""
 
 from __future__ import annotations
 

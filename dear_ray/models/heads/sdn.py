@@ -1,4 +1,5 @@
-"""SDN (Choi et al. 2019, SPEC 1.7): action cross-entropy + scene-adversarial loss through gradient
+"""SDN (Choi et al. 2019, docs/methods.md#sdn): action cross-entropy + scene-adversarial loss
+through gradient
 reversal + human-mask confusion on masked clips.
 
 The scene MLP reads the same pooled features as the action classifier (after the recognizer's

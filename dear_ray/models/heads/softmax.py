@@ -1,4 +1,5 @@
-"""The plain softmax classifier (DEAR's "DNN" baseline, SPEC 1): cross-entropy on a linear layer.
+"""The plain softmax classifier (DEAR's "DNN" baseline, docs/methods.md#softmax): cross-entropy on
+a linear layer.
 
 The recognizer's dropout (0.5) sits before `fc_cls`, so the same trained model also serves MC
 dropout (`predict(stochastic_passes=T)`) and OpenMax: those are evaluation methods, not heads.
