@@ -62,6 +62,7 @@ from dear_ray.metrics.protocols import check_protocol
 from dear_ray.metrics.seeds import seed_summary
 from dear_ray.scores import read_score_store
 from dear_ray.tracking.metric_names import metric_name, mlflow_metrics  # noqa: F401
+from dear_ray.tracking.sweep_records import data_roots as _data_roots, sweep_exclusion  # noqa: F401
 from dear_ray.tracking.mlflow_runs import (
     ROLE_TAG,
     TrialLogger,
@@ -346,34 +347,6 @@ def _posthoc_run(client: MlflowClient, experiment_id: str, trial_run: str, paren
                             tags={**tags, MLFLOW_PARENT_RUN_ID: parent})
     client.set_terminated(run.info.run_id, "FINISHED", end_time=info.end_time or None)
     return run.info.run_id
-
-
-def sweep_exclusion(sweep_dir: str | os.PathLike):
-    """The `Exclusion` of the sweep's `eval.exclude_classes` (`dear_ray.metrics.exclusion`), read
-    with its unknown lists from the first recorded trial config (`trials.json`); None without."""
-    from dear_ray.metrics.exclusion import exclusion_from_config
-
-    try:
-        trials = json.loads((Path(sweep_dir) / "trials.json").read_text())
-    except (OSError, ValueError):
-        return None
-    for config in (c for c in trials.values() if isinstance(c, dict)):
-        value = (config.get("eval") or {}).get("exclude_classes")
-        data = config.get("data") or {}
-        if value is not None:
-            return exclusion_from_config(value, data.get("data_root", ""),
-                                         data.get("unknown") or {"unknown": "unknown.txt"})
-    return None
-
-
-def _data_roots(sweep_dir: Path) -> dict[str, str]:
-    """Trial -> its `data.data_root`, from the sweep's recorded trial configs (`trials.json`)."""
-    try:
-        trials = json.loads((Path(sweep_dir) / "trials.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {name: str((config.get("data") or {}).get("data_root", ""))
-            for name, config in trials.items() if isinstance(config, dict)}
 
 
 def report_run(stores_dir: str | os.PathLike, out_dir: str | os.PathLike, *, tracking_uri: str,
