@@ -104,6 +104,17 @@ def synth(sweep_synth):
     return sweep_synth
 
 
+def _demo_without_stages(tmp_path: Path) -> Path:
+    """The demo sweep's fine-tuning trials as a one-stage sweep from scratch (its pretraining
+    stage reads data/synth_pretrain, which the cluster's working directory lacks)."""
+    raw = yaml.safe_load((REPO / "jobs" / "sweeps" / "demo.yaml").read_text())
+    finetune = next(stage for stage in raw.pop("stages") if stage["name"] == "finetune")
+    raw["cases"] = finetune["cases"]
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -114,7 +125,7 @@ def test_ray_job_submit_runs_two_demo_trials_into_mlflow(cluster, synth, tmp_pat
               "--submission-id", job_id, "--working-dir", str(REPO),
               "--runtime-env", str(REPO / "jobs" / "runtime_env.yaml"),
               "--entrypoint-num-cpus", "0", "--",
-              "dear-ray", "sweep", "jobs/sweeps/demo.yaml", "--trials", "softmax,edl",
+              "dear-ray", "sweep", str(_demo_without_stages(tmp_path)), "--trials", "softmax,edl",
               *[arg for s in sets for arg in ("--set", s)]]
     clock = time.monotonic()
     out = subprocess.run(submit, env=cluster.env, cwd=REPO, capture_output=True, text=True,
