@@ -139,7 +139,9 @@ def test_a_set_that_some_cases_override_warns_naming_them(capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.startswith("dear-ray: warning: --set data.data_root='/mnt/shared/data/synth' does "
-                          "not reach 1 of 9 trial(s)") and "softmax_control (" in err
+                          "not reach 2 of 10 trial(s)") and "softmax_control (" in err
+    # the pretraining stage and the control arm read their own data sets
+    assert "pretrain (" in err and "synth_pretrain" in err
     assert "synth_unbiased" in err and len(err.splitlines()) == 1
 
 
