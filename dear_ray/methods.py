@@ -76,7 +76,7 @@ def _evidential(name: str) -> HeadSpec:
     return HeadSpec(name, scores=("vacuity", "msp"), default_score="vacuity", evidential=True)
 
 
-HEAD_SPECS: dict[str, HeadSpec] = {spec.name: spec for spec in (
+HEAD_ROWS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("softmax", scores=_SOFTMAX_SCORES, default_score="msp", stochastic=True,
              pass_scores=("bald",), average_clips="by_split", posthoc=True,
              derived=(DerivedMethod("mc_dropout", "bald", needs_passes=True),
@@ -94,27 +94,27 @@ HEAD_SPECS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     _evidential("dear_alt"),
 )}
 
-HEADS: tuple[str, ...] = tuple(HEAD_SPECS)
-EVIDENTIAL_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_SPECS.items() if s.evidential)
-STOCHASTIC_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_SPECS.items() if s.stochastic)
-POSTHOC_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_SPECS.items() if s.posthoc)
+HEADS: tuple[str, ...] = tuple(HEAD_ROWS)
+EVIDENTIAL_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_ROWS.items() if s.evidential)
+STOCHASTIC_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_ROWS.items() if s.stochastic)
+POSTHOC_HEADS: tuple[str, ...] = tuple(h for h, s in HEAD_ROWS.items() if s.posthoc)
 # the score each method (head or derived method) is reported with
 DEFAULT_SCORES: dict[str, str] = {
-    **{h: s.default_score for h, s in HEAD_SPECS.items()},
-    **{d.name: d.score for s in HEAD_SPECS.values() for d in s.derived},
+    **{h: s.default_score for h, s in HEAD_ROWS.items()},
+    **{d.name: d.score for s in HEAD_ROWS.values() for d in s.derived},
 }
 
 
 def head_spec(head: str) -> HeadSpec:
     """The row of `head`; a ValueError naming the known heads otherwise."""
-    if head not in HEAD_SPECS:
+    if head not in HEAD_ROWS:
         raise ValueError(f"unknown head {head!r}; heads with scores: {', '.join(HEADS)}")
-    return HEAD_SPECS[head]
+    return HEAD_ROWS[head]
 
 
 def is_evidential(head: str) -> bool:
     """Whether `head` is evidential; False for a head outside the table (an imported model)."""
-    spec = HEAD_SPECS.get(head)
+    spec = HEAD_ROWS.get(head)
     return spec is not None and spec.evidential
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 
 from dear_ray import methods
-from dear_ray.methods import HEAD_SPECS, DerivedMethod, HeadSpec
+from dear_ray.methods import HEAD_ROWS, DerivedMethod, HeadSpec
 from dear_ray.models.heads import list_heads
 from dear_ray.scores import compute_scores, list_scores, methods_for_head, scores_for_head
 from dear_ray.train.evaluation import average_clips_for
 
 
 def test_every_registered_head_has_one_row_and_every_row_a_head():
-    assert sorted(HEAD_SPECS) == sorted(list_heads())
+    assert sorted(HEAD_ROWS) == sorted(list_heads())
 
 
 def test_every_score_of_the_table_is_a_registered_score():
     registered = set(list_scores())
-    for spec in HEAD_SPECS.values():
+    for spec in HEAD_ROWS.values():
         named = set(spec.scores) | set(spec.pass_scores) | {d.score for d in spec.derived}
         assert named <= registered, (spec.name, named - registered)
 
@@ -26,13 +26,13 @@ def test_the_readers_follow_the_table(monkeypatch):
     # a new row is enough for the scores, the report's methods and the view averaging
     row = HeadSpec("newhead", scores=("rpl", "msp"), default_score="rpl", average_clips="prob",
                    derived=(DerivedMethod("newhead_mc", "bald", needs_passes=True),))
-    monkeypatch.setitem(HEAD_SPECS, "newhead", row)
+    monkeypatch.setitem(HEAD_ROWS, "newhead", row)
     assert scores_for_head("newhead") == ["rpl", "msp"]
     assert methods_for_head("newhead", stochastic_passes=1) == ["newhead"]
     assert methods_for_head("newhead", stochastic_passes=10) == ["newhead", "newhead_mc"]
     assert average_clips_for("newhead", "test", "released", backbone="i3d_r50") == "prob"
     assert methods.default_threshold_rank("newhead", "rpl") == "baseline_softmax"
-    monkeypatch.setitem(HEAD_SPECS, "newhead", HeadSpec("newhead", scores=("vacuity", "msp"),
+    monkeypatch.setitem(HEAD_ROWS, "newhead", HeadSpec("newhead", scores=("vacuity", "msp"),
                                                          default_score="vacuity", evidential=True))
     assert methods.default_threshold_rank("newhead", "msp") == "get_threshold"
     assert methods.default_prediction_rule("newhead", "msp") == "dirichlet"

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dear_ray.methods import HEAD_SPECS
+from dear_ray.methods import HEAD_ROWS
 from dear_ray.metrics.bootstrap import (
     CI_KEYS,
     DEFAULT_CURVE_RESAMPLES,
@@ -167,7 +167,7 @@ def _plans(group: ModelStores, scores: list[str] | None, openmax_decision: str,
                          f"(common scores: {', '.join(sorted(have)) or 'none'}): "
                          + ", ".join(str(s.path) for s in group.all))
     rows = [Plan(group.method, default, group)]
-    spec = HEAD_SPECS.get(group.train.meta.head)
+    spec = HEAD_ROWS.get(group.train.meta.head)
     for derived in spec.derived if spec else ():  # a softmax model's MC dropout and OpenMax rows
         if derived.name == "openmax":
             fitted = _with_openmax(group, openmax_decision)

@@ -261,7 +261,7 @@ def list_scores() -> list[str]:
 
 
 def scores_for_head(head: str, *, sample_logits: bool = False, openmax: bool = False) -> list[str]:
-    """The scores a trained head supports (its row of `dear_ray.methods.HEAD_SPECS`).
+    """The scores a trained head supports (its row of `dear_ray.methods.HEAD_ROWS`).
 
     Args:
         head: the trained head's registry name.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from dear_ray.config import ExperimentConfig
-from dear_ray.methods import HEAD_SPECS, head_spec, released_average_clips
+from dear_ray.methods import HEAD_ROWS, head_spec, released_average_clips
 from dear_ray.train.loop import Predictions, predict
 
 AVERAGE_CLIPS_SETTINGS = ("released", "score", "prob")
@@ -55,7 +55,7 @@ def average_clips_for(head: str, split: str, setting: str, *, backbone: str,
         raise ValueError(f"eval.average_clips must be one of {AVERAGE_CLIPS_SETTINGS}, got {setting!r}")
     if setting != "released":
         return setting
-    spec = HEAD_SPECS.get(head)
+    spec = HEAD_ROWS.get(head)
     if spec is None:
         raise ValueError(f"average_clips_for: no released view averaging known for head {head!r}")
     if spec.average_clips == "by_split" and backbone in SDN_BACKBONES:
