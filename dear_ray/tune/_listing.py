@@ -66,13 +66,16 @@ def format_trials(trials: list[TrialPlan], spec: SweepSpec | None = None) -> str
         if spec.search:
             lines.append("search: " + ", ".join(f"{a} ~ {d.describe()}"
                                                 for a, d in spec.search.items()))
+        if spec.optimize is not None:
+            lines.append(spec.optimize.describe())
         total = len(trials) * samples
         stages = f" in {len(spec.stages)} stages" if spec.stages else ""
         lines.append(f"{total} trial(s){stages} = {len(trials)} grid point(s) x {samples} "
                      "sample(s); "
                      f"driver per trial {spec.trial_resources}; "
                      f"max concurrent {spec.max_concurrent_trials or 'auto'}; "
-                     f"scheduler {spec.scheduler.type if spec.scheduler else 'none'}")
+                     f"scheduler {spec.scheduler.type if spec.scheduler else 'none'}"
+                     + ("; search optuna" if spec.optimize is not None else ""))
     else:
         lines.append(f"{len(trials)} trial(s)")
     return "\n".join(lines)

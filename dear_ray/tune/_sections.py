@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SWEEP_KEYS = {"name", "base", "grid", "cases", "search", "num_samples", "scheduler",
-              "max_concurrent_trials", "trial_resources", "max_failures", "ray", "stages"}
+              "max_concurrent_trials", "trial_resources", "max_failures", "ray", "stages", "optimize"}
 _SEARCH_TYPES = {"uniform": ("low", "high"), "loguniform": ("low", "high"),
                  "randint": ("low", "high"), "choice": ("values",)}
 _SCHEDULER_KEYS = {"type", "metric", "mode", "grace_period", "max_t", "reduction_factor"}

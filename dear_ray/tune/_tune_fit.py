@@ -23,10 +23,18 @@ from dear_ray.tune._callbacks import (
     NoIncompleteList,
     trial_outcomes,
 )
+from dear_ray.tune.optimize import (
+    OptimizeSpec,
+    make_searcher,
+    slug_params,
+    trial_objectives,
+    tune_key,
+)
 from dear_ray.tune.sweep import SweepSpec, TrialPlan, auto_concurrency, tune_trial_resources
 
 # Tune's experiment folder under <sweep_dir>/ray (Train runs use the trial names)
 TUNE_DIR_NAME = "_tune"
+STRICT_METRICS_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
 
 def next_tune_path(tune_path: Path) -> Path:
@@ -77,7 +85,7 @@ def tune_fit(spec: SweepSpec, plans: list[TrialPlan], trial_configs: dict[str, d
     from ray import tune
 
     trainable = tune.with_resources(
-        _make_trial_driver(trial_configs, spec.name, parent_run_id, experiment),
+        _make_trial_driver(trial_configs, spec.name, parent_run_id, experiment, spec.optimize),
         _trial_resources_of(spec, {p.name: p.config for p in plans}))
     concurrency = max_concurrent or spec.max_concurrent_trials or \
         auto_concurrency(spec, plans, ray.cluster_resources())
@@ -97,10 +105,19 @@ def tune_fit(spec: SweepSpec, plans: list[TrialPlan], trial_configs: dict[str, d
     mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_start")
     tune_log = logging.getLogger("ray.tune.tune")
     tune_log.addFilter(NoIncompleteList)
+    # an optimize sweep's epochs report no objectives (only its trials' last results do), which
+    # Tune's check of every result against the searcher's metrics would refuse
+    strict = os.environ.get(STRICT_METRICS_ENV)
+    if spec.optimize is not None:
+        os.environ[STRICT_METRICS_ENV] = "1"
     try:
         outcomes = trial_outcomes(tuner.fit(), spec.sweep_dir)
     finally:
         tune_log.removeFilter(NoIncompleteList)
+        if strict is None:
+            os.environ.pop(STRICT_METRICS_ENV, None)
+        else:
+            os.environ[STRICT_METRICS_ENV] = strict
     mark(spec.sweep_dir, SWEEP_FILE, "tune_fit_done")
     return outcomes
 
@@ -111,8 +128,9 @@ def _per_sample(spec: SweepSpec) -> bool:
 
 
 def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id: str,
-                       experiment: str):
-    """The Tune trainable: one trial = its validated config, then `run_training` (Ray Train).
+                       experiment: str, optimize: OptimizeSpec | None = None):
+    """The Tune trainable: one trial = its validated config, then `run_training` (Ray Train);
+    with `optimize`, then the trial's objectives (`report_objectives`).
 
     The trial's MLflow run is opened by the sweep's driver when the trial starts (`TrialRuns`);
     the trial's rank 0 finds it by name under the parent run (`run_training(opened_run=...)`),
@@ -139,10 +157,27 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
         callbacks = [TuneReportCallback()] if cfg.resources.num_workers > 0 else []
         run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
                      callbacks=callbacks, tune_trial=True, opened_run=(None, experiment))
+        if optimize is not None:
+            report_objectives(optimize, cfg, trial_name, config.get("search") or {})
         mark(run_root, trial_name, "trial_driver_done")
 
     _trial_driver.__name__ = _trial_driver.__qualname__ = f"{sweep}_trial"
     return _trial_driver
+
+
+def report_objectives(optimize: OptimizeSpec, cfg: ExperimentConfig, trial_name: str,
+                      params: dict[str, Any]) -> dict[str, float]:
+    """A finished trial's objectives (`trial_objectives`): written beside the sweep's stores for
+    the Pareto report, then reported to Tune (the trial's last result, which Optuna is told)."""
+    from ray import tune as ray_tune
+
+    from dear_ray.tracking.pareto_report import write_trial_objectives
+
+    values = trial_objectives(cfg, trial_name, optimize.objectives)
+    write_trial_objectives(cfg.run_root(), trial_name, values, slug_params(params))
+    result = {tune_key(name): value for name, value in values.items()}
+    ray_tune.report(result)
+    return result
 
 
 def _trial_resources_of(spec: SweepSpec, configs: dict[str, ExperimentConfig]):
@@ -165,7 +200,9 @@ def _trial_resources_of(spec: SweepSpec, configs: dict[str, ExperimentConfig]):
 def _param_space(spec: SweepSpec, plans: list[TrialPlan]) -> dict[str, Any]:
     from ray import tune
 
-    space: dict[str, Any] = {"trial": tune.grid_search([p.name for p in plans])}
+    # Optuna cannot sample a grid: an `optimize` sweep has one plan (`check_optimize_sweep`)
+    space: dict[str, Any] = {"trial": (plans[0].name if spec.optimize is not None
+                                       else tune.grid_search([p.name for p in plans]))}
     if spec.search:
         samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform,
                     "randint": lambda lo, hi: tune.randint(lo, hi + 1)}
@@ -194,11 +231,14 @@ def _tune_config(spec: SweepSpec, plans: list[TrialPlan], concurrency: int):
                                   grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor)
         metric, mode = s.metric, s.mode
+    # an optimize sweep's searcher holds its objectives (Tune's metric/mode take one metric)
+    search_alg = make_searcher(spec.optimize) if spec.optimize is not None else None
     # reuse_actors: a finished trial's driver process runs the next trial (Tune resets the
     # function), so only the first `concurrency` trials pay the driver's process start and its
     # imports of torch and Ray Train (~4 s a trial here); the trial driver keeps no state
     return tune.TuneConfig(
         num_samples=spec.num_samples, max_concurrent_trials=concurrency, scheduler=scheduler,
+        search_alg=search_alg,
         metric=metric, mode=mode, trial_name_creator=trial_name, trial_dirname_creator=trial_name,
         reuse_actors=True)
 

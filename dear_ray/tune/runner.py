@@ -61,6 +61,8 @@ class SweepResult:
             failed or left no checkpoint.
         notes: warnings about the table (trials trained under settings the sweep does not vary,
             `mixed_settings`).
+        pareto: with `optimize`, every trial's objectives and `on_front` (the Pareto front first,
+            `dear_ray.tracking.pareto_report`); None otherwise.
     """
 
     name: str
@@ -75,6 +77,7 @@ class SweepResult:
     reused: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    pareto: pd.DataFrame | None = None
 
     def summary(self) -> str:
         ran = len(self.trials) - len(self.reused)
@@ -121,6 +124,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, restart_changed: bool = 
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     plans = expand_trials(spec)
+    if resume and spec.optimize is not None:
+        raise SweepError(f"{spec.source}: --resume: a sweep with optimize cannot be resumed (Optuna's "
+                         "study lives in the interrupted Tune run); run it again as a separate sweep "
+                         f"with --set tracking.run_dir=<another folder> (e.g. {_other_run_dir(spec)}); "
+                         "the finished trials' stores and MLflow runs stay where they are")
     tracking_uri = resolve_tracking_uri(spec.base)
     check_tracking_uri(tracking_uri)
     preflight([p.config for p in plans], tracking_uri=tracking_uri)
@@ -196,6 +204,7 @@ def _report(run: StageRun, plans: list[TrialPlan], timings: dict[str, float]) ->
     table = report_sweep(spec.sweep_dir, tracking_uri=run.tracking_uri, experiment=run.experiment,
                          protocol=spec.base.eval.protocol, notes=notes,
                          trials=report_trials(spec, plans), **spec.base.eval.report_options())
+    pareto = _report_pareto(run) if spec.optimize is not None else None
     client = MlflowClient(run.tracking_uri)
     client.log_metric(run.parent_run_id, "failed_trials", float(len(failed)))
     if run.skipped:
@@ -206,9 +215,25 @@ def _report(run: StageRun, plans: list[TrialPlan], timings: dict[str, float]) ->
     result = SweepResult(spec.name, spec.sweep_dir, run.tracking_uri, run.experiment_id,
                          run.parent_run_id, table, failed,
                          sorted(set(run.outcomes) | set(run.reused)), timings,
-                         reused=run.reused, notes=notes, skipped=dict(run.skipped))
+                         reused=run.reused, notes=notes, skipped=dict(run.skipped),
+                         pareto=pareto)
     log.info(result.summary())
     return result
+
+
+def _report_pareto(run: StageRun) -> pd.DataFrame:
+    """The Pareto front of an optimize sweep's trials, logged to the parent run; one console line."""
+    from dear_ray.tracking.pareto_report import PARETO_DIR, report_pareto
+
+    spec = run.spec
+    front = report_pareto(spec.sweep_dir, spec.optimize.objectives, tracking_uri=run.tracking_uri,
+                          parent_run_id=run.parent_run_id, trials=set(run.outcomes))
+    if not front.empty:
+        names = ", ".join(front.loc[front["on_front"], "trial"])
+        print(f"Pareto front ({', '.join(spec.optimize.objectives)}): "
+              f"{int(front['on_front'].sum())} of {len(front)} trial(s): {names} "
+              f"({spec.sweep_dir / 'report' / PARETO_DIR})", flush=True)
+    return front
 
 
 def _other_run_dir(spec: SweepSpec) -> str:

@@ -13,6 +13,9 @@ A sweep file:
     search:                           # optional Tune search space (sampled num_samples times)
       optim.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}
     num_samples: 1
+    optimize:                         # optional: Optuna towards several objectives, instead
+      algorithm: optuna               # of a scheduler (`dear_ray.tune.optimize`)
+      objectives: {closed_top1: max, auroc: max}
     scheduler: {type: asha, metric: val_top1, mode: max, grace_period: 1}
     max_concurrent_trials: 1          # default: as many as fit in the local CPUs
     trial_resources: {CPU: 0.5}       # the Tune driver function of each trial (never 0 CPU);
@@ -73,6 +76,7 @@ from dear_ray.tune._stages import (
     pop_source,
     rebase_stage,
 )
+from dear_ray.tune.optimize import OptimizeSpec, check_optimize_sweep, parse_optimize
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class SweepSpec:
     path: Path | None = None
     only: tuple[str, ...] = ()
     stages: tuple[StageSpec, ...] = ()
+    optimize: OptimizeSpec | None = None
 
     @property
     def source(self) -> str:
@@ -191,6 +196,7 @@ def parse_sweep(raw: Any, *, path: Path | None = None, name: str | None = None) 
                       positive_int(ray_section["num_cpus"], src, "ray.num_cpus")),
         path=path.resolve() if path else None,
         stages=stages,
+        optimize=parse_optimize(raw.get("optimize"), src),
     )
 
 
@@ -260,6 +266,8 @@ def expand_trials(spec: SweepSpec) -> list[TrialPlan]:
             if plan.name in keep and plan.source:
                 keep.add(plan.source.split("/")[1])
         plans = [p for p in plans if p.name in keep]
+    if spec.optimize is not None:
+        check_optimize_sweep(spec, plans)
     return plans
 
 
