@@ -130,6 +130,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
                              **_exclusions(args.exclude_classes, spec.base),
                              **spec.base.eval.report_options())
         print(_results_text(table, args.columns))
+        if spec.optimize is not None:
+            _report_pareto(spec)
         for note in notes:
             print(f"dear-ray: warning: {note}", file=sys.stderr)
         print(f"tables and plots ({protocol} protocol): {report_dir(spec.sweep_dir, protocol)}")
@@ -157,6 +159,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {out}")
     return 0
+
+
+def _report_pareto(spec) -> None:
+    """The Pareto front of an optimize sweep's trials, again (`report_pareto`)."""
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+    from dear_ray.tracking.pareto_report import PARETO_DIR, pareto_markdown, report_pareto
+    from dear_ray.tune.runner import experiment_name
+
+    front = report_pareto(spec.sweep_dir, spec.optimize.objectives,
+                          tracking_uri=resolve_tracking_uri(spec.base),
+                          experiment=experiment_name(spec))
+    if not front.empty:
+        print(pareto_markdown(front, spec.optimize.objectives))
+        print(f"Pareto front: {spec.sweep_dir / 'report' / PARETO_DIR}")
 
 
 def _exclusions(value: str | None, base, *, default: bool = False) -> dict:

@@ -5,7 +5,8 @@ sampled `search:` values and its objectives, the values it reported to Tune). `r
 reads them all, marks the trials no other trial beats on every objective
 (`dear_ray.metrics.pareto.pareto_front`), writes `<sweep>/report/pareto/` (`pareto.csv`,
 `pareto.md`, `pareto.png`: every pair of objectives) and logs that folder to the sweep's parent
-run in MLflow as `report/pareto/`, with the count of front trials as metric `pareto_trials`.
+run in MLflow as `report/pareto/`, with the count of front trials as metric `pareto_trials`, and
+tags each trial's run `pareto_front` true or false.
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ def read_trial_objectives(sweep_dir: str | os.PathLike, objectives: Collection[s
 
 
 def report_pareto(sweep_dir: str | os.PathLike, objectives: Mapping[str, str], *,
-                  tracking_uri: str | None = None, parent_run_id: str | None = None,
+                  tracking_uri: str | None = None, experiment: str | None = None,
                   trials: Collection[str] | None = None) -> pd.DataFrame:
-    """Mark the Pareto front of the sweep's trials, write `<sweep_dir>/report/pareto/` and log it
-    to the parent run (when `tracking_uri` and `parent_run_id` are given).
+    """Mark the Pareto front of the sweep's trials, write `<sweep_dir>/report/pareto/` and, with
+    `tracking_uri` and `experiment`, log it to the sweep's parent run (`_log_pareto`).
 
     Returns:
         `read_trial_objectives`' table with an `on_front` column, the front first; empty when no
@@ -80,13 +81,31 @@ def report_pareto(sweep_dir: str | os.PathLike, objectives: Mapping[str, str], *
     front.to_csv(out_dir / "pareto.csv", index=False)
     (out_dir / "pareto.md").write_text(pareto_markdown(front, objectives))
     plot_pareto_front(front, objectives, out_dir / "pareto.png")
-    if tracking_uri and parent_run_id:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        client.log_artifacts(parent_run_id, str(out_dir), f"report/{PARETO_DIR}")
-        client.log_metric(parent_run_id, "pareto_trials", float(front["on_front"].sum()))
+    if tracking_uri and experiment:
+        _log_pareto(front, out_dir, tracking_uri, experiment, Path(sweep_dir).name)
     return front
+
+
+def _log_pareto(front: pd.DataFrame, out_dir: Path, tracking_uri: str, experiment: str,
+                sweep: str) -> None:
+    """The folder as the parent run's `report/pareto/` artifacts, its metric `pareto_trials`, and
+    a tag `pareto_front` (`true` / `false`) on every trial's run, to filter the runs list by."""
+    from mlflow import MlflowClient
+
+    from dear_ray.tracking.mlflow_runs import ensure_experiment, find_run
+
+    experiment_id = ensure_experiment(tracking_uri, experiment)
+    parent = find_run(tracking_uri, experiment_id, run_name=sweep, role="sweep")
+    if parent is None:
+        log.warning("Pareto front: no parent run of sweep %s in %s; not logged", sweep, tracking_uri)
+        return
+    client = MlflowClient(tracking_uri)
+    client.log_artifacts(parent, str(out_dir), f"report/{PARETO_DIR}")
+    client.log_metric(parent, "pareto_trials", float(front["on_front"].sum()))
+    for trial, on in zip(front["trial"], front["on_front"], strict=True):
+        run_id = find_run(tracking_uri, experiment_id, run_name=str(trial), parent_run_id=parent)
+        if run_id is not None:
+            client.set_tag(run_id, "pareto_front", "true" if on else "false")
 
 
 def pareto_markdown(front: pd.DataFrame, objectives: Mapping[str, str]) -> str:

@@ -155,10 +155,10 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
         # a worker group's reports reach Tune through Ray Train's callback; an in-process loop
         # (num_workers 0) reports to Tune itself
         callbacks = [TuneReportCallback()] if cfg.resources.num_workers > 0 else []
-        run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
-                     callbacks=callbacks, tune_trial=True, opened_run=(None, experiment))
+        last = run_training(cfg, trial_name=trial_name, parent_run_id=parent_run_id,
+                            callbacks=callbacks, tune_trial=True, opened_run=(None, experiment))
         if optimize is not None:
-            report_objectives(optimize, cfg, trial_name, config.get("search") or {})
+            report_objectives(optimize, cfg, trial_name, config.get("search") or {}, last)
         mark(run_root, trial_name, "trial_driver_done")
 
     _trial_driver.__name__ = _trial_driver.__qualname__ = f"{sweep}_trial"
@@ -166,16 +166,19 @@ def _make_trial_driver(trial_configs: dict[str, dict], sweep: str, parent_run_id
 
 
 def report_objectives(optimize: OptimizeSpec, cfg: ExperimentConfig, trial_name: str,
-                      params: dict[str, Any]) -> dict[str, float]:
+                      params: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
     """A finished trial's objectives (`trial_objectives`): written beside the sweep's stores for
-    the Pareto report, then reported to Tune (the trial's last result, which Optuna is told)."""
+    the Pareto report, then reported to Tune with the numbers of the trial's `last` report (the
+    trial's last result, which Optuna is told and the console's closing line reads)."""
     from ray import tune as ray_tune
 
     from dear_ray.tracking.pareto_report import write_trial_objectives
 
     values = trial_objectives(cfg, trial_name, optimize.objectives)
     write_trial_objectives(cfg.run_root(), trial_name, values, slug_params(params))
-    result = {tune_key(name): value for name, value in values.items()}
+    result = {key: value for key, value in (last or {}).items()
+              if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    result.update({tune_key(name): value for name, value in values.items()})
     ray_tune.report(result)
     return result
 

@@ -227,7 +227,7 @@ def _report_pareto(run: StageRun) -> pd.DataFrame:
 
     spec = run.spec
     front = report_pareto(spec.sweep_dir, spec.optimize.objectives, tracking_uri=run.tracking_uri,
-                          parent_run_id=run.parent_run_id, trials=set(run.outcomes))
+                          experiment=run.experiment, trials=set(run.outcomes))
     if not front.empty:
         names = ", ".join(front.loc[front["on_front"], "trial"])
         print(f"Pareto front ({', '.join(spec.optimize.objectives)}): "

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 
+import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
+from dear_ray.cli import main
 from dear_ray.tune import run_sweep
 from dear_ray.tune.sweep import parse_sweep
 
@@ -52,7 +55,8 @@ def test_an_optuna_sweep_ends_with_the_pareto_front_of_its_trials(sweep_synth, t
                                                                  monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    result = run_sweep(parse_sweep(_sweep(sweep_synth, tmp_path / "runs")))
+    raw = _sweep(sweep_synth, tmp_path / "runs")
+    result = run_sweep(parse_sweep(raw))
     assert result.failed == {}
     assert len(result.trials) == 6
     pareto = result.pareto
@@ -79,3 +83,24 @@ def test_an_optuna_sweep_ends_with_the_pareto_front_of_its_trials(sweep_synth, t
             "report/pareto/pareto.png"} <= logged
     run = client.get_run(result.parent_run_id)
     assert run.data.metrics["pareto_trials"] == len(brute)
+    children = client.search_runs([result.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    tags = {r.info.run_name: r.data.tags.get("pareto_front") for r in children
+            if r.info.run_name in values}
+    assert tags == {t: "true" if t in brute else "false" for t in values}
+    # the console's closing line still reads the trial's test top-1 from its last result
+    assert all("test_top1" in r for r in _last_results(result))
+    # `dear-ray report` on the sweep file writes the same front again
+    path = tmp_path / "tradeoff.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    pareto_csv = result.sweep_dir / "report" / "pareto" / "pareto.csv"
+    pareto_csv.unlink()
+    assert main(["report", str(path)]) == 0
+    assert set(pd.read_csv(pareto_csv).query("on_front")["trial"]) == brute
+
+
+def _last_results(result) -> list[dict]:
+    from ray.tune import ExperimentAnalysis
+
+    tune_dir = result.sweep_dir / "ray" / "_tune"
+    return [dict(df.iloc[-1]) for df in ExperimentAnalysis(str(tune_dir)).trial_dataframes.values()]
