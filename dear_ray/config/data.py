@@ -74,6 +74,10 @@ class StaticBiasLists(_Section):
         return self
 
 
+#: The `data.*` fields a backbone preset sets (`dear_ray.data.backbone_presets`).
+PRESET_FIELDS = ("sampler", "clip_len", "frame_interval", "scale_short", "crop_size", "mean",
+                 "std", "resize", "test_scale_short")
+
 #: The synthetic generator's SCUBA / SCUFO lists (`data.static_bias` resolves to them for `synth`).
 SYNTH_STATIC_BIAS = StaticBiasLists(scuba="test_scuba.txt", scufo="test_scufo.txt")
 
@@ -133,9 +137,9 @@ class DataConfig(_Section):
     `preset`: the name of a backbone's published input pipeline
     (`dear_ray.data.backbone_presets.BACKBONE_PIPELINES`, docs/backbones.md): it fills the
     sampler, frames, interval, sizes, mean / std and resize that the config does not set itself
-    (a value the config sets wins). The filled values are not written back when the config is
-    saved (the preset's name is), so a saved config re-reads them from the preset, and
-    overriding `preset` on it takes the new preset's values.
+    (a value the config sets wins). Those fields (`PRESET_FIELDS`) are saved only where the
+    config set them itself: a saved config re-reads the rest from its preset or the defaults, and
+    setting `preset` on a saved config (a sweep case on its base) takes the preset's values.
     """
 
     dataset: str = "synth"
@@ -238,8 +242,9 @@ class DataConfig(_Section):
     @model_serializer(mode="wrap")
     def _dump(self, handler):
         out = handler(self)
-        for name in self._preset_fields:
-            out.pop(name, None)
+        for name in PRESET_FIELDS:  # filled by a preset, or left at the default: not saved
+            if name in self._preset_fields or name not in self.model_fields_set:
+                out.pop(name, None)
         return out
 
     @field_serializer("flip")

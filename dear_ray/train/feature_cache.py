@@ -214,7 +214,7 @@ class CachedFeatureDataset(Dataset):
         if view not in self._arrays:
             self._arrays[view] = np.load(self.folders[view] / FEATURES, mmap_mode="r")
         record = self.records[index]
-        clip = torch.from_numpy(np.asarray(self._arrays[view][index], dtype=np.float32))
+        clip = torch.from_numpy(np.array(self._arrays[view][index], dtype=np.float32))
         item = {"label": record.label, "index": index, "video_id": record.video_id, "clip": clip}
         if self.scene_labels is not None:
             label = np.asarray(self.scene_labels[record.video_id])
