@@ -2,8 +2,8 @@
 
 Both arms train the same 27 trials (in this process, one after another, `resources.num_workers:
 0`: `dear_ray.train.driver.run_training`, MLflow runs and score stores included) on the same
-synthetic data with a tiny backbone whose weights come from one file (so every trial has the
-same frozen backbone whatever its seed):
+synthetic data with a small backbone (r(2+1)d-18's tiny preset) whose weights come from one file
+(so every trial has the same frozen backbone whatever its seed):
 
 - ``live``: `model.feature_cache: off`: every trial runs the backbone over the training clips of
   every epoch and over every scored split;
@@ -15,10 +15,11 @@ scene labels) and V-JEPA 2's attentive probe (softmax over `pooling: attentive`)
 the cache (its training puts a random frame permutation of each batch through the backbone) and is
 left out. Printed: the wall time of each arm, the backbone forward passes (calls and clips,
 counted on the backbone class) and the ratios live / cached; and the largest difference of the
-test top-1 between the arms (the cached training views are the live ones, so small).
+test top-1 between the arms over the seed-0 trials, whose cached training views are the live
+ones (seeds 1 and 2 share the seed-0 views when cached, `feature_cache_seed: 0`).
 
 Run: ``.venv/bin/python benchmarks/feature_cache.py [--seeds 3] [--epochs 2] [--frames 16]
-[--size 48] [--videos-per-class 4]`` (a few minutes on 2 CPU cores). One unmeasured live trial
+[--size 128] [--crop 112] [--videos-per-class 4]`` (a few minutes on 2 CPU cores). One unmeasured live trial
 first pays the imports and the first MLflow store.
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-BACKBONE = "i3d_tiny"
+BACKBONE = "r2plus1d_18_tiny"  # ~25 ms a 16 x 112 clip on one CPU core: a backbone that costs
 HEADS = {
     "softmax": {}, "bnn": {}, "rpl": {}, "edl": {}, "edl_avu": {},
     "dear": {"head_options": {"temporal_kernel": 1}},
@@ -51,7 +52,7 @@ def probe_config(head: str, seed: int, *, cache: bool, root: Path, run_dir: Path
              **HEADS[head]}
     if cache:
         model["feature_cache_seed"] = 0
-    data = {"data_root": str(root), "clip_len": args.frames, "crop_size": args.size,
+    data = {"data_root": str(root), "clip_len": args.frames, "crop_size": args.crop,
             "scale_short": args.size, "batch_size": 8,
             "test_views": {"num_clips": 2, "num_crops": 1}}
     if head == "sdn":  # the generator's scene pseudo-labels, as many places as it draws
@@ -114,7 +115,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--size", type=int, default=128, help="frame size of the videos")
+    parser.add_argument("--crop", type=int, default=112)
     parser.add_argument("--videos-per-class", type=int, default=4)
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -143,7 +145,7 @@ def main() -> None:
     cached = run_arm(True, args, root, tmp / "runs_cached", weights, counter)
     trials = len(HEADS) * args.seeds
     print(f"{len(HEADS)} heads x {args.seeds} seeds = {trials} frozen-probe trials, {args.epochs} "
-          f"epochs, {BACKBONE} on {args.frames} x {args.size}px clips, in-process, "
+          f"epochs, {BACKBONE} on {args.frames} x {args.crop}px clips, in-process, "
           f"{torch.get_num_threads()} torch threads")
     for name, arm in (("live", live), ("cached", cached)):
         print(f"  {name:7s} wall {arm['wall_s']:7.1f} s ({arm['wall_s'] / trials:5.2f} s a trial)"
@@ -151,8 +153,10 @@ def main() -> None:
     print(f"  ratio live / cached: wall {live['wall_s'] / cached['wall_s']:.2f}x, backbone "
           f"calls {live['calls'] / max(cached['calls'], 1):.1f}x, clips "
           f"{live['clips'] / max(cached['clips'], 1):.1f}x")
-    diff = max(abs(live["top1"][k] - cached["top1"][k]) for k in live["top1"])
-    print(f"  largest |test top-1 live - cached| over the trials: {diff:.3f}")
+    same = [k for k in live["top1"] if k[1] == 0]  # seed 0: the cached views are the live ones
+    diff = max(abs(live["top1"][k] - cached["top1"][k]) for k in same)
+    print(f"  largest |test top-1 live - cached| over the seed-0 trials (same training clips): "
+          f"{diff:.3f}; seeds 1, 2 train on the seed-0 views when cached")
     print(f"  (data and runs in {tmp})")
 
 
