@@ -164,6 +164,8 @@ def ensure_entry(root: Path, inputs: dict, build) -> Path:
             log.warning("feature cache entry %s is incomplete or corrupt (%s): rebuilding it",
                         folder, problem)
             shutil.rmtree(folder)
+        for stale in root.glob(f".tmp-{key}-*"):  # a builder that died (we hold its lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:

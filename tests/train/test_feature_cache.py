@@ -197,6 +197,8 @@ def test_a_broken_entry_is_rebuilt_with_a_warning(synth_root, tmp_path, caplog, 
     with open(test / fc.FEATURES, "r+b") as f:  # a truncated array
         f.truncate(200)
     (entries[("train", 0)] / fc.MANIFEST).unlink()  # a build that died before its manifest
+    stale = test.parent / f".tmp-{test.name}-999-dead"  # the folder of a builder that died
+    stale.mkdir()
     count_forwards.clear()
     fresh = build_recognizer(num_classes=3, **cfg.model.recognizer_options())
     fresh.load_state_dict(model.state_dict())
@@ -207,6 +209,7 @@ def test_a_broken_entry_is_rebuilt_with_a_warning(synth_root, tmp_path, caplog, 
     assert count_forwards  # rebuilt by running the backbone
     for folder in cached_entries(fresh).values():
         assert fc.check_entry(folder, folder.name) is None
+    assert not stale.exists()
 
 
 def test_concurrent_builders_build_an_entry_once(tmp_path):
