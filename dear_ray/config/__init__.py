@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
+from dear_ray.config.cache import check_feature_cache
 from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
 from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
 from dear_ray.methods import STOCHASTIC_HEADS
@@ -58,6 +59,12 @@ class ModelConfig(_Section):
     or `attentive` (V-JEPA 2's attentive pooler between the maps and any head; its options
     `depth`, `num_heads`, `mlp_ratio` in `pooling_options`); with both, V-JEPA 2's
     frozen-backbone attentive probe.
+
+    `feature_cache` (`off` / `on`; YAML's bare on / off read as booleans are accepted): with a
+    frozen backbone, read the backbone's outputs from an on-disk cache keyed by everything they
+    depend on, extracted by the first trial that needs them (docs/backbones.md); its folder is
+    `feature_cache_dir` (default `<tracking.run_dir>/feature_cache`); the training views are the
+    training pipeline's draws of each epoch with seed `feature_cache_seed` (default: `seed`).
     """
 
     backbone: str = "i3d_tiny"
@@ -70,8 +77,16 @@ class ModelConfig(_Section):
     pooling: Literal["avg", "attentive"] = "avg"
     pooling_options: dict[str, Any] = Field(default_factory=dict)
     allow_partial_pretrained: bool = False
+    feature_cache: Literal["off", "on"] = "off"
+    feature_cache_dir: str | None = None
+    feature_cache_seed: int | None = Field(None, ge=0)
 
-    @field_validator("pretrained")
+    @field_validator("feature_cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("pretrained", "feature_cache_dir")
     @classmethod
     def _absolute_checkpoint(cls, value: str | None) -> str | None:
         return None if value is None else str(Path(value).expanduser().absolute())
@@ -314,6 +329,7 @@ class ExperimentConfig(_Section):
                              "Ray Train worker group, and resources.num_workers 0 has none: set "
                              "it to 0 (a sweep's max_failures retries a trial from its last "
                              "checkpoint)")
+        check_feature_cache(self)
         if self.debug.fail_at_epoch is not None and self.resources.num_workers == 0:
             raise ValueError("debug.fail_at_epoch needs resources.num_workers >= 1: with 0 the loop "
                              "runs in the driver process, which the fault would kill")

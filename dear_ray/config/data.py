@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, field_serializer, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
@@ -67,6 +74,10 @@ class StaticBiasLists(_Section):
         return self
 
 
+#: The `data.*` fields a backbone preset sets (`dear_ray.data.backbone_presets`).
+PRESET_FIELDS = ("sampler", "clip_len", "frame_interval", "scale_short", "crop_size", "mean",
+                 "std", "resize", "test_scale_short")
+
 #: The synthetic generator's SCUBA / SCUFO lists (`data.static_bias` resolves to them for `synth`).
 SYNTH_STATIC_BIAS = StaticBiasLists(scuba="test_scuba.txt", scufo="test_scufo.txt")
 
@@ -123,6 +134,12 @@ class DataConfig(_Section):
     `unknown` set; the synthetic generator writes `val_unknown.txt`): scored as split
     `val_unknown`, with `val`, so that the report chooses the post-hoc detectors'
     hyper-parameters on them, never on a test unknown set (docs/scores.md).
+    `preset`: the name of a backbone's published input pipeline
+    (`dear_ray.data.backbone_presets.BACKBONE_PIPELINES`, docs/backbones.md): it fills the
+    sampler, frames, interval, sizes, mean / std and resize that the config does not set itself
+    (a value the config sets wins). Those fields (`PRESET_FIELDS`) are saved only where the
+    config set them itself: a saved config re-reads the rest from its preset or the defaults, and
+    setting `preset` on a saved config (a sweep case on its base) takes the preset's values.
     """
 
     dataset: str = "synth"
@@ -174,7 +191,9 @@ class DataConfig(_Section):
 
     static_bias: StaticBiasLists | None = None
     val_unknown: str | None = None
+    preset: str | None = None
 
+    _preset_fields: frozenset = PrivateAttr(frozenset())  # the fields `preset` filled
     _flip_auto: bool = PrivateAttr(False)  # flip was None and resolved from the dataset
     _static_bias_auto: bool = PrivateAttr(False)  # static_bias was None and resolved from it
 
@@ -201,6 +220,32 @@ class DataConfig(_Section):
             raise ValueError(f"expected three per-channel RGB stds > 0 on the 0-255 scale (1 = no "
                              f"division, as SDN), got {list(value)}")
         return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _apply_preset(cls, data, handler):
+        filled: list[str] = []
+        if isinstance(data, dict) and data.get("preset") is not None:
+            from dear_ray.data.backbone_presets import pipeline_overrides
+
+            try:
+                values = pipeline_overrides(str(data["preset"]))
+            except KeyError as err:
+                raise ValueError(f"data.preset: {err.args[0]}") from None
+            values = {dotted.split(".", 1)[1]: v for dotted, v in values.items()}
+            filled = [name for name in values if name not in data]
+            data = {**data, **{name: values[name] for name in filled}}
+        out = handler(data)
+        out._preset_fields = frozenset(filled)
+        return out
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        for name in PRESET_FIELDS:  # filled by a preset, or left at the default: not saved
+            if name in self._preset_fields or name not in self.model_fields_set:
+                out.pop(name, None)
+        return out
 
     @field_serializer("flip")
     def _dump_flip(self, value: bool) -> bool | None:

@@ -113,16 +113,21 @@ def separate_mask_step(cfg: ExperimentConfig, side_inputs: dict | None) -> bool:
 
 def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                   num_classes: int, side_inputs: dict | None = None,
-                  handover: str = "float") -> VideoDataset:
+                  handover: str = "float", features: dict | None = None) -> VideoDataset:
     """The `VideoDataset` of one configured split.
 
     Known splits' labels are checked against [0, num_classes); unknown sets keep their own ids.
     SDN side inputs are attached to training datasets only (`side_inputs`: as loaded by
     `load_side_inputs`); with the separate mask step the training items carry no masked clip
     (the masked batches come from `build_masked_loader`). `handover`: see the module docstring.
+    `features`: the feature-cache entries of a model on the cache
+    (`dear_ray.train.cached_features.cached_entries`): the split's `CachedFeatureDataset`.
     """
     data = cfg.data
     records = _records(cfg, split, num_classes)
+    if features is not None:
+        return _cached_dataset(records, split, features, test_mode=test_mode,
+                               side_inputs=side_inputs)
     sampler = build_sampler(data, test_mode=test_mode)
     side = dict(side_inputs) if (side_inputs and not test_mode) else {}
     if separate_mask_step(cfg, side):
@@ -137,6 +142,20 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, test_mode: bool,
                         # (the same clips when the test sampling is the training one)
                         decoded_cache_mb=data.decoded_cache_mb
                         if not test_mode or split == "train" else 0)
+
+
+def _cached_dataset(records, split: str, entries: dict, *, test_mode: bool,
+                    side_inputs: dict | None):
+    """The `CachedFeatureDataset` of `split`: its test-mode entry, or one entry an epoch."""
+    from dear_ray.train.feature_cache import CachedFeatureDataset
+
+    views = [None] if test_mode else sorted(v for s, v in entries if s == split and v is not None)
+    if not views or (split, views[0]) not in entries:
+        raise ValueError(f"the feature cache has no {'test' if test_mode else 'training'} entry "
+                         f"for split {split!r}; cached: {sorted(map(str, entries))}")
+    scene = None if test_mode else (side_inputs or {}).get("scene_labels")
+    return CachedFeatureDataset(records, [entries[(split, v)] for v in views],
+                                test_mode=test_mode, scene_labels=scene)
 
 
 def _num_frames(record, data: DataConfig) -> int:
@@ -220,16 +239,17 @@ def make_loader(dataset, data: DataConfig, *, shuffle: bool = False, sampler=Non
 
 def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0,
                        world_size: int = 1, side_inputs: dict | None = None,
-                       handover: str = "float",
-                       pin_memory: bool = False) -> tuple[DataLoader, DistributedSampler | None]:
+                       handover: str = "float", pin_memory: bool = False,
+                       features: dict | None = None
+                       ) -> tuple[DataLoader, DistributedSampler | None]:
     """The training loader (this rank's shard) and its DistributedSampler (call `set_epoch`).
 
     The last incomplete batch is dropped when a full batch remains (a tiny last batch gives noisy
     BatchNorm statistics); DistributedSampler pads the shards to equal length, so every rank
-    runs the same number of steps.
+    runs the same number of steps. `features`: as `build_dataset`.
     """
     dataset = build_dataset(cfg, "train", test_mode=False, num_classes=num_classes,
-                            side_inputs=side_inputs, handover=handover)
+                            side_inputs=side_inputs, handover=handover, features=features)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
@@ -245,10 +265,11 @@ def build_train_loader(cfg: ExperimentConfig, *, num_classes: int, rank: int = 0
 
 
 def build_eval_loader(cfg: ExperimentConfig, split: str, *, num_classes: int,
-                      handover: str = "float") -> DataLoader:
-    """A test-mode loader over the whole split (multi-view clips `(B, V, C, T, H, W)`)."""
+                      handover: str = "float", features: dict | None = None) -> DataLoader:
+    """A test-mode loader over the whole split (multi-view clips `(B, V, C, T, H, W)`; the
+    cached outputs with `features`, as `build_dataset`)."""
     dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes,
-                            handover=handover)
+                            handover=handover, features=features)
     return make_loader(dataset, cfg.data, shuffle=False, seed=cfg.seed)
 
 

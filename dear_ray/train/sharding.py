@@ -104,10 +104,12 @@ def predict_shard(model, cfg: ExperimentConfig, split: str, *, num_classes: int,
     view averaging and (with `stochastic`) its passes (`predict_split`); the RNG is restored."""
     from torch.utils.data import Subset
 
+    from dear_ray.train.cached_features import cached_entries
     from dear_ray.train.data import build_dataset, make_loader
 
     handover = "uint8" if getattr(device, "type", "cpu") == "cuda" else "float"
-    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes, handover=handover)
+    dataset = build_dataset(cfg, split, test_mode=True, num_classes=num_classes, handover=handover,
+                            features=cached_entries(model))
     indices, first = shard_range(len(dataset), cfg.data.batch_size, rank, world_size)
     shard = Shard(start=indices.start, num_videos=len(indices), preds=None)
     if not indices:

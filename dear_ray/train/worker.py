@@ -133,6 +133,7 @@ def setup(loop_config: dict[str, Any]) -> Worker:
 
     from dear_ray.models import build_recognizer
     from dear_ray.models import load_checkpoint as load_pretrained
+    from dear_ray.train.cached_features import attach_feature_cache
     from dear_ray.train.data import num_known_classes
     from dear_ray.train.loop import to_channels_last_3d
 
@@ -155,6 +156,7 @@ def setup(loop_config: dict[str, Any]) -> Worker:
         if rank == 0:
             log.info("%s", loaded)
         new_parameters = set(loaded.missing) | set(loaded.skipped_classifier)
+    attach_feature_cache(model, cfg, num_classes, device, cfg.resources.amp and on_gpu)
     channels_last = layout is True or (layout == "gpu" and on_gpu)
     if channels_last:
         model = to_channels_last_3d(model)
@@ -167,6 +169,7 @@ def setup(loop_config: dict[str, Any]) -> Worker:
 def build_training(w: Worker) -> None:
     """The loaders (this rank's shard; SDN's masked loader), the prepared step module, the
     optimiser and the schedule."""
+    from dear_ray.train.cached_features import cached_entries
     from dear_ray.train.data import build_masked_loader, build_train_loader, load_side_inputs
     from dear_ray.train.loop import TrainingStep
     from dear_ray.train.optim import build_optimizer, build_scheduler
@@ -180,7 +183,7 @@ def build_training(w: Worker) -> None:
     options = dict(num_classes=w.num_classes, rank=w.rank, world_size=w.world,
                    side_inputs=side_inputs, handover="uint8" if on_gpu else "float",
                    pin_memory=on_gpu)
-    train_loader, sampler = build_train_loader(cfg, **options)
+    train_loader, sampler = build_train_loader(cfg, **options, features=cached_entries(w.model))
     # SDN's separate mask step: an independent loader of masked clips (None otherwise)
     masked_loader, masked_sampler = build_masked_loader(cfg, **options)
     w.shard_size = len(sampler) if sampler is not None else len(train_loader.dataset)

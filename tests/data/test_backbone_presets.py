@@ -1,6 +1,7 @@
 """The backbone input pipelines against the preprocessing their models were published with."""
 
 import re
+from pathlib import Path
 
 import pytest
 from torchvision.models import get_model_weights
@@ -62,3 +63,44 @@ def test_every_pipeline_names_a_backbone_and_validates():
     assert pipeline_overrides("swin3d_t_mmaction2")["data.test_scale_short"] == 224
     with pytest.raises(KeyError, match="unknown backbone pipeline 'swin'.*swin3d_t"):
         pipeline_overrides("swin")
+
+
+def test_data_preset_fills_the_pipeline_the_config_does_not_set():
+    from dear_ray.config import load_config
+
+    cfg = load_config({"data": {"preset": "videomae_b", "clip_len": 8}})
+    want = BACKBONE_PIPELINES["videomae_b"]
+    assert (cfg.data.frame_interval, cfg.data.scale_short, cfg.data.crop_size) == (4, 224, 224)
+    assert cfg.data.mean == want.mean and cfg.data.std == want.std
+    assert cfg.data.resize == "antialias" and cfg.data.sampler == "sample_frames"
+    assert cfg.data.clip_len == 8  # the config's own value wins
+    saved = cfg.to_dict()["data"]  # the preset's values are re-read from it, not saved
+    assert saved["preset"] == "videomae_b" and "crop_size" not in saved and saved["clip_len"] == 8
+    assert load_config(cfg.to_dict()) == cfg
+    swapped = cfg.override({"data.preset": "swin3d_t_mmaction2"})
+    assert (swapped.data.frame_interval, swapped.data.resize) == (2, "cv2")
+    assert swapped.data.test_scale_short == 224 and swapped.data.clip_len == 8
+
+
+def test_an_unknown_preset_names_the_known_ones():
+    from dear_ray.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config({"data": {"preset": "swin"}})
+    message = str(err.value)
+    assert "data.preset" in message and "'swin'" in message
+    assert all(name in message for name in BACKBONE_PIPELINES)
+
+
+def test_the_foundation_sweep_takes_each_backbone_pipeline_by_name():
+    from dear_ray.tune.sweep import expand_trials, load_sweep
+
+    sweep = Path(__file__).resolve().parents[2] / "jobs" / "sweeps" / "foundation_ucf101.yaml"
+    for trial in expand_trials(load_sweep(sweep)):
+        backbone, data = trial.config.model.backbone, trial.config.data
+        assert data.preset == backbone
+        want = BACKBONE_PIPELINES[backbone]
+        assert (data.clip_len, data.frame_interval, data.scale_short, data.crop_size,
+                data.mean, data.std, data.resize) == (
+            want.clip_len, want.frame_interval, want.scale_short, want.crop_size, want.mean,
+            want.std, want.resize), trial.name
