@@ -106,36 +106,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return literature_command(args)
     if args.root is not None:
         raise CliError("--root goes with a literature spec (jobs/literature/*.yaml), not a sweep")
-    from dear_ray.tracking.aggregate import report_sweep
-    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
     from dear_ray.tune import load_sweep
-    from dear_ray.tune.runner import experiment_name
 
     specs = [load_sweep(path) for path in args.sweep]
     if len(specs) == 1:
-        spec = specs[0]
-        from dear_ray.tracking.aggregate import report_dir
-
-        from dear_ray.tune.runner import sweep_notes
-
-        protocol = args.protocol or spec.base.eval.protocol
-        notes = sweep_notes(spec)
-        from dear_ray.tune import expand_trials
-        from dear_ray.tune.stage_runner import report_trials
-
-        table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
-                             experiment=experiment_name(spec), protocol=protocol, notes=notes,
-                             posthoc_tune=args.posthoc_tune,
-                             trials=report_trials(spec, expand_trials(spec)),
-                             **_exclusions(args.exclude_classes, spec.base),
-                             **spec.base.eval.report_options())
-        print(_results_text(table, args.columns))
-        if spec.optimize is not None:
-            _report_pareto(spec)
-        for note in notes:
-            print(f"dear-ray: warning: {note}", file=sys.stderr)
-        print(f"tables and plots ({protocol} protocol): {report_dir(spec.sweep_dir, protocol)}")
-        return 0
+        return _report_one(specs[0], args)
     # several sweeps: one table over all their stores, trials labelled <sweep>/<trial>
     paths, labels = [], []
     for spec in specs:
@@ -158,6 +133,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
                             **specs[0].base.eval.report_options())
     print(_results_text(table, args.columns))
     print(f"tables and plots written to {out}")
+    return 0
+
+
+def _report_one(spec, args: argparse.Namespace) -> int:
+    """`dear-ray report FILE` on one sweep: its report again (and its Pareto front)."""
+    from dear_ray.tracking.aggregate import report_dir, report_sweep
+    from dear_ray.tracking.mlflow_runs import resolve_tracking_uri
+    from dear_ray.tune import expand_trials
+    from dear_ray.tune.runner import experiment_name, sweep_notes
+    from dear_ray.tune.stage_runner import report_trials
+
+    protocol = args.protocol or spec.base.eval.protocol
+    notes = sweep_notes(spec)
+    table = report_sweep(spec.sweep_dir, tracking_uri=resolve_tracking_uri(spec.base),
+                         experiment=experiment_name(spec), protocol=protocol, notes=notes,
+                         posthoc_tune=args.posthoc_tune,
+                         trials=report_trials(spec, expand_trials(spec)),
+                         **_exclusions(args.exclude_classes, spec.base),
+                         **spec.base.eval.report_options())
+    print(_results_text(table, args.columns))
+    if spec.optimize is not None:
+        _report_pareto(spec)
+    for note in notes:
+        print(f"dear-ray: warning: {note}", file=sys.stderr)
+    print(f"tables and plots ({protocol} protocol): {report_dir(spec.sweep_dir, protocol)}")
     return 0
 
 
