@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from dear_ray.config._base import NAME as _NAME
 from dear_ray.config._base import Section as _Section
 from dear_ray.config.cache import check_feature_cache
-from dear_ray.config.data import DataConfig, MultiScaleCropConfig, TestViews
+from dear_ray.config.data import SPARSE_DUMP, DataConfig, MultiScaleCropConfig, TestViews
 from dear_ray.config.run import CheckpointConfig, DebugConfig, ResourcesConfig, TrackingConfig
 from dear_ray.methods import STOCHASTIC_HEADS
 from dear_ray.splits import KNOWN_SPLITS
@@ -354,8 +354,13 @@ class ExperimentConfig(_Section):
         """`<run_dir>/<name>`: Ray storage (`ray/`), score stores (`stores/`), report."""
         return Path(self.tracking.run_dir) / self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML/JSON-safe dict that `load_config` turns back into an equal config."""
+    def to_dict(self, *, sparse: bool = False) -> dict[str, Any]:
+        """A plain, YAML/JSON-safe dict that `load_config` turns back into an equal config: every
+        field, or with `sparse` without the input-pipeline fields that `data.preset` fills and
+        the config did not set itself (the base that overrides build on: a `data.preset` among
+        them fills those fields)."""
+        if sparse:
+            return self.model_dump(mode="json", context={SPARSE_DUMP: True})
         return self.model_dump(mode="json")
 
     def override(self, overrides: Mapping[str, Any]) -> ExperimentConfig:
@@ -364,7 +369,7 @@ class ExperimentConfig(_Section):
         Raises:
             ConfigError: an unknown path or a bad value (naming the dotted path).
         """
-        return load_config(self.to_dict(), overrides=overrides)
+        return load_config(self.to_dict(sparse=True), overrides=overrides)
 
 
 def _check_name(value: str, known: list[str], kind: str) -> str:
@@ -439,7 +444,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | ExperimentConfig
     """
     where = ""
     if isinstance(source, ExperimentConfig):
-        raw: Any = source.to_dict()
+        raw: Any = source.to_dict(sparse=True)
     elif isinstance(source, Mapping):
         raw = dict(source)
     else:

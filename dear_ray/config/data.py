@@ -78,6 +78,15 @@ class StaticBiasLists(_Section):
 PRESET_FIELDS = ("sampler", "clip_len", "frame_interval", "scale_short", "crop_size", "mean",
                  "std", "resize", "test_scale_short")
 
+def _plain(value):
+    """Tuples as lists, for comparing a YAML / JSON value with a preset's."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+#: `model_dump` context key: leave out the `PRESET_FIELDS` a preset filled or the defaults gave,
+#: so that a `preset` set on top of the dump fills them (`ExperimentConfig.to_dict(sparse=True)`).
+SPARSE_DUMP = "sparse_preset_fields"
+
 #: The synthetic generator's SCUBA / SCUFO lists (`data.static_bias` resolves to them for `synth`).
 SYNTH_STATIC_BIAS = StaticBiasLists(scuba="test_scuba.txt", scufo="test_scufo.txt")
 
@@ -137,9 +146,10 @@ class DataConfig(_Section):
     `preset`: the name of a backbone's published input pipeline
     (`dear_ray.data.backbone_presets.BACKBONE_PIPELINES`, docs/backbones.md): it fills the
     sampler, frames, interval, sizes, mean / std and resize that the config does not set itself
-    (a value the config sets wins). Those fields (`PRESET_FIELDS`) are saved only where the
-    config set them itself: a saved config re-reads the rest from its preset or the defaults, and
-    setting `preset` on a saved config (a sweep case on its base) takes the preset's values.
+    (a value the config sets wins). A saved config holds every field; the dump that overrides
+    build on (`ExperimentConfig.override`, a sweep's cases and stages) leaves out the
+    `PRESET_FIELDS` the config did not set itself, so a `preset` set there (a sweep case on its
+    base) takes the preset's values.
     """
 
     dataset: str = "synth"
@@ -233,18 +243,21 @@ class DataConfig(_Section):
             except KeyError as err:
                 raise ValueError(f"data.preset: {err.args[0]}") from None
             values = {dotted.split(".", 1)[1]: v for dotted, v in values.items()}
-            filled = [name for name in values if name not in data]
+            # a value equal to the preset's counts as the preset's (a saved config re-read)
+            filled = [name for name in values
+                      if name not in data or _plain(data[name]) == _plain(values[name])]
             data = {**data, **{name: values[name] for name in filled}}
         out = handler(data)
         out._preset_fields = frozenset(filled)
         return out
 
     @model_serializer(mode="wrap")
-    def _dump(self, handler):
+    def _dump(self, handler, info):
         out = handler(self)
-        for name in PRESET_FIELDS:  # filled by a preset, or left at the default: not saved
-            if name in self._preset_fields or name not in self.model_fields_set:
-                out.pop(name, None)
+        if (info.context or {}).get(SPARSE_DUMP):  # a dict that further overrides build on
+            for name in PRESET_FIELDS:  # filled by a preset, or left at the default: left out
+                if name in self._preset_fields or name not in self.model_fields_set:
+                    out.pop(name, None)
         return out
 
     @field_serializer("flip")

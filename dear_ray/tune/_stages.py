@@ -143,7 +143,7 @@ def _stage_base(raw: Any, where: str, base: Any) -> tuple[Any, str | None]:
         nested = {**nested, "model": {k: v for k, v in model.items() if k != "pretrained"}}
         dotted = {**dotted, SOURCE_FIELD: model["pretrained"]}
     dotted, source = pop_source(dotted, f"{where}: base")
-    merged = _merge(base.to_dict(), nested)
+    merged = _merge(base.to_dict(sparse=True), nested)
     try:
         from dear_ray.config import load_config
 

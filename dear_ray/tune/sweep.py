@@ -344,7 +344,7 @@ def ineffective_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> list
     if not overrides:
         return []
     plans = expand_trials(spec)
-    probe = load_config(spec.base.to_dict(), overrides=dict(overrides)).to_dict()
+    probe = load_config(spec.base.to_dict(sparse=True), overrides=dict(overrides)).to_dict()
     lines = []
     for dotted in overrides:
         def leaf(d: dict) -> Any:

@@ -74,9 +74,13 @@ def test_data_preset_fills_the_pipeline_the_config_does_not_set():
     assert cfg.data.mean == want.mean and cfg.data.std == want.std
     assert cfg.data.resize == "antialias" and cfg.data.sampler == "sample_frames"
     assert cfg.data.clip_len == 8  # the config's own value wins
-    saved = cfg.to_dict()["data"]  # the preset's values are re-read from it, not saved
-    assert saved["preset"] == "videomae_b" and "crop_size" not in saved and saved["clip_len"] == 8
+    saved = cfg.to_dict()["data"]  # a saved config holds every value (MLflow params, files)
+    assert saved["preset"] == "videomae_b" and saved["crop_size"] == 224 and saved["clip_len"] == 8
     assert load_config(cfg.to_dict()) == cfg
+    # the base that overrides build on leaves the preset's values out for a new preset to fill
+    sparse = cfg.to_dict(sparse=True)["data"]
+    assert "crop_size" not in sparse and sparse["clip_len"] == 8
+    assert load_config({}).to_dict()["data"]["crop_size"] == 224  # defaults are saved too
     swapped = cfg.override({"data.preset": "swin3d_t_mmaction2"})
     assert (swapped.data.frame_interval, swapped.data.resize) == (2, "cv2")
     assert swapped.data.test_scale_short == 224 and swapped.data.clip_len == 8
