@@ -83,6 +83,17 @@ def uint8_views(base: np.ndarray, frame_map: np.ndarray | None, boxes: Sequence[
     return out
 
 
+def _views_of(frame_map: np.ndarray | None, count: int, num_clips: int
+              ) -> tuple[list[list[tuple[int, int]]], int]:
+    """For each of `count` distinct frames the (clip, t) of the views that show it; T."""
+    index = _frame_map(frame_map, count)
+    t_len = len(index) // num_clips
+    views_of = [[] for _ in range(count)]
+    for n, f in enumerate(index.tolist()):
+        views_of[f].append(divmod(n, t_len))
+    return views_of, t_len
+
+
 def float_views(base: np.ndarray, frame_map: np.ndarray | None, boxes: Sequence[Box],
                 size: tuple[int, int], num_clips: int, lut: np.ndarray) -> np.ndarray:
     """``(num_clips, num_crops, 3, T, h, w)`` float32 views normalised by `lut` ``(3, 256)``
@@ -90,17 +101,14 @@ def float_views(base: np.ndarray, frame_map: np.ndarray | None, boxes: Sequence[
     with one view and one full-frame box is looked up straight into the output."""
     h, w = size
     src, boxes = _unflipped(base, boxes, w)
-    index = _frame_map(frame_map, src.shape[0])
-    t_len = len(index) // num_clips
+    views_of, t_len = _views_of(frame_map, src.shape[0], num_clips)
     out = np.empty((num_clips, len(boxes), 3, t_len, h, w), dtype=np.float32)
-    views_of = [[] for _ in range(src.shape[0])]  # frame -> the (clip, t) that show it
-    for n, f in enumerate(index):
-        views_of[f].append(divmod(n, t_len))
     H, W = src.shape[1:3]
     whole = len(boxes) == 1 and boxes[0][:2] == (0, 0) and (H, W) == (h, w)
     planes = np.empty((3, H, W), dtype=np.uint8)
     looked_up = np.empty((3, H, W), dtype=np.float32)
     unflipped = np.empty((H, W, 3), dtype=np.uint8)
+    crop = np.empty((3, h, w), dtype=np.float32)
     for f, views in enumerate(views_of):
         if not views:
             continue
@@ -115,15 +123,28 @@ def float_views(base: np.ndarray, frame_map: np.ndarray | None, boxes: Sequence[
             continue
         for c in range(3):
             cv2.LUT(planes[c], lut[c], dst=looked_up[c])
-        for k, (top, left, flipped) in enumerate(boxes):
-            window = looked_up[:, top : top + h, left : left + w]
-            for i, t in views:
-                if flipped and not whole:
-                    for c in range(3):
-                        cv2.flip(window[c], 1, dst=out[i, k, c, t])
-                else:
-                    np.copyto(out[i, k, :, t], window)
+        for k, box in enumerate(boxes):
+            if whole or len(views) > 1:
+                view = looked_up if whole else _crop_of(looked_up, box, size, crop)
+                for i, t in views:
+                    np.copyto(out[i, k, :, t], view)
+            else:
+                _crop_of(looked_up, box, size, out[views[0][0], k, :, views[0][1]])
     return out
+
+
+def _crop_of(planes: np.ndarray, box: Box, size: tuple[int, int], dst: np.ndarray) -> np.ndarray:
+    """The box of float planes ``(3, H, W)`` copied into `dst` ``(3, h, w)``, mirrored when
+    flipped. For a frame in several views `dst` is a contiguous buffer the views then copy as one
+    block each (a window of the planes' rows copies several times slower)."""
+    (top, left, flipped), (h, w) = box, size
+    window = planes[:, top : top + h, left : left + w]
+    if flipped:
+        for c in range(3):
+            cv2.flip(window[c], 1, dst=dst[c])
+    else:
+        np.copyto(dst, window)
+    return dst
 
 
 def uint8_planes(views: np.ndarray) -> np.ndarray:

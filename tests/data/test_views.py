@@ -35,6 +35,24 @@ def test_float_and_uint8_views_by_hand():
     np.testing.assert_array_equal(flipped[0, 0, 0, 0], [[2, 1], [12, 11]])
 
 
+
+@pytest.mark.parametrize("seed", range(6))
+def test_float_views_are_the_uint8_views_looked_up(seed):
+    # frames shown by one view and by several, boxes flipped or not, a flipped view of the frames
+    rng = np.random.default_rng(seed)
+    base = _clip(6, 12, 17, seed)
+    if seed % 2:
+        base = base[:, :, ::-1]
+    frame_map = rng.integers(0, 6, 3 * 4)  # three clips of four frames
+    boxes = [(int(rng.integers(0, 5)), int(rng.integers(0, 8)), bool(rng.integers(0, 2)))
+             for _ in range(3)]
+    lut = rng.normal(size=(3, 256)).astype(np.float32)
+    out = float_views(base, frame_map, boxes, (8, 10), 3, lut)
+    pixels = uint8_views(base, frame_map, boxes, (8, 10), 3, owned=False)  # (3, 3, 4, 8, 10, 3)
+    ref = np.stack([lut[c][pixels[..., c]] for c in range(3)], axis=2)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, ref)
+
 PRESETS = {  # name: (transform for a handover, frame height)
     "train multiscale": (lambda h: build_train_transform(32, 40, "multiscale", handover=h), 40),
     "train random_resized": (
