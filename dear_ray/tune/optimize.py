@@ -165,8 +165,9 @@ def trial_objectives(cfg: Any, trial_name: str, objectives: Mapping[str, str]) -
 
     from dear_ray.metrics.evaluate import evaluate_stores
     from dear_ray.scores.store import read_score_store
+    from dear_ray.train.evaluation import stores_dir
 
-    stores = Path(cfg.run_root()) / "stores" / trial_name
+    stores = stores_dir(cfg, trial_name)
     paths = sorted(stores.glob("*.parquet"))
     if not paths:
         raise ValueError(f"trial {trial_name}: no score stores under {stores} to compute the "
