@@ -20,7 +20,8 @@ OpenCV and one decoder thread:
 - ``VideoDataset <decoder>, <handover> handover``: ``dataset[i]`` + ``collate_skip_bad`` in a
   process set up as dear_ray's loaders set up theirs (`prepare_loading_process`); ``float``
   normalises on the CPU, ``uint8`` leaves that to the training device (MMAction2's output is
-  uint8 too); torchcodec rows when it is installed; TPN's float ColorJitter preset in training.
+  uint8 too); decoders ``pyav`` (the default) and ``decord``, torchcodec rows when it is
+  installed; TPN's float ColorJitter preset in training.
 
 Every method sees the same frames (the dataset's sampler draws them; the others get its indices).
 The parent drives the processes clip by clip, every method in turn, ``--rounds`` times, so every
@@ -96,7 +97,7 @@ def torchcodec_missing() -> str | None:
     return None
 
 
-def dataset(paths: list[Path], spec: dict, decoder: str = "decord", handover: str = "uint8",
+def dataset(paths: list[Path], spec: dict, decoder: str = "pyav", handover: str = "uint8",
             color_jitter: bool = False):
     from dear_ray.data import (SampleFrames, VideoDataset, VideoRecord, build_test_transform,
                                build_train_transform)
@@ -294,28 +295,34 @@ def plans_of(paths: list[Path], spec: dict) -> list:
     return [(p, ds.sampler(len(open_video(p)), ds.item_rng(i))) for i, p in enumerate(paths)]
 
 
-def compare(conns: dict, clip: int) -> list[str]:
-    """MMAction2's test views of `clip` against dear_ray's (uint8, and float vs uint8)."""
+def compare(conns: dict, clip: int, decoders: list[str]) -> list[str]:
+    """MMAction2's test views of `clip` against dear_ray's (uint8 of each decoder, and float vs
+    uint8)."""
     ours = {k: c.send(("output", clip)) or c.recv() for k, c in conns.items()
-            if k.startswith("VideoDataset decord, ")}
-    u8 = ours["VideoDataset decord, uint8 handover"]
+            if k.startswith("VideoDataset ") and "ColorJitter" not in k}
     lines = []
+    theirs = None
     if MMACTION2 in conns:
         conns[MMACTION2].send(("output", clip))
         theirs = conns[MMACTION2].recv()  # (crops x clips) crop-major, crops left, right, middle
-        crops = 3
-        order = [j * crops + k for k in (0, 2, 1) for j in range(len(theirs) // crops)]
-        diff = np.abs(theirs.astype(np.int16) - u8[order].astype(np.int16)).max()
-        lines.append(f"test views of clip {clip}, {tuple(u8.shape)}: max |MMAction2 - dear_ray "
-                     f"uint8| = {diff}")
-    if "VideoDataset decord, float handover" in ours:
-        import torch
+    for decoder in decoders:
+        u8 = ours[f"VideoDataset {decoder}, uint8 handover"]
+        if theirs is not None:
+            crops = 3
+            order = [j * crops + k for k in (0, 2, 1) for j in range(len(theirs) // crops)]
+            diff = np.abs(theirs.astype(np.int16) - u8[order].astype(np.int16)).max()
+            lines.append(f"test views of clip {clip}, {tuple(u8.shape)}: max |MMAction2 - "
+                         f"dear_ray {decoder} uint8| = {diff}")
+        float_name = f"VideoDataset {decoder}, float handover"
+        if float_name in ours:
+            import torch
 
-        from dear_ray.data import ClipNormalizer
+            from dear_ray.data import ClipNormalizer
 
-        norm = ClipNormalizer()(torch.from_numpy(u8)).numpy()
-        diff = np.abs(ours["VideoDataset decord, float handover"] - norm).max()
-        lines.append(f"test views of clip {clip}: max |dear_ray float - normalised uint8| = {diff}")
+            norm = ClipNormalizer()(torch.from_numpy(u8)).numpy()
+            diff = np.abs(ours[float_name] - norm).max()
+            lines.append(f"test views of clip {clip}: max |dear_ray {decoder} float - normalised "
+                         f"uint8| = {diff}")
     return lines
 
 
@@ -323,7 +330,7 @@ def run_path(path: str, paths: list[Path], args, ctx, tmp: str, decoders: list[s
     spec = PATHS[path]
     plans = plans_of(paths, spec)
     names = [BARE] + [f"VideoDataset {d}, {h} handover" for d in decoders for h in ("uint8", "float")]
-    names += ["VideoDataset decord, float + ColorJitter handover"] if path == "train" else []
+    names += ["VideoDataset pyav, float + ColorJitter handover"] if path == "train" else []
     conns, procs = {}, []
     peer, versions = start_peer(args.peers_venv, spec, plans, tmp)
     if peer is not None:
@@ -351,10 +358,10 @@ def run_path(path: str, paths: list[Path], args, ctx, tmp: str, decoders: list[s
                 w, c = conn.recv()
                 wall[name][r] += w
                 cpu[name][r] += c
-    same = compare(conns, n - 1) if path == "test" else []
+    same = compare(conns, n - 1, decoders) if path == "test" else []
     steps = {}
-    for name in (MMACTION2, "VideoDataset decord, uint8 handover",
-                 "VideoDataset decord, float handover", BARE):
+    for name in (MMACTION2, "VideoDataset pyav, uint8 handover", "VideoDataset pyav, float handover",
+                 "VideoDataset decord, uint8 handover", BARE):
         if name in conns:
             conns[name].send(("steps", rounds))
             steps[name] = conns[name].recv()
@@ -405,9 +412,9 @@ def main() -> None:
         help="the MMAction2 side environment (make bench-peers)")
     args = parser.parse_args()
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "cv2", "decord", "dear_ray.data"])
+    ctx.set_forkserver_preload(["torch", "cv2", "decord", "av", "dear_ray.data"])
     no_torchcodec = torchcodec_missing()
-    decoders = ["decord"] + ([] if no_torchcodec else ["torchcodec"])
+    decoders = ["pyav", "decord"] + ([] if no_torchcodec else ["torchcodec"])
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         paths = (write_videos(Path(tmp), args.short, 64, prefix="short")

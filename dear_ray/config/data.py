@@ -127,9 +127,10 @@ class DataConfig(_Section):
     datasets/kinetics.py `is_video_valid_det`): a frame counts when one of its human boxes scores
     strictly above `mask_min_box_score`; a video may give masked clips when counted frames /
     frames >= `mask_min_human_fraction`. (Masking itself fills boxes scoring >= 0.3.)
-    `decoder`: `decord` (default; a pip wheel) or `torchcodec` (PyTorch's decoder: the same
-    pixels and frame counts, less CPU per clip, but it needs the `[torchcodec]` extra and the
-    system's FFmpeg libraries; `dear_ray.data.decode`).
+    `decoder`: `pyav` (default: decord's frames and frame counts, decoded by PyAV without the
+    pictures no sampled frame needs; files other than h264 go to decord), `decord` (a pip wheel)
+    or `torchcodec` (PyTorch's decoder: the same pixels and frame counts, but it needs the
+    `[torchcodec]` extra and the system's FFmpeg libraries; `dear_ray.data.decode`).
     `decoded_cache_mb`: MiB of decoded training clips kept in memory by each loading process
     (least recently used out; 0 = off): a clip of the same video and frame indices is not decoded
     again, and is bit for bit the decoded one (random crops and flips are still drawn per sample).
@@ -181,7 +182,7 @@ class DataConfig(_Section):
     test_scale_short: int | None = Field(None, ge=8)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
-    decoder: Literal["decord", "torchcodec"] = "decord"
+    decoder: Literal["pyav", "decord", "torchcodec"] = "pyav"
     decoded_cache_mb: int = 0
     # frame resize: `cv2` = mmcv.imresize (cv2 INTER_LINEAR, no antialiasing; MMAction2 0.x / DEAR),
     # `antialias` = antialiased bilinear (torchvision; near PIL's bilinear, which SDN's

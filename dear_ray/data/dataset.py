@@ -77,7 +77,8 @@ class VideoDataset(Dataset):
         seed: base seed of the per-item generators.
         mask_score_threshold: boxes scoring below it are never masked (SDN: 0.3).
         num_threads: decoder threads per video.
-        decoder: ``"decord"`` or ``"torchcodec"`` (`data.decoder`, `dear_ray.data.decode`).
+        decoder: ``"pyav"``, ``"decord"`` or ``"torchcodec"`` (`data.decoder`,
+            `dear_ray.data.decode`).
         masked_only: with `detections`, ``"clip"`` IS the (possibly) masked clip and there is no
             ``"masked_clip"``: the items of SDN's separate masked batch (``Kinetics_adv_msk``).
         decoded_cache_mb: MiB of decoded clips this dataset keeps in each process
@@ -107,7 +108,7 @@ class VideoDataset(Dataset):
         mask_score_threshold: float = 0.3,
         num_threads: int = 1,
         masked_only: bool = False,
-        decoder: str = "decord",
+        decoder: str = "pyav",
         decoded_cache_mb: int = 0,
     ) -> None:
         if num_clips is not None and num_clips != sampler.num_views:

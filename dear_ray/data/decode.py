@@ -1,11 +1,15 @@
-"""Video decoding with decord (default) or torchcodec, reading only the frames a clip needs.
+"""Video decoding with PyAV (default), decord or torchcodec, reading only the frames a clip needs.
 
-Two decoders sit behind one interface (`data.decoder`): `open_video(path, decoder=...)` gives a
+Three decoders sit behind one interface (`data.decoder`): `open_video(path, decoder=...)` gives a
 reader with ``len(reader)`` frames and `get_frames(reader, indices)` decodes uint8 RGB frames
-``(T, H, W, 3)``. On h264 yuv420p both give the same pixels (both convert with FFmpeg's swscale;
-``benchmarks/data_throughput.py`` checks it) and the same frame count, so a sampler draws the same
-indices from either.
+``(T, H, W, 3)``. On h264 yuv420p all give the same pixels (all convert with FFmpeg's swscale;
+tests/data/test_pyav_reader.py and ``benchmarks/data_throughput.py`` check it) and the same frame
+count, so a sampler draws the same indices from any of them.
 
+- ``pyav`` (the default; PyAV is a dependency): decord's frames, decoded by PyAV without the
+  pictures no sampled frame depends on (`dear_ray.data.pyav_reader`). It reads h264 files itself
+  and hands every other file (MPEG-4 part 2 AVIs, VP9, ...) to decord, so its failures are
+  decord's.
 - ``decord`` (pip wheel, bundles its own FFmpeg; last release 2021). It fails in several ways
   (measured with decord 0.6): `RuntimeError` at `VideoReader(...)` for files it cannot open,
   `decord.DECORDError` (a plain `Exception`) at open or at `get_batch` for corrupt packets, and a
@@ -39,10 +43,12 @@ import torch  # (must be imported before decord)
 import torch.utils.dlpack
 import decord  # noqa: E402
 
+from dear_ray.data.pyav_reader import open_pyav
+
 if TYPE_CHECKING:
     from dear_ray.data.sampling import FrameSampler
 
-DECODERS = ("decord", "torchcodec")
+DECODERS = ("pyav", "decord", "torchcodec")
 TORCHCODEC_HINT = (
     "pip install 'torchcodec>=0.17,<0.18' (the dear_ray[torchcodec] extra) and FFmpeg 4-8 shared "
     "libraries (Debian 12: apt-get install libavcodec59 libavformat59 libavutil57 libavdevice59 "
@@ -117,13 +123,15 @@ class TorchCodecReader:
         return self._decoder.get_frames_at(indices).data.numpy()
 
 
-def open_video(path: str | Path, *, num_threads: int = 1, decoder: str = "decord") -> Any:
+def open_video(path: str | Path, *, num_threads: int = 1, decoder: str = "pyav") -> Any:
     """Open a video and check it has at least one frame.
 
     Args:
         path: the video file.
         num_threads: decoder threads (1 suits DataLoader workers on few cores; 0 = auto).
-        decoder: ``"decord"`` (a `decord.VideoReader`) or ``"torchcodec"`` (a `TorchCodecReader`).
+        decoder: ``"pyav"`` (a `PyAVReader`, or a `decord.VideoReader` for the files it hands to
+            decord), ``"decord"`` (a `decord.VideoReader`) or ``"torchcodec"`` (a
+            `TorchCodecReader`).
 
     Returns:
         A reader with ``len(reader) >= 1``, for `get_frames`.
@@ -145,6 +153,8 @@ def open_video(path: str | Path, *, num_threads: int = 1, decoder: str = "decord
     try:
         if decoder == "torchcodec":
             reader = TorchCodecReader(str(path), num_threads)
+        elif decoder == "pyav":
+            reader = open_pyav(str(path), num_threads)
         else:
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
     except Exception as exc:  # RuntimeError or DECORDError, depending on where it fails
@@ -200,7 +210,7 @@ def get_frames(reader: Any, indices: np.ndarray, *, path: str | Path) -> np.ndar
 
 
 def read_frames(path: str | Path, indices: np.ndarray, *, num_threads: int = 1,
-                decoder: str = "decord") -> np.ndarray:
+                decoder: str = "pyav") -> np.ndarray:
     """Open a video and decode only the given frames: uint8 (T, H, W, 3).
 
     Raises:
@@ -275,7 +285,7 @@ class DecodedFramesCache:
         self.nbytes += frames.nbytes
 
     @classmethod
-    def shared(cls, max_bytes: int, decoder: str = "decord") -> DecodedFramesCache:
+    def shared(cls, max_bytes: int, decoder: str = "pyav") -> DecodedFramesCache:
         """This process's cache of that budget and decoder, one for every dataset that asks (a
         trial's training set, its SDN masked set and its test-mode pass over the training split
         read the same clips). A pickled shared cache is, where it is unpickled, that process's
@@ -338,7 +348,7 @@ def read_clip(
     rng: np.random.Generator,
     *,
     num_threads: int = 1,
-    decoder: str = "decord",
+    decoder: str = "pyav",
     cache: DecodedFramesCache | None = None,
 ) -> SampledClip:
     """Open a video, sample frame indices from its length, decode each distinct frame once, in
@@ -355,7 +365,7 @@ def read_clip(
         sampler: a frame sampler (`dear_ray.data.sampling`), ``sampler(num_frames, rng)``.
         rng: the random generator the sampler draws from.
         num_threads: decoder threads.
-        decoder: ``"decord"`` or ``"torchcodec"`` (`open_video`).
+        decoder: ``"pyav"``, ``"decord"`` or ``"torchcodec"`` (`open_video`).
         cache: optional `DecodedFramesCache`: the distinct frames of the same (video, indices)
             come from it (the sampler draws from `rng` as without it, from the same frame count).
 
@@ -387,7 +397,7 @@ def read_sampled_clip(
     rng: np.random.Generator,
     *,
     num_threads: int = 1,
-    decoder: str = "decord",
+    decoder: str = "pyav",
     cache: DecodedFramesCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`read_clip` expanded: ``(frames, indices)``, uint8 ``(N, H, W, 3)`` in the sampler's order

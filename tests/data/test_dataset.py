@@ -237,8 +237,9 @@ def test_decoder_is_passed_to_the_reader(video_dir, monkeypatch):
         seen.append(kwargs["decoder"])
         return real(*args, **{**kwargs, "decoder": "decord"})
 
-    with pytest.raises(ValueError, match="unknown data.decoder 'pyav'; known: decord, torchcodec"):
-        train_dataset(video_dir, ["good/v_good.mp4"], decoder="pyav")
+    with pytest.raises(ValueError,
+                       match="unknown data.decoder 'opencv'; known: pyav, decord, torchcodec"):
+        train_dataset(video_dir, ["good/v_good.mp4"], decoder="opencv")
     monkeypatch.setattr(dataset_module, "read_clip", spy)
     monkeypatch.setattr(dataset_module, "check_decoder", lambda name: None)  # not installed: fine
     ds = train_dataset(video_dir, ["good/v_good.mp4"], decoder="torchcodec")

@@ -34,7 +34,8 @@ def test_decord_frames_are_its_batch_without_a_copy_and_outlive_it(good_video):
 
     idx = [0, 3, 3, 19, 7]
     expected = decord.VideoReader(str(good_video), num_threads=1).get_batch(idx).asnumpy()
-    clips = [get_frames(open_video(good_video), idx, path=good_video) for _ in range(3)]
+    clips = [get_frames(open_video(good_video, decoder="decord"), idx, path=good_video)
+             for _ in range(3)]
     gc.collect()  # the readers and batches are gone; the arrays keep decord's buffers
     junk = [decord.VideoReader(str(good_video)).get_batch(idx).asnumpy() for _ in range(3)]
     assert all(np.array_equal(c, expected) for c in clips) and len(junk) == 3
@@ -120,7 +121,7 @@ def test_zero_length_reader_is_a_decode_error(good_video, monkeypatch):
 
     monkeypatch.setattr(decord, "VideoReader", EmptyReader)
     with pytest.raises(VideoDecodeError, match="video has no frames"):
-        open_video(good_video)
+        open_video(good_video, decoder="decord")
 
 
 def _torchcodec_or_skip():

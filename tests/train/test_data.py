@@ -201,7 +201,7 @@ def test_uint8_handover_loaders_and_the_decoder_field(synth_root):
     jitter = _config(synth_root, **{"data.color_jitter": True})
     assert build_transform(jitter.data, test_mode=False, handover="uint8").handover == "float"
     assert build_transform(jitter.data, test_mode=True, handover="uint8").handover == "uint8"
-    assert cfg.data.decoder == "decord"
+    assert cfg.data.decoder == "pyav"
     ds = build_dataset(_config(synth_root, **{"data.decoder": "torchcodec"}), "val",
                        test_mode=True, num_classes=k) if _has_torchcodec() else None
     if ds is not None:
@@ -209,7 +209,7 @@ def test_uint8_handover_loaders_and_the_decoder_field(synth_root):
         assert torch.equal(ds[0]["clip"], build_dataset(cfg, "val", test_mode=True,
                                                         num_classes=k)[0]["clip"])
     with pytest.raises(ValueError, match="decoder"):
-        _config(synth_root, **{"data.decoder": "pyav"})
+        _config(synth_root, **{"data.decoder": "opencv"})
     import cv2
 
     threads = cv2.getNumThreads()
