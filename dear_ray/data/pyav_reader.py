@@ -8,9 +8,9 @@ What `PyAVReader` keeps equal to decord (decord 0.6 ``VideoReader``):
 
 - **Frame count and identity.** decord indexes a video by its packets: one frame per packet of
   the video stream, numbered in presentation-timestamp order. So does `PyAVReader`.
-- **Pixels.** The accepted files are h264 (`fast_path_refusal`). h264 decoding is exact: the
-  standard fixes every output sample, so any conforming decoder gives decord's pictures. The
-  sampled pictures are converted to RGB by FFmpeg's swscale at the same size, with the picture's
+- **Pixels.** The accepted files are h264 (`stream_refusal`, `packet_refusal`). h264 decoding
+  is exact: the standard fixes every output sample, so any conforming decoder gives decord's
+  pictures. The sampled pictures are converted to RGB by FFmpeg's swscale at the same size, with the picture's
   colour matrix and range, as decord's filter graph converts them.
 - **What is decoded.** A group of pictures is decoded forward from its key frame, as decord seeks
   to a frame. A packet whose picture is neither sampled nor used by another picture (a
