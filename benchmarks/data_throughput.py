@@ -329,7 +329,8 @@ def compare(conns: dict, clip: int, decoders: list[str]) -> list[str]:
 def run_path(path: str, paths: list[Path], args, ctx, tmp: str, decoders: list[str]) -> dict:
     spec = PATHS[path]
     plans = plans_of(paths, spec)
-    names = [BARE] + [f"VideoDataset {d}, {h} handover" for d in decoders for h in ("uint8", "float")]
+    names = [BARE] + [f"VideoDataset {d}, {h} handover"
+                      for d in decoders for h in ("uint8", "float")]
     names += ["VideoDataset pyav, float + ColorJitter handover"] if path == "train" else []
     conns, procs = {}, []
     peer, versions = start_peer(args.peers_venv, spec, plans, tmp)
@@ -360,8 +361,8 @@ def run_path(path: str, paths: list[Path], args, ctx, tmp: str, decoders: list[s
                 cpu[name][r] += c
     same = compare(conns, n - 1, decoders) if path == "test" else []
     steps = {}
-    for name in (MMACTION2, "VideoDataset pyav, uint8 handover", "VideoDataset pyav, float handover",
-                 "VideoDataset decord, uint8 handover", BARE):
+    for name in (MMACTION2, "VideoDataset pyav, uint8 handover",
+                 "VideoDataset pyav, float handover", "VideoDataset decord, uint8 handover", BARE):
         if name in conns:
             conns[name].send(("steps", rounds))
             steps[name] = conns[name].recv()

@@ -230,8 +230,9 @@ class DecodedFramesCache:
     Keyed by (video path, sampled frame indices); holds the uint8 frames exactly as the decoder
     returned them (`read_clip`: the distinct frames; read-only from then on, so nothing downstream
     can alter a cached clip), and each video's frame count, so a hit neither opens nor decodes the
-    file and a cached clip is bit for bit the decoded one. A clip larger than the whole budget is not kept. Pickling (a DataLoader
-    worker's copy of the dataset) keeps only the budget: every process fills its own cache.
+    file and a cached clip is bit for bit the decoded one. A clip larger than the whole budget is
+    not kept. Pickling (a DataLoader worker's copy of the dataset) keeps only the budget: every
+    process fills its own cache.
 
     Args:
         max_bytes: the budget for the frames (the frame counts are not counted).

@@ -10,8 +10,8 @@ What `PyAVReader` keeps equal to decord (decord 0.6 ``VideoReader``):
   the video stream, numbered in presentation-timestamp order. So does `PyAVReader`.
 - **Pixels.** The accepted files are h264 (`stream_refusal`, `packet_refusal`). h264 decoding
   is exact: the standard fixes every output sample, so any conforming decoder gives decord's
-  pictures. The sampled pictures are converted to RGB by FFmpeg's swscale at the same size, with the picture's
-  colour matrix and range, as decord's filter graph converts them.
+  pictures. The sampled pictures are converted to RGB by FFmpeg's swscale at the same size,
+  with the picture's colour matrix and range, as decord's filter graph converts them.
 - **What is decoded.** A group of pictures is decoded forward from its key frame, as decord seeks
   to a frame. A packet whose picture is neither sampled nor used by another picture (a
   non-reference picture, ``nal_ref_idc == 0``) is dropped before decoding: FFmpeg's
