@@ -55,13 +55,23 @@ def stream_refusal(stream: Any) -> str | None:
     return None
 
 
-def packet_refusal(packets: list[Any]) -> str | None:
-    """Why the packets (decode order) are not modelled, else None."""
-    if not packets or any(p.pts is None for p in packets):
-        return "packets without timestamps"
+def index_packets(packets: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(pts, order, keys)`` of packets in decode order: their int64 timestamps, the packet of
+    each frame (frame i is packet ``order[i]``) and the key packets' positions; None when a packet
+    has no timestamp."""
+    if any(p.pts is None for p in packets):
+        return None
     pts = np.array([p.pts for p in packets], dtype=np.int64)
     order = np.argsort(pts, kind="stable")
     keys = np.flatnonzero([p.is_keyframe for p in packets])
+    return pts, order, keys
+
+
+def packet_refusal(index: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> str | None:
+    """Why packets with this `index_packets` index are not modelled, else None."""
+    if index is None or index[0].size == 0:
+        return "packets without timestamps"
+    pts, order, keys = index
     if len(np.unique(pts)) != len(pts):
         return "repeated timestamps"
     if keys.size == 0 or keys[0] != 0 or order[0] != 0:
@@ -78,8 +88,8 @@ class PyAVReader:
     Args:
         container: an open PyAV input container (closed by `close`).
         stream: its video stream.
-        packets: the stream's packets in decode order (the ones with data), accepted by
-            `packet_refusal`.
+        packets: the stream's packets in decode order (the ones with data).
+        index: their `index_packets`, accepted by `packet_refusal`.
         path: the file, for decord when a batch is not as expected.
         num_threads: decoder threads (1: no threading).
 
@@ -87,13 +97,12 @@ class PyAVReader:
         fallbacks: batches decord decoded instead.
     """
 
-    def __init__(self, container: Any, stream: Any, packets: list[Any], path: str,
+    def __init__(self, container: Any, stream: Any, packets: list[Any],
+                 index: tuple[np.ndarray, np.ndarray, np.ndarray], path: str,
                  num_threads: int = 1) -> None:
         self._container, self._stream, self._packets = container, stream, packets
         self.path, self.num_threads = path, num_threads
-        self._pts = np.array([p.pts for p in packets], dtype=np.int64)
-        self._order = np.argsort(self._pts, kind="stable")  # frame i is packet _order[i]
-        self._keys = np.flatnonzero([p.is_keyframe for p in packets])
+        self._pts, self._order, self._keys = index
         ctx = stream.codec_context
         if num_threads == 1:
             ctx.thread_type, ctx.thread_count = "NONE", 1
@@ -194,8 +203,9 @@ def open_pyav(path: str, num_threads: int = 1) -> Any:
             stream = container.streams.best("video")
             if stream is not None and stream_refusal(stream) is None:
                 packets = [p for p in container.demux(stream) if p.size]
-                if packet_refusal(packets) is None:
-                    return PyAVReader(container, stream, packets, path, num_threads)
+                index = index_packets(packets)
+                if packet_refusal(index) is None:
+                    return PyAVReader(container, stream, packets, index, path, num_threads)
         except av.FFmpegError:
             pass
         container.close()
