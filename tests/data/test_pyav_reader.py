@@ -141,6 +141,8 @@ def test_a_batch_that_is_not_as_expected_is_decords(h264):
 
 
 def test_read_clip_is_the_same_with_either_decoder(h264):
+    assert isinstance(open_video(h264["groups_of_9"]), PyAVReader)  # the default
+    assert isinstance(open_video(h264["groups_of_9"], decoder="decord"), decord.VideoReader)
     sampler = SampleFrames(8, 2, 3, test_mode=True)
     a = read_clip(h264["groups_of_9"], sampler, None, decoder="pyav")
     b = read_clip(h264["groups_of_9"], sampler, None, decoder="decord")
